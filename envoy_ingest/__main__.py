@@ -1,0 +1,3 @@
+from envoy_ingest.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Talking to the gateway: transport, auth, firmware, capabilities."""

@@ -1,0 +1,304 @@
+"""Settings: a TOML file plus ``ENVOY_INGEST_*`` environment variables.
+
+Every key is documented with its default in ``settings.example.toml``; the
+keys are a contract other tools rely on. Environment variables override the
+file and nest with ``__`` (``ENVOY_INGEST_INFLUXDB__TOKEN``). Every secret can
+also be read from a file (``*_file`` keys) for Docker secrets and systemd
+credentials. A bad setting raises :class:`SettingsError` with one line naming
+the key and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from envoy_ingest.errors import SettingsError
+
+DEFAULT_CONFIG_PATHS = (Path("settings.toml"), Path("/etc/envoy-ingest/settings.toml"))
+ENV_PREFIX = "ENVOY_INGEST_"
+
+_FINGERPRINT_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _read_secret_file(path: str, key: str) -> SecretStr:
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read {key} {path!r}: {exc.strerror or exc}") from None
+    value = text.strip()
+    if not value:
+        raise ValueError(f"{key} {path!r} is empty")
+    return SecretStr(value)
+
+
+def _load_secret_files(model: BaseModel, names: tuple[str, ...]) -> None:
+    """For each ``name``, read ``name_file`` into ``name`` unless ``name`` is set."""
+    for name in names:
+        path = getattr(model, f"{name}_file")
+        if path is None:
+            continue
+        if getattr(model, name) is not None:
+            raise ValueError(f"set either {name} or {name}_file, not both")
+        object.__setattr__(model, name, _read_secret_file(path, f"{name}_file"))
+
+
+class GatewaySettings(_Section):
+    host: str = Field(min_length=1)
+    name: str | None = None
+    serial: str | None = None
+    username: Literal["envoy", "installer"] = "envoy"
+    password: SecretStr | None = None
+    password_file: str | None = None
+    token: SecretStr | None = None
+    token_file: str | None = None
+    enlighten_username: str | None = None
+    enlighten_password: SecretStr | None = None
+    enlighten_password_file: str | None = None
+    verify_tls: bool = False
+    tls_fingerprint: str | None = None
+    connect_timeout: float = Field(default=10.0, gt=0)
+    read_timeout: float = Field(default=45.0, gt=0)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if not v or " " in v:
+            raise ValueError("must be a host name, host:port or http(s)://host:port")
+        if "://" in v and not v.startswith(("http://", "https://")):
+            raise ValueError("scheme must be http:// or https://")
+        return v
+
+    @field_validator("tls_fingerprint")
+    @classmethod
+    def _fingerprint(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        norm = v.replace(":", "").replace(" ", "").lower()
+        if not _FINGERPRINT_RE.match(norm):
+            raise ValueError("must be the certificate's SHA-256 fingerprint: 64 hex digits")
+        return norm
+
+    @model_validator(mode="after")
+    def _secrets(self) -> GatewaySettings:
+        _load_secret_files(self, ("password", "token", "enlighten_password"))
+        if (self.enlighten_username is None) != (self.enlighten_password is None):
+            raise ValueError("enlighten_username and enlighten_password go together")
+        return self
+
+    @property
+    def label(self) -> str:
+        """How logs and messages name this gateway (never a secret)."""
+        return self.name or self.serial or self.host
+
+
+class FileSettings(_Section):
+    directory: Path = Path("./data")
+
+
+class StdoutSettings(_Section):
+    enabled: bool = False
+
+
+class ScheduleSettings(_Section):
+    totals_interval: float = Field(default=60.0, ge=1)
+    devices_interval: float = Field(default=300.0, ge=1)
+    jitter: float = Field(default=5.0, ge=0)
+
+
+class InfluxDBSettings(_Section):
+    url: str
+    api: Literal["v1", "v2"] = "v2"
+    # v2 (InfluxDB 2.x, Cloud, 3.x)
+    org: str | None = None
+    bucket: str | None = None
+    device_bucket: str | None = None
+    token: SecretStr | None = None
+    token_file: str | None = None
+    # v1 (InfluxDB 1.x)
+    database: str | None = None
+    device_database: str | None = None
+    retention_policy: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: str | None = None
+    verify_tls: bool = True
+    timeout: float = Field(default=10.0, gt=0)
+    gzip: bool = True
+    batch_size: int = Field(default=5000, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check(self) -> InfluxDBSettings:
+        _load_secret_files(self, ("token", "password"))
+        if self.api == "v2" and not self.bucket:
+            raise ValueError("bucket is required with api = 'v2'")
+        if self.api == "v1" and not self.database:
+            raise ValueError("database is required with api = 'v1'")
+        return self
+
+
+class SpoolSettings(_Section):
+    path: Path | None = None  # default: <state.directory>/spool.sqlite
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
+    dead_letter_path: Path | None = None  # default: <state.directory>/dead-letter.lp
+
+
+class EnlightenSettings(_Section):
+    login_url: str = "https://enlighten.enphaseenergy.com/login/login.json"
+    token_url: str = "https://entrez.enphaseenergy.com/tokens"
+    timeout: float = Field(default=30.0, gt=0)
+    verify_tls: bool = True
+
+
+def _default_state_dir() -> Path:
+    # systemd's StateDirectory= sets $STATE_DIRECTORY.
+    return Path(os.environ.get("STATE_DIRECTORY", "./state"))
+
+
+class StateSettings(_Section):
+    directory: Path = Field(default_factory=_default_state_dir)
+
+
+class HealthSettings(_Section):
+    enabled: bool = False
+    listen: str = "127.0.0.1:9842"
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    gateways: list[GatewaySettings] = Field(min_length=1)
+    file: FileSettings = FileSettings()
+    stdout: StdoutSettings = StdoutSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    influxdb: InfluxDBSettings | None = None
+    spool: SpoolSettings = SpoolSettings()
+    enlighten: EnlightenSettings = EnlightenSettings()
+    state: StateSettings = StateSettings()
+    health: HealthSettings = HealthSettings()
+    log: LogSettings = LogSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives through init kwargs (see load_settings); env wins over it.
+        return (env_settings, init_settings)
+
+    @property
+    def spool_path(self) -> Path:
+        return self.spool.path or self.state.directory / "spool.sqlite"
+
+    @property
+    def dead_letter_path(self) -> Path:
+        return self.spool.dead_letter_path or self.state.directory / "dead-letter.lp"
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line per problem, each naming the key, without echoing values (they may be secret)."""
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = tuple(p for p in err["loc"] if p not in {"function-after"})
+        key = _loc(loc) or "settings"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        msg = msg.removeprefix("Value error, ")
+        lines.append(f"{key}: {msg}")
+    return "\n".join(lines)
+
+
+def find_config(path: Path | None) -> Path | None:
+    """The settings file to read: ``path`` if given, else the first default that exists."""
+    if path is not None:
+        return path
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read settings from ``path`` (or a default location) and the environment.
+
+    ``overrides`` are merged over the file (used by the quick-start demo).
+    Raises :class:`SettingsError` with one line per problem.
+    """
+    data: dict[str, Any] = {}
+    config = find_config(path)
+    if config is not None:
+        try:
+            data = tomllib.loads(config.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SettingsError(f"{config}: settings file not found") from None
+        except OSError as exc:
+            raise SettingsError(f"{config}: cannot read ({exc.strerror or exc})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{config}: not valid TOML ({exc})") from None
+    if overrides:
+        data.update(overrides)
+    has_env_gateways = any(k.startswith(f"{ENV_PREFIX}GATEWAYS") for k in os.environ)
+    if config is None and not data.get("gateways") and not has_env_gateways:
+        where = " or ".join(str(p) for p in DEFAULT_CONFIG_PATHS)
+        raise SettingsError(
+            f"no settings file: pass -c/--config, or create {where} "
+            "(see settings.example.toml)"
+        )
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        prefix = f"{config}: " if config else ""
+        raise SettingsError(prefix + _describe(exc).replace("\n", "\n" + prefix)) from None
