@@ -210,7 +210,7 @@ class Settings(BaseSettings):
     influxdb: InfluxDBSettings | None = None
     spool: SpoolSettings = SpoolSettings()
     enlighten: EnlightenSettings = EnlightenSettings()
-    state: StateSettings = StateSettings()
+    state: StateSettings = Field(default_factory=StateSettings)
     health: HealthSettings = HealthSettings()
     log: LogSettings = LogSettings()
 

@@ -1,0 +1,199 @@
+"""The command line: ``envoy-ingest run | demo | discover | check | token | simulate``.
+
+Exit codes: 0 success; 1 a gateway or sink failed (``run --once``, ``check``);
+2 a bad setting or bad arguments (one clear line, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from envoy_ingest import __version__
+from envoy_ingest.errors import EnvoyIngestError, SettingsError
+from envoy_ingest.settings import Settings, load_settings
+
+log = logging.getLogger("envoy_ingest")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _common(parser: argparse.ArgumentParser, *, config: bool = True) -> None:
+    if config:
+        parser.add_argument(
+            "-c",
+            "--config",
+            type=Path,
+            metavar="FILE",
+            help="settings file (default: ./settings.toml, then /etc/envoy-ingest/settings.toml)",
+        )
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: [log].level, info)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="log line format (default: [log].format, text)",
+    )
+
+
+def _sim_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--family",
+        choices=["legacy", "modern"],
+        default="modern",
+        help="legacy: firmware < 7, http + digest auth; modern: firmware >= 7, https + JWT",
+    )
+    parser.add_argument("--inverters", type=int, default=16, help="number of microinverters")
+    parser.add_argument(
+        "--batteries", choices=["none", "acb", "iq"], default="iq", help="kind of battery"
+    )
+    parser.add_argument("--battery-count", type=int, default=2, help="number of batteries")
+    parser.add_argument(
+        "--cts", choices=["none", "1phase", "3phase"], default="1phase", help="current transformers"
+    )
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds added to every response"
+    )
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="compress time: the simulated clock runs this many times faster",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="envoy-ingest",
+        description="Poll Enphase Envoy / IQ Gateways and write their data to InfluxDB.",
+    )
+    parser.add_argument("--version", action="version", version=f"envoy-ingest {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="poll the configured gateways on schedule")
+    _common(p)
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="run every job once, deliver, and exit (0 ok, 1 if any gateway or delivery failed)",
+    )
+    p.add_argument(
+        "--summary", action="store_true", help="print one line per cycle with the main values"
+    )
+
+    p = sub.add_parser(
+        "demo",
+        help="run the built-in simulator and the worker together, writing to local files",
+        description="The quick start: a simulated gateway, the worker polling it, and "
+        "line-protocol files under --data. Ctrl-C stops both.",
+    )
+    _common(p, config=False)
+    _sim_options(p)
+    p.add_argument(
+        "--data", type=Path, default=Path("./data"), help="directory for the .lp files"
+    )
+    p.add_argument(
+        "--duration", type=float, default=None, help="stop after this many seconds (default: never)"
+    )
+
+    p = sub.add_parser(
+        "discover",
+        help="probe each gateway: firmware, serial, metering, CTs, every device and its status",
+    )
+    _common(p)
+
+    p = sub.add_parser(
+        "check",
+        help="validate settings, reach each gateway and the sink; non-zero exit on any failure",
+    )
+    _common(p)
+
+    p = sub.add_parser(
+        "token",
+        help="fetch or refresh the JWT of firmware >= 7 gateways now and show its expiry",
+    )
+    _common(p)
+    p.add_argument("--gateway", help="only this gateway (its name, serial or host)")
+    p.add_argument("--show", action="store_true", help="also print the token itself")
+
+    p = sub.add_parser("simulate", help="serve a simulated gateway (and Enphase cloud)")
+    _common(p, config=False)
+    _sim_options(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    p.add_argument("--serial", default="122238082690", help="the gateway's serial number")
+    p.add_argument(
+        "--fixture",
+        type=Path,
+        help="serve a recorded gateway directory (layout of shared/fixtures/envoy) instead",
+    )
+    return parser
+
+
+def _setup_logging(args: argparse.Namespace, settings: Settings | None) -> None:
+    from envoy_ingest.service.logging import setup_logging
+
+    level = args.log_level or (settings.log.level if settings else "info")
+    fmt = args.log_format or (settings.log.format if settings else "text")
+    setup_logging(level, fmt)
+    if settings is not None:
+        register_settings_secrets(settings)
+
+
+def register_settings_secrets(settings: Settings) -> None:
+    """Tell the log redactor every secret the settings hold."""
+    from envoy_ingest.service.logging import register_secret
+
+    for gw in settings.gateways:
+        for secret in (gw.password, gw.token, gw.enlighten_password):
+            if secret is not None:
+                register_secret(secret.get_secret_value())
+    if settings.influxdb is not None:
+        for secret in (settings.influxdb.token, settings.influxdb.password):
+            if secret is not None:
+                register_secret(secret.get_secret_value())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except SettingsError as exc:
+        for line in str(exc).splitlines():
+            print(f"envoy-ingest: settings error: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except EnvoyIngestError as exc:
+        print(f"envoy-ingest: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from envoy_ingest import commands
+
+    if args.command == "simulate":
+        _setup_logging(args, None)
+        return commands.simulate(args)
+    if args.command == "demo":
+        _setup_logging(args, None)
+        return asyncio.run(commands.demo(args))
+    settings = load_settings(args.config)
+    _setup_logging(args, settings)
+    if args.command == "run":
+        return asyncio.run(commands.run(settings, once=args.once, summary=args.summary))
+    if args.command == "discover":
+        return asyncio.run(commands.discover(settings))
+    if args.command == "check":
+        return asyncio.run(commands.check(settings))
+    if args.command == "token":
+        return asyncio.run(commands.token(settings, gateway=args.gateway, show=args.show))
+    raise AssertionError(args.command)  # argparse rejects unknown commands

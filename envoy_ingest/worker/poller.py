@@ -1,0 +1,147 @@
+"""One gateway's polling: connect, probe once, then fetch the planned endpoints,
+normalize them and hand the points to the sink.
+
+The poller holds the only state that crosses cycles: the gateway's identity,
+its capabilities (probed once; again when the firmware changes) and the latest
+device-job answers, which the totals normalizer may need (battery counts).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from envoy_ingest import normalize
+from envoy_ingest.envoy.capabilities import Capabilities, detect, probe_paths
+from envoy_ingest.envoy.client import EnvoyClient
+from envoy_ingest.envoy.firmware import GatewayInfo
+from envoy_ingest.errors import EnvoyIngestError, GatewayError
+from envoy_ingest.point import Point
+from envoy_ingest.service import metrics
+from envoy_ingest.settings import GatewaySettings
+from envoy_ingest.sink.base import Sink
+
+log = logging.getLogger(__name__)
+
+Job = Literal["totals", "devices"]
+
+# /info is re-read this often even when all goes well, to notice a firmware
+# update that happened without a failed poll (one cheap request an hour).
+INFO_RECHECK_SECONDS = 3600.0
+
+
+@dataclass(slots=True)
+class CycleResult:
+    """What one poll of one gateway produced (for the live summary and --once)."""
+
+    gateway: str
+    job: Job
+    ok: bool
+    points: list[Point] = field(default_factory=list)
+    error: str | None = None
+
+
+class GatewayPoller:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        client: EnvoyClient,
+        sink: Sink,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.sink = sink
+        self.clock = clock
+        self.info: GatewayInfo | None = None
+        self.caps: Capabilities | None = None
+        self.device_cache: dict[str, Any] = {}
+        self._info_checked = 0.0
+        self._reconnect = True
+
+    @property
+    def label(self) -> str:
+        return self.settings.label
+
+    @property
+    def serial(self) -> str | None:
+        if self.settings.serial:
+            return self.settings.serial
+        return self.info.serial if self.info else None
+
+    async def ensure_ready(self, deadline: float | None = None) -> Capabilities:
+        """Connect (``/info``) and probe when needed; re-probe when the firmware changed."""
+        now = self.clock()
+        if self._reconnect or self.info is None or now - self._info_checked > INFO_RECHECK_SECONDS:
+            info = await self.client.connect()
+            self._info_checked = now
+            self._reconnect = False
+            if self.info is not None and info.software != self.info.software:
+                log.warning(
+                    "%s: firmware changed from %s to %s; probing capabilities again",
+                    self.label,
+                    self.info.firmware,
+                    info.firmware,
+                )
+                self.caps = None
+                self.device_cache.clear()
+            self.info = info
+        if self.caps is None:
+            assert self.info is not None
+            probe = await self.client.fetch(probe_paths(self.info), deadline=deadline)
+            self.caps = detect(self.info, probe)
+            self.device_cache.update(
+                {k: v for k, v in probe.items() if k in self.caps.devices_paths}
+            )
+            log.info("%s: %s", self.label, self.caps.describe())
+        return self.caps
+
+    def _tag(self, points: Sequence[Point]) -> list[Point]:
+        serial = self.serial or "unknown"
+        return [p.with_tags(gateway=serial, site=self.settings.name) for p in points]
+
+    async def poll(self, job: Job, deadline: float | None = None) -> CycleResult:
+        """Run one cycle of ``job``; never raises for gateway trouble."""
+        started = self.clock()
+        try:
+            caps = await self.ensure_ready(deadline)
+            paths = caps.totals_paths if job == "totals" else caps.devices_paths
+            snap = await self.client.fetch(paths, deadline=deadline)
+            errors = dict(self.client.last_errors)
+            if paths and not snap:
+                detail = "; ".join(f"{p}: {r}" for p, r in errors.items())
+                raise GatewayError(f"no endpoint answered ({detail})")
+            for path, reason in errors.items():
+                log.warning("%s: %s failed: %s", self.label, path, reason)
+            now = int(self.clock())
+            if job == "totals":
+                points = normalize.totals({**self.device_cache, **snap}, caps, now)
+            else:
+                self.device_cache.update(snap)
+                points = normalize.devices(snap, caps, now)
+        except EnvoyIngestError as exc:
+            self._reconnect = True
+            metrics.record_poll(self.label, job, "error")
+            log.error("%s: %s poll failed: %s", self.label, job, exc)
+            return CycleResult(self.label, job, ok=False, error=str(exc))
+        tagged = self._tag(points)
+        if tagged:
+            self.sink.submit(tagged)
+            metrics.record_points(tagged)
+        metrics.record_poll(self.label, job, "ok")
+        metrics.last_success(self.label, self.clock())
+        log.debug(
+            "%s: %s poll wrote %d points in %.2f s",
+            self.label,
+            job,
+            len(tagged),
+            self.clock() - started,
+        )
+        return CycleResult(self.label, job, ok=True, points=tagged)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

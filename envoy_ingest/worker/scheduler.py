@@ -1,0 +1,150 @@
+"""The worker: APScheduler's asyncio scheduler with one job per gateway and kind.
+
+Jobs coalesce and never overlap themselves (``max_instances=1``); a little
+jitter keeps many gateways from firing together. The two jobs of one gateway
+share a lock so the weak gateway never serves two of our requests at once,
+while different gateways poll independently: a failing one never stalls others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from envoy_ingest.envoy.client import EnvoyClient
+from envoy_ingest.envoy.tokens import TokenManager
+from envoy_ingest.service.health import HealthState, start_health_server
+from envoy_ingest.settings import Settings
+from envoy_ingest.sink import build_sink
+from envoy_ingest.sink.base import Sink
+from envoy_ingest.worker.poller import CycleResult, GatewayPoller, Job
+
+log = logging.getLogger(__name__)
+
+ResultCallback = Callable[[CycleResult], None]
+
+# How long `run --once` waits for the sink to deliver what it holds.
+ONCE_DRAIN_TIMEOUT = 60.0
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sink: Sink | None = None,
+        on_result: ResultCallback | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sink = sink if sink is not None else build_sink(settings)
+        self.tokens = TokenManager(settings)
+        self.on_result = on_result
+        self.health = HealthState()
+        self.pollers = [
+            GatewayPoller(gw, EnvoyClient(gw, self.tokens), self.sink) for gw in settings.gateways
+        ]
+        self._locks = {id(p): asyncio.Lock() for p in self.pollers}
+        self._stop = asyncio.Event()
+
+    def _interval(self, job: Job) -> float:
+        s = self.settings.schedule
+        return s.totals_interval if job == "totals" else s.devices_interval
+
+    async def poll(self, poller: GatewayPoller, job: Job) -> CycleResult:
+        """One cycle of one job of one gateway, within its interval."""
+        interval = self._interval(job)
+        async with self._locks[id(poller)]:
+            deadline = asyncio.get_running_loop().time() + interval * 0.9
+            result = await poller.poll(job, deadline=deadline)
+        if result.ok:
+            self.health.poll_succeeded(poller.label, job)
+        if self.on_result is not None:
+            self.on_result(result)
+        return result
+
+    async def run_once(self) -> int:
+        """Run every job once, deliver, and return the exit status (0 ok, 1 any failure)."""
+        await self.tokens.start()
+        try:
+
+            async def both(p: GatewayPoller) -> list[CycleResult]:
+                return [await self.poll(p, "totals"), await self.poll(p, "devices")]
+
+            results = await asyncio.gather(*(both(p) for p in self.pollers))
+            report = await self.sink.drain(ONCE_DRAIN_TIMEOUT)
+        finally:
+            await self._close()
+        failed = [r for rs in results for r in rs if not r.ok]
+        if report.pending:
+            log.error(
+                "%d points could not be delivered yet; they stay spooled for the next run",
+                report.pending,
+            )
+        return 1 if failed or report.pending else 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run_forever(self) -> None:
+        """Poll on schedule until SIGINT/SIGTERM or :meth:`stop`."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        health_server = None
+        if self.settings.health.enabled:
+            health_server = await start_health_server(self.settings.health.listen, self.health)
+        await self.sink.start()
+        await self.tokens.start()
+        scheduler = AsyncIOScheduler(event_loop=loop)
+        jitter = self.settings.schedule.jitter
+        now = datetime.now().astimezone()
+        for index, poller in enumerate(self.pollers):
+            for job in ("totals", "devices"):
+                interval = self._interval(job)
+                self.health.register_gateway(poller.label, job, interval)
+                # Start at once, staggered a little so gateways do not fire together.
+                first = now + timedelta(seconds=min(index * 0.5 + random.uniform(0, 1), 10))
+                scheduler.add_job(
+                    self.poll,
+                    "interval",
+                    args=[poller, job],
+                    seconds=interval,
+                    jitter=min(jitter, interval / 4) or None,
+                    coalesce=True,
+                    max_instances=1,
+                    misfire_grace_time=int(interval),
+                    next_run_time=first,
+                    id=f"{poller.label}:{job}",
+                    name=f"{job} {poller.label}",
+                )
+        scheduler.start()
+        self.health.scheduler_running(True)
+        log.info(
+            "polling %d gateway(s): totals every %gs, devices every %gs",
+            len(self.pollers),
+            self.settings.schedule.totals_interval,
+            self.settings.schedule.devices_interval,
+        )
+        try:
+            await self._stop.wait()
+        finally:
+            log.info("stopping")
+            self.health.scheduler_running(False)
+            scheduler.shutdown(wait=False)
+            if health_server is not None:
+                await health_server.close()
+            await self._close()
+
+    async def _close(self) -> None:
+        await self.tokens.aclose()
+        for p in self.pollers:
+            await p.aclose()
+        await self.sink.close()
