@@ -1,0 +1,303 @@
+"""What a gateway can tell us, decided once, and the requests that follow from it.
+
+Pure decision logic, no I/O: the worker fetches :func:`probe_paths` once at
+start (and again when the firmware changes), hands the answers to
+:func:`detect`, and from then on polls only :attr:`Capabilities.totals_paths`
+(every 60 s) and :attr:`Capabilities.devices_paths` (every 300 s).
+
+The gateway is a weak device (``/production.json`` takes 5 to 11 s on 8.x), so
+the totals job makes exactly one request a minute; everything a battery total
+needs beyond that comes from the latest answers of the devices job, which the
+worker merges into the totals snapshot (:attr:`Capabilities.totals_extra_paths`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from envoy_ingest.envoy.firmware import GatewayInfo
+
+Snapshot = Mapping[str, Any]
+"""Request path (exactly as requested) -> parsed JSON, or ``str`` for a non-JSON body.
+Endpoints that failed (401, 404, timeout) are absent."""
+
+BatteryKind = Literal["acb", "encharge"]
+ProductionSource = Literal["eim", "inverters", "api_v1"]
+
+PRODUCTION_JSON = "/production.json?details=1"
+API_V1_PRODUCTION = "/api/v1/production"
+API_V1_INVERTERS = "/api/v1/production/inverters"
+INVENTORY = "/inventory.json?deleted=1"
+METERS = "/ivp/meters"
+METERS_READINGS = "/ivp/meters/readings"
+ENSEMBLE_INVENTORY = "/ivp/ensemble/inventory"
+ENSEMBLE_POWER = "/ivp/ensemble/power"
+DEVICE_DATA = "/ivp/pdm/device_data"
+
+#: Firmware from which an ``imeter`` gateway without enabled CTs stops updating
+#: ``/api/v1/production``.
+API_V1_STALE_FROM = (8, 2, 4264)
+#: Firmware from which ``/ivp/ensemble/*`` exists (IQ batteries).
+ENSEMBLE_FROM = (5,)
+#: Firmware from which ``/ivp/pdm/device_data`` may exist (about 8.2; probing
+#: from 8.0 costs one 404 at start on the builds that lack it).
+DEVICE_DATA_FROM = (8,)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What :func:`detect` found. Frozen: a new probe makes a new one."""
+
+    firmware: tuple[int, ...] = ()
+    imeter: bool | None = None
+    #: ``/production.json?details=1`` answers JSON (3.9.36 answers HTML, some 401).
+    production_json: bool = False
+    #: ``/api/v1/production`` answers JSON with its ``wattHours*`` keys.
+    api_v1: bool = False
+    #: ``imeter`` without enabled CTs on >= 8.2.4264: ``/api/v1/production`` stalls.
+    api_v1_stale: bool = False
+    #: All three ``wattHours*`` of ``/api/v1/production`` were 0 at probe time.
+    api_v1_zero: bool = False
+    #: Where production comes from: the production CT (``eim`` entry), the
+    #: ``inverters`` entry of production.json, or ``/api/v1/production``.
+    production_source: ProductionSource | None = None
+    production_ct: bool = False
+    consumption_ct: bool = False
+    storage_ct: bool = False
+    #: ``eid`` of the enabled storage CT(s) in ``/ivp/meters``: readings are
+    #: matched by ``eid``, never by position (8.3 lists extra CTs).
+    storage_ct_eids: tuple[str, ...] = ()
+    #: Phases metered: from ``/ivp/meters`` (``phaseCount``), else the number of
+    #: non-zero ``lines`` in production.json; ``None`` when neither says.
+    phase_count: int | None = None
+    acb_count: int = 0
+    encharge_count: int = 0
+    #: ``/ivp/pdm/device_data`` lists the microinverters (see :func:`device_data_usable`).
+    device_data: bool = False
+
+    @property
+    def metered(self) -> bool:
+        """At least one CT measures (production or consumption)."""
+        return self.production_ct or self.consumption_ct
+
+    @property
+    def batteries(self) -> frozenset[BatteryKind]:
+        kinds: set[BatteryKind] = set()
+        if self.acb_count:
+            kinds.add("acb")
+        if self.encharge_count:
+            kinds.add("encharge")
+        return frozenset(kinds)
+
+    @property
+    def totals_paths(self) -> tuple[str, ...]:
+        """What the 60 s job fetches: one request."""
+        if self.production_source == "api_v1":
+            return (API_V1_PRODUCTION,)
+        if self.production_json:
+            return (PRODUCTION_JSON,)
+        return (API_V1_PRODUCTION,)  # nothing usable at probe time: the endpoint every firmware has
+
+    @property
+    def devices_paths(self) -> tuple[str, ...]:
+        """What the 300 s job fetches."""
+        paths: list[str] = []
+        # Microinverter watts come from device_data where usable; ACB watts only
+        # from /api/v1/production/inverters (devType 11).
+        if not self.device_data or self.acb_count:
+            paths.append(API_V1_INVERTERS)
+        paths.append(INVENTORY)  # provisioned / communicating / producing, ACB charge
+        if self.device_data:
+            paths.append(DEVICE_DATA)
+        if self.encharge_count:
+            paths += [ENSEMBLE_INVENTORY, ENSEMBLE_POWER]
+        if self.storage_ct:
+            paths.append(METERS_READINGS)
+        return tuple(paths)
+
+    @property
+    def totals_extra_paths(self) -> tuple[str, ...]:
+        """Devices-job answers that ``normalize.totals`` also reads when the worker
+        merges the latest of them into the totals snapshot: IQ battery count,
+        power and charge; the storage CT; the microinverter count where
+        production.json is not polled."""
+        extra: list[str] = []
+        if self.production_source == "api_v1":
+            extra.append(API_V1_INVERTERS)
+        if self.encharge_count:
+            extra += [ENSEMBLE_INVENTORY, ENSEMBLE_POWER]
+        if self.storage_ct:
+            extra.append(METERS_READINGS)
+        return tuple(extra)
+
+
+def probe_paths(info: GatewayInfo) -> list[str]:
+    """What to fetch once at start: at most five requests."""
+    paths = [PRODUCTION_JSON, API_V1_PRODUCTION]
+    if info.imeter is not False:  # older firmware does not say, and may have CTs (4.2.33)
+        paths.append(METERS)
+    if info.at_least(*ENSEMBLE_FROM):
+        paths.append(ENSEMBLE_INVENTORY)
+    if info.at_least(*DEVICE_DATA_FROM):
+        paths.append(DEVICE_DATA)
+    return paths
+
+
+def detect(info: GatewayInfo, probe: Snapshot) -> Capabilities:
+    """Decide what the gateway offers from the answers to :func:`probe_paths`."""
+    production = _mapping(probe.get(PRODUCTION_JSON))
+    production_json = production is not None and isinstance(production.get("production"), list)
+    pj: Mapping[str, Any] = production if production is not None and production_json else {}
+
+    enabled = _enabled_meters(probe.get(METERS))
+    types = {_text(m.get("measurementType")) for m in enabled}
+    eim_active = _active(_entry(pj.get("production"), "eim"))
+    production_ct = "production" in types or eim_active
+    consumption_ct = bool(types & {"net-consumption", "total-consumption"}) or any(
+        _active(e) for e in _dicts(pj.get("consumption"))
+    )
+    storage_eids = tuple(
+        str(m["eid"])
+        for m in enabled
+        if _text(m.get("measurementType")) == "storage" and m.get("eid") is not None
+    )
+
+    api = _mapping(probe.get(API_V1_PRODUCTION)) or {}
+    watt_hours = [v for k, v in api.items() if str(k).startswith("wattHours")]
+    api_v1 = bool(watt_hours)
+    api_v1_zero = api_v1 and all(_number(v) == 0 for v in watt_hours)
+    api_v1_stale = bool(info.imeter) and info.at_least(*API_V1_STALE_FROM) and not enabled
+
+    acb_count = _acb_count(pj)
+    source: ProductionSource | None
+    if production_json and (production_ct or consumption_ct or acb_count):
+        # production.json is polled anyway: one request gives everything.
+        source = "eim" if production_ct else "inverters"
+    elif api_v1 and not api_v1_stale and not api_v1_zero:
+        source = "api_v1"  # the only source of today / 7 days without a production CT
+    elif production_json:
+        source = "inverters"
+    elif api_v1:
+        source = "api_v1"  # stale or zero, but nothing else answers (3.x right after boot)
+    else:
+        source = None
+
+    return Capabilities(
+        firmware=info.version,
+        imeter=info.imeter,
+        production_json=production_json,
+        api_v1=api_v1,
+        api_v1_stale=api_v1_stale,
+        api_v1_zero=api_v1_zero,
+        production_source=source,
+        production_ct=production_ct,
+        consumption_ct=consumption_ct,
+        storage_ct=bool(storage_eids),
+        storage_ct_eids=storage_eids,
+        phase_count=_phase_count(enabled, pj),
+        acb_count=acb_count,
+        encharge_count=_encharge_count(probe.get(ENSEMBLE_INVENTORY)),
+        device_data=device_data_usable(probe.get(DEVICE_DATA)),
+    )
+
+
+def requests_per_hour(
+    caps: Capabilities, totals_interval: float = 60, devices_interval: float = 300
+) -> float:
+    """Requests one gateway receives per hour under the request plan."""
+    return (
+        len(caps.totals_paths) * 3600 / totals_interval
+        + len(caps.devices_paths) * 3600 / devices_interval
+    )
+
+
+def device_data_usable(body: Any) -> bool:
+    """``/ivp/pdm/device_data`` lists every microinverter: ``deviceCount`` below
+    ``deviceDataLimit`` and at least one active ``pcu`` with a serial."""
+    if not isinstance(body, Mapping):
+        return False
+    count, limit = _number(body.get("deviceCount")), _number(body.get("deviceDataLimit"))
+    if count is None or limit is None or count >= limit:
+        return False
+    return any(
+        isinstance(d, Mapping)
+        and d.get("devName") == "pcu"
+        and d.get("active") is True
+        and bool(d.get("sn"))
+        for d in body.values()
+    )
+
+
+# --- helpers -----------------------------------------------------------------
+
+
+def _mapping(value: Any) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) else None
+
+
+def _dicts(value: Any) -> list[Mapping[str, Any]]:
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str:
+    return value.strip().lower() if isinstance(value, str) else ""
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _active(entry: Mapping[str, Any] | None) -> bool:
+    return entry is not None and (_number(entry.get("activeCount")) or 0) > 0
+
+
+def _entry(entries: Any, type_: str) -> Mapping[str, Any] | None:
+    return next((e for e in _dicts(entries) if e.get("type") == type_), None)
+
+
+def _enabled_meters(body: Any) -> list[Mapping[str, Any]]:
+    """Enabled CTs of ``/ivp/meters`` (``[]`` or ``{"error": ...}`` where none)."""
+    return [m for m in _dicts(body) if _text(m.get("state")) == "enabled"]
+
+
+def _phase_count(enabled: list[Mapping[str, Any]], pj: Mapping[str, Any]) -> int | None:
+    counts = [int(n) for m in enabled if (n := _number(m.get("phaseCount")))]
+    if counts:
+        return max(counts)
+    entries = [*_dicts(pj.get("production")), *_dicts(pj.get("consumption"))]
+    live = [
+        sum(1 for line in _dicts(e.get("lines")) if any(_number(v) for v in line.values()))
+        for e in entries
+        if e.get("type") == "eim" and _active(e) and isinstance(e.get("lines"), list)
+    ]
+    if not live or max(live) == 0:
+        return None
+    return max(live)
+
+
+def _acb_count(pj: Mapping[str, Any]) -> int:
+    """ACB batteries: ``storage[0]`` with ``activeCount`` > 0 and a ``percentFull``
+    (some gateways report a count without it: not a working ACB)."""
+    storage = _dicts(pj.get("storage"))
+    if not storage or "percentFull" not in storage[0]:
+        return 0
+    return int(_number(storage[0].get("activeCount")) or 0)
+
+
+def _encharge_count(body: Any) -> int:
+    return sum(
+        len(_dicts(group.get("devices")))
+        for group in _dicts(body)
+        if group.get("type") == "ENCHARGE"
+    )

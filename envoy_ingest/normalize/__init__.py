@@ -1,0 +1,79 @@
+"""Pure functions from a gateway's answers to points: no I/O, never raise.
+
+``snapshot`` maps each request path (exactly as requested) to its parsed JSON,
+or to the text of a body that is not JSON; failed endpoints are absent. What
+cannot be read is left out: a value the gateway does not report is never
+written as 0. Normalizers add only the measurement's own tags (``flow``,
+``phase``, ``serial``, ``type``); the worker adds ``gateway`` and ``site``.
+
+What each field needs (docs/schema.md has the full contract):
+
+- ``totals``: the totals job's answer (``/production.json?details=1`` or
+  ``/api/v1/production``), plus, merged in by the worker, the latest devices-job
+  answers named by :attr:`Capabilities.totals_extra_paths`: IQ battery count,
+  power and charge (``/ivp/ensemble/inventory``, ``/ivp/ensemble/power``), the
+  storage CT (``/ivp/meters/readings``), and the microinverter count where
+  production.json is not polled (``/api/v1/production/inverters``).
+- ``devices``: the devices job's answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from envoy_ingest.envoy.capabilities import Capabilities
+from envoy_ingest.normalize import batteries, ct_readings, inverters, production
+from envoy_ingest.normalize._coerce import integer
+from envoy_ingest.point import FieldValue, Point
+
+__all__ = ["devices", "totals"]
+
+_PRODUCTION_FIELDS = (
+    "production_w",
+    "production_today_wh",
+    "production_7d_wh",
+    "production_lifetime_wh",
+)
+
+
+def totals(snapshot: Mapping[str, Any], caps: Capabilities, now: int) -> list[Point]:
+    """``enphase_system`` (one point) and ``enphase_meter`` (per flow and phase).
+
+    The system point's time is the latest ``readingTime`` of the production and
+    consumption entries it was built from (``now`` where the source has none,
+    e.g. ``/api/v1/production``). Nothing is written for a 3.x gateway reporting
+    all-zero production: it does that for a while after a reboot.
+    """
+    fields, times = production.system_fields(snapshot, caps)
+    if caps.firmware[:1] == (3,) and _all_zero(fields):
+        return []
+    body = production.production_json(snapshot)
+    inverters_entry = production.entries(body, caps).inverters or {}
+    count = integer(inverters_entry.get("activeCount"))
+    if count is None:
+        count = inverters.count(snapshot, caps)
+    if count is not None:
+        fields["inverters"] = count
+    fields.update(batteries.system_fields(body, snapshot))
+    time = max(times, default=now)
+    points: list[Point] = []
+    if fields:
+        points.append(Point("enphase_system", fields, time))
+    points += production.meter_points(snapshot, caps, time)
+    points += ct_readings.storage_points(snapshot, caps, time)
+    return points
+
+
+def devices(snapshot: Mapping[str, Any], caps: Capabilities, now: int) -> list[Point]:
+    """``enphase_inverter`` and ``enphase_battery``, one point per device, at the
+    device's own report time (``now`` where it has none)."""
+    return [
+        *inverters.inverter_points(snapshot, caps, now),
+        *batteries.battery_points(snapshot, now),
+    ]
+
+
+def _all_zero(fields: Mapping[str, FieldValue]) -> bool:
+    values = [fields[k] for k in _PRODUCTION_FIELDS if k in fields]
+    return bool(values) and all(v == 0 for v in values)

@@ -1,0 +1,105 @@
+"""Reading values out of gateway JSON without trusting it.
+
+Gateways send numbers as strings (some 8.3 builds), HTML where JSON was asked
+for, ``{"error": ...}`` instead of a list, and keys that come and go between
+firmware. Every reader here returns ``None`` for what it cannot read, so a
+normalizer leaves the field out instead of raising or writing 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+
+
+def number(value: Any) -> float | None:
+    """A finite float from an int, float or numeric string; ``None`` otherwise
+    (``bool`` is not a number here)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        result = float(value)
+    elif isinstance(value, str):
+        try:
+            result = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return result if math.isfinite(result) else None
+
+
+def integer(value: Any) -> int | None:
+    """An int from an integral number or numeric string (``"1781988156"``)."""
+    n = number(value)
+    return int(n) if n is not None and n.is_integer() else None
+
+
+def flag(value: Any) -> bool | None:
+    """A bool from ``true``/``false``, ``0``/``1`` or their string forms."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    return None
+
+
+def text(value: Any) -> str | None:
+    """A non-empty stripped string."""
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def report_time(value: Any) -> int | None:
+    """A gateway timestamp in whole seconds; 0 and negatives mean "never"."""
+    n = number(value)
+    return int(n) if n is not None and n > 0 else None
+
+
+def mapping(value: Any) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) else None
+
+
+def dicts(value: Any) -> list[Mapping[str, Any]]:
+    """The objects of a JSON list; ``[]`` for anything that is not a list."""
+    if not isinstance(value, list):
+        return []
+    return [v for v in value if isinstance(v, Mapping)]
+
+
+def path(value: Any, *keys: str | int) -> Any:
+    """``value[k1][k2]...`` through objects and lists, ``None`` where it breaks."""
+    for key in keys:
+        if isinstance(key, int) and isinstance(value, list) and -len(value) <= key < len(value):
+            value = value[key]
+        elif isinstance(key, str) and isinstance(value, Mapping):
+            value = value.get(key)
+        else:
+            return None
+    return value
+
+
+def put(fields: dict[str, Any], name: str, value: Any, divisor: float = 1.0) -> None:
+    """Set a float field when ``value`` reads as a number (``divisor`` converts
+    units, e.g. mV -> V); leave it out otherwise."""
+    n = number(value)
+    if n is not None:
+        fields[name] = n / divisor if divisor != 1.0 else n
+
+
+def serial(value: Any) -> str | None:
+    """A serial number: gateways send it as a string, a few as a number."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return text(value)
