@@ -83,4 +83,4 @@ def totals_snapshot(set_dir: Path, caps: Capabilities) -> dict[str, Any]:
 
 
 def devices_snapshot(set_dir: Path, caps: Capabilities) -> dict[str, Any]:
-    return snapshot(set_dir, caps.devices_paths)
+    return snapshot(set_dir, [*caps.devices_paths, *caps.devices_extra_paths])

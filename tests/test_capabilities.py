@@ -27,7 +27,7 @@ from envoy_ingest.envoy.firmware import GatewayInfo, parse_version
 from tests import fixtures_io as fx
 from tests.conftest import fixture_sets, require_fixtures
 
-ENSEMBLE = (ENSEMBLE_INVENTORY, ENSEMBLE_POWER)
+ENSEMBLE = (ENSEMBLE_INVENTORY,)
 PLAIN = (API_V1_INVERTERS, INVENTORY)
 
 
@@ -46,6 +46,7 @@ class Expected(NamedTuple):
 
 API = (API_V1_PRODUCTION,)
 PJ = (PRODUCTION_JSON,)
+PJ_IQ = (PRODUCTION_JSON, ENSEMBLE_POWER)  # IQ battery power every minute
 
 # What each recorded gateway is, read off its answers by hand.
 EXPECTED: dict[str, Expected] = {
@@ -57,23 +58,23 @@ EXPECTED: dict[str, Expected] = {
     "5.0.62": Expected("api_v1", False, False, None, 0, 0, False, API, PLAIN, 84),
     "7.3.130": Expected("eim", True, True, None, 0, 0, False, PJ, PLAIN, 84),
     "7.3.466_with_cts_3phase": Expected("eim", True, True, 3, 0, 0, False, PJ, PLAIN, 84),
-    "7.3.517": Expected("eim", True, True, None, 0, 3, False, PJ, PLAIN + ENSEMBLE, 108),
+    "7.3.517": Expected("eim", True, True, None, 0, 3, False, PJ_IQ, PLAIN + ENSEMBLE, 156),
     "7.6.114_without_cts": Expected("api_v1", False, False, None, 0, 0, False, API, PLAIN, 84),
     "7.6.175_with_cts": Expected("eim", True, True, 1, 0, 0, False, PJ, PLAIN, 84),
     "7.6.185_with_cts_and_battery_3t": Expected(
-        "eim", True, True, 1, 0, 1, False, PJ, PLAIN + ENSEMBLE, 108
+        "eim", True, True, 1, 0, 1, False, PJ_IQ, PLAIN + ENSEMBLE, 156
     ),
-    "8.1.41": Expected("eim", True, True, None, 0, 2, False, PJ, PLAIN + ENSEMBLE, 108),
+    "8.1.41": Expected("eim", True, True, None, 0, 2, False, PJ_IQ, PLAIN + ENSEMBLE, 156),
     "8.2.127_with_3cts_and_battery_split": Expected(
-        "eim", True, True, 2, 0, 5, False, PJ, (*PLAIN, *ENSEMBLE, METERS_READINGS), 120
+        "eim", True, True, 2, 0, 5, False, PJ_IQ, (*PLAIN, *ENSEMBLE, METERS_READINGS), 168
     ),
     "8.2.4264_metered_noct": Expected("inverters", False, False, None, 0, 0, False, PJ, PLAIN, 84),
     "8.2.4345_with_device_data": Expected(
         "eim", True, True, 1, 0, 0, True, PJ, (INVENTORY, DEVICE_DATA), 84
     ),
-    "8.2.4382_ACB": Expected("eim", True, True, 1, 3, 1, False, PJ, PLAIN + ENSEMBLE, 108),
+    "8.2.4382_ACB": Expected("eim", True, True, 1, 3, 1, False, PJ_IQ, PLAIN + ENSEMBLE, 156),
     "8.3.1598_collar": Expected(
-        "eim", True, True, 2, 0, 2, False, PJ, (*PLAIN, *ENSEMBLE, METERS_READINGS), 120
+        "eim", True, True, 2, 0, 2, False, PJ_IQ, (*PLAIN, *ENSEMBLE, METERS_READINGS), 168
     ),
     "8.3.5169_ACB_inventory": Expected(
         "eim", True, True, 1, 2, 0, True, PJ, (*PLAIN, DEVICE_DATA), 96
@@ -104,9 +105,10 @@ def test_detect_on_recorded_gateway(name: str) -> None:
     assert caps.totals_paths == want.totals
     assert caps.devices_paths == want.devices
     assert requests_per_hour(caps) == want.per_hour
-    # The totals job never makes more than one request a minute.
-    assert len(caps.totals_paths) == 1
-    assert requests_per_hour(caps) <= 60 + len(caps.devices_paths) * 12
+    # The totals job makes one request a minute, plus IQ battery power where there is some.
+    assert caps.totals_paths[1:] == ((ENSEMBLE_POWER,) if caps.encharge_count else ())
+    assert caps.devices_extra_paths == caps.totals_paths[1:]
+    assert ENSEMBLE_POWER not in caps.devices_paths
 
 
 @pytest.mark.parametrize("name", fixture_sets() or ["<missing>"])

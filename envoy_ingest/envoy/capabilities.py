@@ -6,9 +6,11 @@ start (and again when the firmware changes), hands the answers to
 (every 60 s) and :attr:`Capabilities.devices_paths` (every 300 s).
 
 The gateway is a weak device (``/production.json`` takes 5 to 11 s on 8.x), so
-the totals job makes exactly one request a minute; everything a battery total
-needs beyond that comes from the latest answers of the devices job, which the
-worker merges into the totals snapshot (:attr:`Capabilities.totals_extra_paths`).
+the totals job makes one request a minute (two with IQ batteries, whose power
+it also reads); what else a total needs (battery count and capacities) comes
+from the latest answers of the devices job, which the worker merges into the
+totals snapshot (:attr:`Capabilities.totals_extra_paths`), and the other way
+round (:attr:`Capabilities.devices_extra_paths`).
 """
 
 from __future__ import annotations
@@ -77,6 +79,33 @@ class Capabilities:
     #: ``/ivp/pdm/device_data`` lists the microinverters (see :func:`device_data_usable`).
     device_data: bool = False
 
+    def describe(self) -> str:
+        """One line for logs and ``discover``: what was found and what will be polled."""
+        ct = [
+            k
+            for k, on in (
+                ("production", self.production_ct),
+                ("consumption", self.consumption_ct),
+                ("storage", self.storage_ct),
+            )
+            if on
+        ]
+        parts = [
+            f"metering: {', '.join(ct) + ' CTs' if ct else 'no CTs'}"
+            + (f" ({self.phase_count} phase)" if self.phase_count else ""),
+            f"production from {self.production_source or 'nothing usable yet'}",
+        ]
+        if self.acb_count:
+            parts.append(f"{self.acb_count} AC batteries")
+        if self.encharge_count:
+            parts.append(f"{self.encharge_count} IQ batteries")
+        if self.device_data:
+            parts.append("device data")
+        parts.append(
+            f"totals: {' '.join(self.totals_paths)}; devices: {' '.join(self.devices_paths)}"
+        )
+        return "; ".join(parts)
+
     @property
     def metered(self) -> bool:
         """At least one CT measures (production or consumption)."""
@@ -93,12 +122,14 @@ class Capabilities:
 
     @property
     def totals_paths(self) -> tuple[str, ...]:
-        """What the 60 s job fetches: one request."""
-        if self.production_source == "api_v1":
-            return (API_V1_PRODUCTION,)
-        if self.production_json:
-            return (PRODUCTION_JSON,)
-        return (API_V1_PRODUCTION,)  # nothing usable at probe time: the endpoint every firmware has
+        """What the 60 s job fetches: one request, and a second for IQ battery
+        power, which swings too fast to be read only every 5 minutes."""
+        if self.production_source == "api_v1" or not self.production_json:
+            # Also when nothing was usable at probe time: the endpoint every firmware has.
+            main = API_V1_PRODUCTION
+        else:
+            main = PRODUCTION_JSON
+        return (main, ENSEMBLE_POWER) if self.encharge_count else (main,)
 
     @property
     def devices_paths(self) -> tuple[str, ...]:
@@ -112,22 +143,28 @@ class Capabilities:
         if self.device_data:
             paths.append(DEVICE_DATA)
         if self.encharge_count:
-            paths += [ENSEMBLE_INVENTORY, ENSEMBLE_POWER]
+            paths.append(ENSEMBLE_INVENTORY)  # power: see devices_extra_paths
         if self.storage_ct:
             paths.append(METERS_READINGS)
         return tuple(paths)
 
     @property
+    def devices_extra_paths(self) -> tuple[str, ...]:
+        """Totals-job answers that ``normalize.devices`` also reads when the worker
+        merges the latest of them into the devices snapshot: per-battery IQ power."""
+        return (ENSEMBLE_POWER,) if self.encharge_count else ()
+
+    @property
     def totals_extra_paths(self) -> tuple[str, ...]:
         """Devices-job answers that ``normalize.totals`` also reads when the worker
-        merges the latest of them into the totals snapshot: IQ battery count,
-        power and charge; the storage CT; the microinverter count where
-        production.json is not polled."""
+        merges the latest of them into the totals snapshot: IQ battery count and
+        capacities; the storage CT; the microinverter count where production.json
+        is not polled."""
         extra: list[str] = []
         if self.production_source == "api_v1":
             extra.append(API_V1_INVERTERS)
         if self.encharge_count:
-            extra += [ENSEMBLE_INVENTORY, ENSEMBLE_POWER]
+            extra.append(ENSEMBLE_INVENTORY)
         if self.storage_ct:
             extra.append(METERS_READINGS)
         return tuple(extra)

@@ -3,7 +3,9 @@ normalize them and hand the points to the sink.
 
 The poller holds the only state that crosses cycles: the gateway's identity,
 its capabilities (probed once; again when the firmware changes) and the latest
-device-job answers, which the totals normalizer may need (battery counts).
+answer of every endpoint, since each job's normalizer may also need a few of
+the other job's answers (``Capabilities.totals_extra_paths`` and
+``devices_extra_paths``: battery counts and capacities, IQ battery power).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class GatewayPoller:
         self.clock = clock
         self.info: GatewayInfo | None = None
         self.caps: Capabilities | None = None
-        self.device_cache: dict[str, Any] = {}
+        self.latest: dict[str, Any] = {}
         self._info_checked = 0.0
         self._reconnect = True
 
@@ -88,15 +90,13 @@ class GatewayPoller:
                     info.firmware,
                 )
                 self.caps = None
-                self.device_cache.clear()
+                self.latest.clear()
             self.info = info
         if self.caps is None:
             assert self.info is not None
             probe = await self.client.fetch(probe_paths(self.info), deadline=deadline)
             self.caps = detect(self.info, probe)
-            self.device_cache.update(
-                {k: v for k, v in probe.items() if k in self.caps.devices_paths}
-            )
+            self.latest.update(probe)
             log.info("%s: %s", self.label, self.caps.describe())
         return self.caps
 
@@ -117,12 +117,12 @@ class GatewayPoller:
                 raise GatewayError(f"no endpoint answered ({detail})")
             for path, reason in errors.items():
                 log.warning("%s: %s failed: %s", self.label, path, reason)
-            now = int(self.clock())
-            if job == "totals":
-                points = normalize.totals({**self.device_cache, **snap}, caps, now)
-            else:
-                self.device_cache.update(snap)
-                points = normalize.devices(snap, caps, now)
+            self.latest.update(snap)
+            extra = caps.totals_extra_paths if job == "totals" else caps.devices_extra_paths
+            merged = {p: self.latest[p] for p in extra if p in self.latest}
+            merged.update(snap)
+            normalizer = normalize.totals if job == "totals" else normalize.devices
+            points = normalizer(merged, caps, int(self.clock()))
         except EnvoyIngestError as exc:
             self._reconnect = True
             metrics.record_poll(self.label, job, "error")

@@ -42,9 +42,7 @@ def summarize(result: CycleResult) -> str:
     counts = Counter(p.measurement for p in result.points)
     inverters = [p for p in result.points if p.measurement == "enphase_inverter"]
     producing = sum(1 for p in inverters if p.fields.get("producing") is True)
-    power = sum(
-        v for p in inverters if isinstance(v := p.fields.get("power_w"), float)
-    )
+    power = sum(v for p in inverters if isinstance(v := p.fields.get("power_w"), float))
     line = (
         f"{stamp} {result.gateway} devices: {counts['enphase_inverter']} microinverters "
         f"({producing} producing, {power:,.0f} W)"
