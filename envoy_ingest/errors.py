@@ -50,6 +50,10 @@ class CloudError(TokenError):
     """The Enphase cloud answered with an error or did not answer."""
 
 
+class CloudLoginRefused(CloudError):
+    """Enlighten refused the e-mail address / password (not worth retrying soon)."""
+
+
 # --- sink side ----------------------------------------------------------------
 
 

@@ -1,0 +1,299 @@
+"""EnvoyClient: find the gateway, log in as its firmware wants, read endpoints.
+
+::
+
+    client = EnvoyClient(gw, tokens)
+    info = await client.connect()                 # https, else http; /info
+    snap = await client.fetch(paths, deadline=t)  # one request at a time
+    await client.aclose()
+
+Firmware < 7: digest auth (httpx sends it only after the gateway asks).
+Firmware >= 7: ``Authorization: Bearer <JWT>`` from the token manager, or the
+pasted ``token`` when there is none.
+
+Deadlines are event-loop times (``asyncio.get_running_loop().time() + seconds``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from envoy_ingest.envoy import transport as _transport
+from envoy_ingest.envoy.auth import GatewayDigestAuth, describe_digest, digest_auth
+from envoy_ingest.envoy.firmware import GatewayInfo, parse_info
+from envoy_ingest.envoy.tokens import TokenInfo, TokenManager, decode_token
+from envoy_ingest.errors import (
+    CertificateMismatch,
+    GatewayAuthError,
+    GatewayError,
+    GatewayResponseError,
+    GatewayUnreachable,
+    TokenError,
+)
+from envoy_ingest.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+CHECK_JWT = "/auth/check_jwt"
+
+
+def parse_body(response: httpx.Response, what: str) -> Any:
+    """JSON bodies decoded (``dict``/``list``); anything else is the text."""
+    text = response.text
+    is_json = "json" in response.headers.get("content-type", "").lower()
+    if is_json or text.lstrip()[:1] in ("{", "["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            if is_json:
+                raise GatewayResponseError(f"{what} answered JSON that does not parse") from None
+    return text
+
+
+class EnvoyClient:
+    def __init__(
+        self,
+        gw: GatewaySettings,
+        tokens: TokenManager | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        backoff: float = 1.0,
+    ) -> None:
+        self.gw = gw
+        self.tokens = tokens
+        self.backoff = backoff
+        self.base_url: str | None = None
+        self.scheme: str | None = None
+        self.info: GatewayInfo | None = None
+        self.last_errors: dict[str, str] = {}
+        self._http = _transport.build_client(gw, transport)
+        self._digest: GatewayDigestAuth | None = None
+        self._pasted: TokenInfo | None = None
+
+    def __repr__(self) -> str:
+        return f"EnvoyClient({self.gw.label!r}, base_url={self.base_url!r})"
+
+    @property
+    def label(self) -> str:
+        return self.gw.label
+
+    # --- connecting ----------------------------------------------------------------
+
+    async def connect(
+        self, *, deadline: float | None = None, authenticate: bool = True
+    ) -> GatewayInfo:
+        """Find the scheme, read ``/info``; on firmware >= 7 make sure a token is usable."""
+        forced, hostport = _transport.split_host(self.gw.host)
+        if forced:
+            schemes = [forced]
+            if forced == "http" and self.gw.tls_fingerprint:
+                log.warning("%s: tls_fingerprint is ignored: host forces http", self.label)
+        elif self.gw.tls_fingerprint:
+            schemes = ["https"]  # a pinned certificate makes no sense over http
+        else:
+            schemes = ["https", "http"]
+        failures: list[str] = []
+        for scheme in schemes:
+            base = f"{scheme}://{hostport}"
+            try:
+                response = await self._send(base + "/info", deadline=deadline)
+            except _transport.TransportFailure as exc:
+                failures.append(f"{scheme}: {exc.reason}")
+                continue
+            _transport.check_status(self.gw, "/info", response)
+            info = parse_info(response.text)
+            break
+        else:
+            hint = "check host and that the gateway is on the network"
+            if self.gw.tls_fingerprint and not forced:
+                hint += " (with tls_fingerprint set, only https is tried)"
+            raise GatewayUnreachable(
+                f"gateway {self.label}: no answer at {hostport} ({'; '.join(failures)}); {hint}"
+            )
+        self.base_url, self.scheme, self.info = base, scheme, info
+        self._digest = None
+        if self.gw.serial and self.gw.serial != info.serial:
+            log.warning(
+                "%s: the settings say serial %s but the gateway reports %s; using %s",
+                self.label,
+                self.gw.serial,
+                info.serial,
+                info.serial,
+            )
+        log.debug("%s: %s, firmware %s, serial %s", self.label, base, info.firmware, info.serial)
+        if authenticate and info.uses_jwt:
+            await self._token()
+        return info
+
+    def _require_info(self) -> tuple[str, GatewayInfo]:
+        if self.base_url is None or self.info is None:
+            raise GatewayError(f"gateway {self.label}: not connected (call connect() first)")
+        return self.base_url, self.info
+
+    async def _send(
+        self,
+        url: str,
+        *,
+        deadline: float | None = None,
+        headers: dict[str, str] | None = None,
+        auth: httpx.Auth | None = None,
+    ) -> httpx.Response:
+        return await _transport.send(
+            self._http,
+            self.gw,
+            url,
+            headers=headers,
+            auth=auth,
+            deadline=deadline,
+            backoff=self.backoff,
+        )
+
+    # --- tokens ----------------------------------------------------------------------
+
+    async def check_jwt(self, token: str, *, deadline: float | None = None) -> bool:
+        """Does the gateway accept ``token``? (``/auth/check_jwt``: 200 yes, 401/403 no)."""
+        base, _ = self._require_info()
+        response = await self._send(
+            base + CHECK_JWT, deadline=deadline, headers={"Authorization": f"Bearer {token}"}
+        )
+        if response.status_code in (401, 403):
+            return False
+        _transport.check_status(self.gw, CHECK_JWT, response)
+        return True
+
+    async def _token(self, deadline: float | None = None) -> str:
+        _, info = self._require_info()
+        if self.tokens is not None:
+
+            async def check(token: str) -> bool:
+                return await self.check_jwt(token, deadline=deadline)
+
+            return await self.tokens.token_for(self.gw, info.serial, check)
+        if self.gw.token is None:
+            raise TokenError(
+                f"gateway {self.label}: firmware {info.firmware} needs a token: set token "
+                "(or token_file), or enlighten_username and enlighten_password"
+            )
+        if self._pasted is None:
+            try:
+                self._pasted = decode_token(self.gw.token.get_secret_value(), "pasted")
+            except ValueError as exc:
+                raise TokenError(f"gateway {self.label}: the pasted token is {exc}") from None
+        return self._pasted.value
+
+    @property
+    def auth_description(self) -> str:
+        """How we log in, for ``check`` (never a secret)."""
+        if self.info is None:
+            return "not connected"
+        if not self.info.uses_jwt:
+            return describe_digest(self.gw)
+        if self.tokens is not None:
+            return self.tokens.describe(self.info.serial)
+        if self._pasted is not None:
+            return f"bearer token ({self._pasted.describe()})"
+        return "bearer token (none yet)"
+
+    # --- reading ---------------------------------------------------------------------
+
+    async def get(self, path: str, *, deadline: float | None = None) -> Any:
+        """One endpoint's parsed body. Raises GatewayAuthError / GatewayResponseError /
+        GatewayUnreachable (and TokenError when no token can be had)."""
+        if self.info is None:
+            await self.connect(deadline=deadline)
+        base, info = self._require_info()
+        url = base + path
+        if not info.uses_jwt:
+            if self._digest is None:
+                self._digest = digest_auth(self.gw, info.serial)
+            response = await self._send(url, deadline=deadline, auth=self._digest)
+            if response.status_code in (401, 403):
+                raise GatewayAuthError(
+                    f"gateway {self.label}: {path}: the gateway refused "
+                    f"{describe_digest(self.gw)} ({response.status_code}); check the "
+                    "gateway's username and password"
+                )
+        else:
+            response = await self._bearer_get(path, url, info, deadline)
+        _transport.check_status(self.gw, path, response)
+        return parse_body(response, f"gateway {self.label}: {path}")
+
+    async def _bearer_get(
+        self, path: str, url: str, info: GatewayInfo, deadline: float | None
+    ) -> httpx.Response:
+        token = await self._token(deadline)
+        response = await self._send(url, deadline=deadline, headers=_bearer(token))
+        if response.status_code == 401:
+            if self.tokens is None:
+                raise GatewayAuthError(
+                    f"gateway {self.label}: {path}: the gateway refused the pasted token "
+                    "(expired, revoked, or for another gateway): paste a new one"
+                )
+
+            async def check(candidate: str) -> bool:
+                return await self.check_jwt(candidate, deadline=deadline)
+
+            retry = await self.tokens.unauthorized(self.gw, info.serial, token, check)
+            log.info("%s: %s answered 401; retrying once", self.label, path)
+            response = await self._send(url, deadline=deadline, headers=_bearer(retry))
+            if response.status_code == 401:
+                if retry != token:
+                    self.tokens.rejected(info.serial, retry)
+                raise GatewayAuthError(
+                    f"gateway {self.label}: {path}: refused (401) again after re-validating "
+                    "the token; giving up for this cycle"
+                )
+            token = retry
+        if response.status_code == 403:
+            raise GatewayAuthError(
+                f"gateway {self.label}: {path}: forbidden (403) for this token's account type"
+            )
+        if self.tokens is not None and 200 <= response.status_code < 300:
+            self.tokens.accepted(info.serial, token)
+        return response
+
+    async def fetch(self, paths: Sequence[str], *, deadline: float | None = None) -> dict[str, Any]:
+        """Read ``paths`` one after the other (the gateway is weak).
+
+        Failed endpoints are absent from the result; :attr:`last_errors` says why.
+        Once the gateway stops answering, the remaining paths are not tried.
+        """
+        self.last_errors = {}
+        snapshot: dict[str, Any] = {}
+        for i, path in enumerate(paths):
+            try:
+                snapshot[path] = await self.get(path, deadline=deadline)
+            except CertificateMismatch:
+                raise
+            except (GatewayUnreachable, TokenError) as exc:
+                self.last_errors[path] = self._reason(exc, path)
+                for rest in paths[i + 1 :]:
+                    self.last_errors[rest] = "not tried: " + self.last_errors[path]
+                break
+            except GatewayError as exc:
+                self.last_errors[path] = self._reason(exc, path)
+        return snapshot
+
+    def _reason(self, exc: Exception, path: str) -> str:
+        text = str(exc)
+        for prefix in (f"gateway {self.label}: {path}: ", f"gateway {self.label}: "):
+            text = text.removeprefix(prefix)
+        return text
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> EnvoyClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -1,0 +1,659 @@
+"""The token manager (firmware >= 7): one JWT per gateway serial, kept usable.
+
+Where a token comes from: pasted (``token`` / ``token_file``), the on-disk
+cache (``<state>/tokens/<serial>.json``, mode 0600), or Enlighten
+(``enlighten_username`` / ``enlighten_password``, see enlighten.py).
+
+- A token from the cache or pasted is checked with ``/auth/check_jwt`` the first
+  time a client uses it; one fresh from Enlighten is trusted.
+- Fetched tokens are renewed in the background (never in a poll's path) once
+  the time left falls below ``min(30 days, lifetime / 10)``.
+- On a 401 the client calls :meth:`TokenManager.unauthorized`: re-validate,
+  refresh once if refused, retry once. A token fetched to replace a refused one
+  that is refused too counts as a cloud failure (backoff): never a loop.
+- Cloud failures back off exponentially with jitter up to 6 hours; the current
+  token stays in use while valid. One refresh at a time per Enlighten account.
+- Pasted tokens cannot be renewed: warnings at 30, 7 and 1 days before expiry.
+
+The token, passwords and session ids never appear in logs, messages or reprs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import jwt
+
+from envoy_ingest.envoy.enlighten import TOKEN_PAGE, EnlightenClient, Session
+from envoy_ingest.errors import (
+    CloudError,
+    CloudLoginRefused,
+    GatewayAuthError,
+    GatewayError,
+    MultiFactorAccount,
+    SettingsError,
+    TokenError,
+)
+from envoy_ingest.settings import GatewaySettings, Settings
+
+log = logging.getLogger(__name__)
+
+Validator = Callable[[str], Awaitable[bool]]
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+DAY = 86400.0
+MAX_REFRESH_AHEAD = 30 * DAY
+WARN_DAYS = (30, 7, 1)
+BACKOFF_BASE = 60.0
+BACKOFF_CAP = 6 * 3600.0
+SESSION_REUSE = 300.0  # one Enlighten login serves the account's gateways for a while
+MAX_IDLE = 3600.0  # the background task wakes at least this often
+MIN_SLEEP = 0.5
+REASON_REFUSED = "the gateway refused the current one"
+
+
+# --- what a token says ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    value: str = field(repr=False)
+    expires: float
+    issued: float | None
+    user: str  # "owner", "installer", or what the token says
+    source: str  # "pasted", "cached" or "Enlighten"
+
+    def lifetime(self, obtained: float) -> float:
+        return self.expires - (self.issued if self.issued is not None else obtained)
+
+    def refresh_ahead(self, obtained: float) -> float:
+        """Renew when less than this is left: ``min(30 days, lifetime / 10)``."""
+        return min(MAX_REFRESH_AHEAD, max(self.lifetime(obtained), 0.0) / 10)
+
+    @property
+    def expiry_text(self) -> str:
+        return datetime.fromtimestamp(self.expires, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+    def describe(self) -> str:
+        origin = "from Enlighten" if self.source == "Enlighten" else self.source
+        return f"{self.user}, expires {self.expiry_text}, {origin}"
+
+
+def decode_token(value: str, source: str) -> TokenInfo:
+    """Read ``exp``, ``iat`` and ``enphaseUser`` without checking the signature.
+
+    Raises ``ValueError`` with a reason that never contains the token.
+    """
+    try:
+        claims = jwt.decode(value, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise ValueError(f"not a valid JWT ({type(exc).__name__})") from None
+    exp = claims.get("exp")
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        raise ValueError("the token has no expiry (exp claim)")
+    iat = claims.get("iat")
+    issued = float(iat) if isinstance(iat, int | float) and not isinstance(iat, bool) else None
+    user = claims.get("enphaseUser")
+    return TokenInfo(value, float(exp), issued, str(user) if user else "unknown", source)
+
+
+def _in(seconds: float) -> str:
+    if seconds >= 2 * DAY:
+        return f"{seconds / DAY:.0f} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.0f} hours"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{max(seconds, 0):.0f} s"
+
+
+# --- state ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Account:
+    username: str
+    password: str = field(repr=False)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    failures: int = 0
+    retry_at: float = 0.0
+    last_error: str | None = None
+    session: Session | None = field(default=None, repr=False)
+    session_at: float = 0.0
+
+
+@dataclass(slots=True)
+class _Entry:
+    serial: str
+    index: int  # in settings.gateways, for messages naming the key
+    gw: GatewaySettings
+    current: TokenInfo | None = None
+    obtained: float = 0.0
+    validated: bool = False  # the gateway accepted it (check_jwt or a request)
+    refused: bool = False  # the gateway refused it
+    replaces_refused: bool = False  # fetched because the gateway refused the previous one
+
+    @property
+    def where(self) -> str:
+        return f"gateways[{self.index}] ({self.gw.label})"
+
+
+class TokenManager:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+        cloud_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._sleep = sleep
+        self._rng = rng
+        self.cloud = EnlightenClient(settings.enlighten, transport=cloud_transport)
+        self.cache_dir = settings.state.directory / "tokens"
+        self._entries: dict[str, _Entry] = {}
+        self._accounts: dict[str, _Account] = {}
+        self._pasted: dict[int, TokenInfo] = {}
+        self._warned: dict[int, set[float]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        for i, gw in enumerate(settings.gateways):
+            if gw.token is not None:
+                try:
+                    self._pasted[i] = decode_token(gw.token.get_secret_value(), "pasted")
+                except ValueError as exc:
+                    raise SettingsError(
+                        f"gateways[{i}].token: {exc}; paste the whole token from {TOKEN_PAGE}"
+                    ) from None
+            if gw.enlighten_username and gw.enlighten_password is not None:
+                self._accounts.setdefault(
+                    gw.enlighten_username,
+                    _Account(gw.enlighten_username, gw.enlighten_password.get_secret_value()),
+                )
+
+    # --- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load what is known and start renewing in the background."""
+        for i, gw in enumerate(self.settings.gateways):
+            if gw.serial and (i in self._pasted or self._account(gw)):
+                self._entry(gw, gw.serial)
+        if self._task is None and (self._pasted or self._accounts):
+            self._task = asyncio.create_task(self._run(), name="token-refresh")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    # --- what the client calls -----------------------------------------------
+
+    async def token_for(self, gw: GatewaySettings, serial: str, check: Validator) -> str:
+        """A token for ``serial`` the gateway should accept (fast when one is known)."""
+        entry = self._entry(gw, serial)
+        tok = entry.current
+        acct = self._account(gw)
+        # A refused token is replaced when it can be; a pasted one is checked again.
+        if tok is not None and tok.expires > self.clock() and (not entry.refused or acct is None):
+            if entry.validated:
+                return tok.value
+            if await check(tok.value):
+                entry.validated, entry.refused = True, False
+                log.info("%s: the gateway accepts the %s token", entry.where, tok.source)
+                return tok.value
+            return await self._refused(entry, tok)
+        if acct is None:
+            raise self._no_token(entry)
+        await self._refresh(entry, seen=tok, reason="no usable token")
+        assert entry.current is not None
+        return entry.current.value
+
+    async def unauthorized(
+        self, gw: GatewaySettings, serial: str, token: str, check: Validator
+    ) -> str:
+        """The gateway answered 401 to ``token``: the token to retry with, once."""
+        entry = self._entry(gw, serial)
+        tok = entry.current
+        if tok is not None and tok.value != token and not entry.refused:
+            return tok.value  # renewed meanwhile
+        if await check(token):
+            entry.validated = True
+            return token
+        if tok is None or tok.value != token:
+            raise GatewayAuthError(f"{entry.where}: the gateway refused the token")
+        return await self._refused(entry, tok)
+
+    def accepted(self, serial: str, token: str) -> None:
+        """A request with ``token`` succeeded."""
+        entry = self._entries.get(serial)
+        if entry is None or entry.current is None or entry.current.value != token:
+            return
+        if entry.replaces_refused and (acct := self._account(entry.gw)) is not None:
+            acct.failures, acct.retry_at, acct.last_error = 0, 0.0, None
+        entry.validated, entry.replaces_refused, entry.refused = True, False, False
+
+    def rejected(self, serial: str, token: str) -> None:
+        """The retry after a refresh got a 401 too: stop using ``token``."""
+        entry = self._entries.get(serial)
+        if entry is None or entry.current is None or entry.current.value != token:
+            return
+        entry.refused, entry.validated = True, False
+        acct = self._account(entry.gw)
+        if acct is not None and entry.replaces_refused:
+            self._failed(acct, "the gateway refused a token fetched moments before")
+        self._wake.set()
+
+    def describe(self, serial: str) -> str:
+        """For ``check``: what authenticates us (never the token)."""
+        entry = self._entries.get(serial)
+        if entry is None or entry.current is None:
+            return "bearer token (none yet)"
+        return f"bearer token ({entry.current.describe()})"
+
+    def seconds_until_expiry(self, serial: str) -> float | None:
+        entry = self._entries.get(serial)
+        if entry is not None and entry.current is not None:
+            return entry.current.expires - self.clock()
+        for i, gw in enumerate(self.settings.gateways):
+            if gw.serial == serial and i in self._pasted:
+                return self._pasted[i].expires - self.clock()
+        return None
+
+    # --- decisions -------------------------------------------------------------
+
+    def _account(self, gw: GatewaySettings) -> _Account | None:
+        return self._accounts.get(gw.enlighten_username or "")
+
+    def _index(self, gw: GatewaySettings) -> int:
+        for i, other in enumerate(self.settings.gateways):
+            if other is gw:
+                return i
+        for i, other in enumerate(self.settings.gateways):
+            if other == gw:
+                return i
+        raise ValueError(f"gateway {gw.label} is not in the settings")
+
+    def _entry(self, gw: GatewaySettings, serial: str) -> _Entry:
+        entry = self._entries.get(serial)
+        if entry is not None:
+            return entry
+        index = self._index(gw)
+        entry = _Entry(serial, index, gw)
+        now = self.clock()
+        candidates = [t for t in (self._pasted.get(index), self._load(entry)) if t is not None]
+        usable = [t for t in candidates if t.expires > now]
+        best = max(usable or candidates, key=lambda t: t.expires, default=None)
+        entry.current, entry.obtained = best, now
+        self._entries[serial] = entry
+        self._wake.set()
+        return entry
+
+    def _due(self, entry: _Entry, now: float) -> bool:
+        tok = entry.current
+        if tok is None or entry.refused:
+            return True
+        return tok.expires - now <= tok.refresh_ahead(entry.obtained)
+
+    def _no_token(self, entry: _Entry) -> TokenError | GatewayAuthError:
+        tok = entry.current
+        if tok is None:
+            return TokenError(
+                f"{entry.where}: firmware 7 or later needs a token: paste one from {TOKEN_PAGE} "
+                "as token (or token_file), or set enlighten_username and enlighten_password"
+            )
+        if entry.refused:
+            return GatewayAuthError(
+                f"{entry.where}: the gateway refuses the pasted token (expires "
+                f"{tok.expiry_text}); is it for this gateway's serial {entry.serial}? Paste a "
+                f"new one from {TOKEN_PAGE}, or set enlighten_username and enlighten_password"
+            )
+        return TokenError(
+            f"{entry.where}: the pasted token expired on {tok.expiry_text}; get a new one at "
+            f"{TOKEN_PAGE}, set it as token (or token_file) and restart, or set "
+            "enlighten_username and enlighten_password to have tokens fetched automatically"
+        )
+
+    async def _refused(self, entry: _Entry, tok: TokenInfo) -> str:
+        entry.refused, entry.validated = True, False
+        acct = self._account(entry.gw)
+        log.warning("%s: the gateway refuses the %s token", entry.where, tok.source)
+        if acct is None:
+            raise self._no_token(entry)
+        if entry.replaces_refused:
+            self._failed(acct, "the gateway refused a token fetched moments before")
+            raise GatewayAuthError(
+                f"{entry.where}: the gateway refused a new token from Enlighten too; "
+                f"next attempt in {_in(acct.retry_at - self.clock())}"
+            )
+        await self._refresh(entry, seen=tok, reason=REASON_REFUSED)
+        assert entry.current is not None
+        return entry.current.value
+
+    def _failed(self, acct: _Account, reason: str, *, permanent: bool = False) -> None:
+        acct.failures += 1
+        delay = BACKOFF_CAP
+        if not permanent:
+            delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (acct.failures - 1))
+            delay = delay / 2 + self._rng() * delay / 2
+        acct.retry_at = self.clock() + delay
+        acct.last_error = reason
+        acct.session = None
+
+    async def _refresh(
+        self, entry: _Entry, *, seen: TokenInfo | None, reason: str, force: bool = False
+    ) -> None:
+        """Fetch a new token for ``entry`` unless another task just did."""
+        acct = self._account(entry.gw)
+        assert acct is not None
+        async with acct.lock:
+            now = self.clock()
+            cur = entry.current
+            if cur is not seen and cur is not None and not entry.refused and cur.expires > now:
+                return
+            if not force and acct.retry_at > now:
+                keep = ""
+                if cur is not None and not entry.refused and cur.expires > now:
+                    keep = f"; the current token stays in use until {cur.expiry_text}"
+                raise TokenError(
+                    f"{entry.where}: no new token yet: the last attempt failed "
+                    f"({acct.last_error}); next attempt in {_in(acct.retry_at - now)}{keep}"
+                )
+            log.info("%s: fetching a token from Enlighten (%s)", entry.where, reason)
+            try:
+                if acct.session is None or now - acct.session_at > SESSION_REUSE:
+                    acct.session = await self.cloud.login(acct.username, acct.password)
+                    acct.session_at = now
+                value = await self.cloud.fetch_token(acct.session, entry.serial)
+                try:
+                    tok = decode_token(value, "Enlighten")
+                except ValueError as exc:
+                    raise CloudError(f"Enlighten answered a token that is {exc}") from None
+            except (CloudLoginRefused, MultiFactorAccount) as exc:
+                self._failed(acct, str(exc), permanent=True)
+                raise type(exc)(f"{entry.where}: {exc}") from None
+            except CloudError as exc:
+                self._failed(acct, str(exc))
+                raise CloudError(
+                    f"{entry.where}: {exc}; next attempt in {_in(acct.retry_at - self.clock())}"
+                ) from None
+            now = self.clock()
+            entry.current, entry.obtained = tok, now
+            entry.replaces_refused = entry.refused
+            entry.validated, entry.refused = True, False
+            if self._due(entry, now):
+                # A token that is due again at once must not start a loop.
+                self._failed(acct, "Enlighten answered a token that is about to expire")
+            elif not entry.replaces_refused:
+                # (after a refusal, the backoff ends only once the gateway accepts the new one)
+                acct.failures, acct.retry_at, acct.last_error = 0, 0.0, None
+            log.info(
+                "%s: new %s token from Enlighten, valid until %s",
+                entry.where,
+                tok.user,
+                tok.expiry_text,
+            )
+            self._save(entry, tok)
+            self._wake.set()
+
+    async def refresh_now(self, gw: GatewaySettings, serial: str) -> TokenInfo:
+        """Fetch a new token now, whatever the backoff (``envoy-ingest token``)."""
+        entry = self._entry(gw, serial)
+        if self._account(gw) is None:
+            raise TokenError(f"{entry.where}: set enlighten_username and enlighten_password")
+        await self._refresh(entry, seen=entry.current, reason="asked for", force=True)
+        assert entry.current is not None
+        return entry.current
+
+    def current(self, gw: GatewaySettings, serial: str) -> TokenInfo | None:
+        return self._entry(gw, serial).current
+
+    # --- background ------------------------------------------------------------
+
+    async def refresh_due(self) -> None:
+        """One pass: renew what is due (outside backoff) and warn about pasted tokens."""
+        for entry in list(self._entries.values()):
+            acct = self._account(entry.gw)
+            now = self.clock()
+            if acct is None or not self._due(entry, now) or acct.retry_at > now:
+                continue
+            try:
+                await self._refresh(entry, seen=entry.current, reason="renewing ahead of expiry")
+            except TokenError as exc:
+                tok = entry.current
+                if tok is not None and not entry.refused and tok.expires > self.clock():
+                    log.warning("%s; the current token stays in use", exc)
+                else:
+                    log.error("%s", exc)
+        self._warn_pasted(self.clock())
+
+    def _warn_pasted(self, now: float) -> None:
+        for i, tok in self._pasted.items():
+            gw = self.settings.gateways[i]
+            if self._account(gw) is not None:
+                continue  # renewed from Enlighten when it runs out
+            warned = self._warned.setdefault(i, set())
+            left = tok.expires - now
+            where = f"gateways[{i}] ({gw.label})"
+            if left <= 0:
+                if 0.0 not in warned:
+                    warned.add(0.0)
+                    log.error(
+                        "%s: the pasted token expired on %s; the gateway will refuse it. Get a "
+                        "new one at %s, set it as token (or token_file) and restart, or set "
+                        "enlighten_username and enlighten_password to fetch tokens automatically",
+                        where,
+                        tok.expiry_text,
+                        TOKEN_PAGE,
+                    )
+                continue
+            due = [d for d in WARN_DAYS if left <= d * DAY and d not in warned]
+            if due:
+                warned.update(d for d in WARN_DAYS if left <= d * DAY)
+                log.warning(
+                    "%s: the pasted token expires in %s (%s); get a new one at %s and set it "
+                    "as token (or token_file), or set enlighten_username and "
+                    "enlighten_password to fetch tokens automatically",
+                    where,
+                    _in(left),
+                    tok.expiry_text,
+                    TOKEN_PAGE,
+                )
+
+    def _next_wake(self, now: float) -> float:
+        times = [now + MAX_IDLE]
+        for entry in self._entries.values():
+            acct = self._account(entry.gw)
+            if acct is None:
+                continue
+            tok = entry.current
+            at = (
+                now
+                if tok is None or entry.refused
+                else tok.expires - tok.refresh_ahead(entry.obtained)
+            )
+            times.append(max(at, acct.retry_at))
+        for i, tok in self._pasted.items():
+            if self._account(self.settings.gateways[i]) is not None:
+                continue  # no warnings: renewed from Enlighten
+            warned = self._warned.get(i, set())
+            times += [tok.expires - d * DAY for d in WARN_DAYS if d not in warned]
+            if 0.0 not in warned:
+                times.append(tok.expires)
+        return min(times)
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.refresh_due()
+            except Exception as exc:  # never let the renewer die
+                log.error("token renewal failed: %s", type(exc).__name__)
+            now = self.clock()
+            delay = min(max(self._next_wake(now) - now, MIN_SLEEP), MAX_IDLE)
+            sleeper = asyncio.ensure_future(self._sleep(delay))
+            waker = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeper.cancel()
+                waker.cancel()
+
+    # --- disk cache --------------------------------------------------------------
+
+    def _path(self, serial: str) -> Path:
+        return self.cache_dir / f"{re.sub(r'[^A-Za-z0-9_-]', '_', serial)}.json"
+
+    def _load(self, entry: _Entry) -> TokenInfo | None:
+        acct = self._account(entry.gw)
+        path = self._path(entry.serial)
+        if acct is None or not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("enlighten_username") != acct.username:
+                return None
+            tok = decode_token(str(data["token"]), "cached")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning(
+                "%s: ignoring the token cache %s (%s)", entry.where, path, type(exc).__name__
+            )
+            return None
+        with contextlib.suppress(OSError):
+            path.chmod(0o600)
+        return tok
+
+    def _save(self, entry: _Entry, tok: TokenInfo) -> None:
+        acct = self._account(entry.gw)
+        path = self._path(entry.serial)
+        data = {
+            "serial": entry.serial,
+            "enlighten_username": acct.username if acct else None,
+            "token": tok.value,
+            "saved": int(self.clock()),
+        }
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.fchmod(fd, 0o600)
+                os.write(fd, json.dumps(data).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            dir_fd = os.open(self.cache_dir, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            log.warning(
+                "%s: cannot cache the token in %s (%s); it is kept in memory only",
+                entry.where,
+                self.cache_dir,
+                exc.strerror or type(exc).__name__,
+            )
+
+
+# --- the `token` command ------------------------------------------------------------
+
+
+def _select(settings: Settings, gateway: str | None) -> list[GatewaySettings]:
+    if gateway is None:
+        return list(settings.gateways)
+    chosen = [gw for gw in settings.gateways if gateway in {gw.name, gw.serial, gw.host, gw.label}]
+    if not chosen:
+        raise SettingsError(f"--gateway {gateway!r}: no gateway with that name, serial or host")
+    return chosen
+
+
+async def token_command(
+    settings: Settings,
+    gateway: str | None,
+    show: bool,
+    out: Callable[[str], None] = print,
+    *,
+    tokens: TokenManager | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> int:
+    """Fetch (or refresh) now and print each gateway's account type and expiry; 0 ok, 1 not.
+
+    The token itself is printed only with ``show``. ``tokens`` and ``transport``
+    are for tests.
+    """
+    from envoy_ingest.envoy.client import EnvoyClient
+
+    status = 0
+    manager = tokens if tokens is not None else TokenManager(settings)
+    for gw in _select(settings, gateway):
+        client = EnvoyClient(gw, None, transport=transport)
+        try:
+            serial = gw.serial
+            info = None
+            try:
+                info = await client.connect(authenticate=False)
+                serial = info.serial
+            except GatewayError as exc:
+                if serial is None:
+                    raise TokenError(
+                        f"{gw.label}: cannot read the serial number from the gateway ({exc}); "
+                        "set the gateway's serial"
+                    ) from None
+                out(f"{gw.label}: gateway not reachable ({exc}); fetching anyway")
+            has_creds = manager._account(gw) is not None
+            if info is not None and not info.uses_jwt and gw.token is None and not has_creds:
+                out(f"{gw.label}: firmware {info.firmware} uses digest auth: no token needed")
+                continue
+            if has_creds:
+                tok = await manager.refresh_now(gw, serial)
+            else:
+                current = manager.current(gw, serial)
+                if current is None:
+                    raise manager._no_token(manager._entry(gw, serial))
+                tok = current
+            left = tok.expires - manager.clock()
+            state = (
+                f"expires {tok.expiry_text} (in {_in(left)})"
+                if left > 0
+                else (f"EXPIRED on {tok.expiry_text}")
+            )
+            origin = "fetched from Enlighten now" if has_creds else "pasted; cannot be renewed"
+            out(f"{gw.label} ({serial}): {tok.user} token, {state}, {origin}")
+            if has_creds:
+                out(f"  cached in {manager._path(serial)}")
+            if info is not None and info.uses_jwt:
+                accepted = await client.check_jwt(tok.value)
+                out("  the gateway accepts it" if accepted else "  the gateway REFUSES it")
+                if not accepted:
+                    status = 1
+            if left <= 0:
+                status = 1
+            if show:
+                out(tok.value)
+        except (TokenError, GatewayError) as exc:
+            out(f"{gw.label}: FAILED: {exc}")
+            status = 1
+        finally:
+            await client.aclose()
+    return status

@@ -1,0 +1,305 @@
+"""HTTP to one gateway: where it listens, TLS (off or pinned), timeouts, retries.
+
+- ``host`` may be ``host``, ``host:port`` or ``http(s)://host:port``; a scheme
+  forces it, otherwise the client tries https then http (see client.py).
+- Gateways use self-signed certificates: verification is off unless
+  ``verify_tls``; ``tls_fingerprint`` pins the SHA-256 of the certificate, checked
+  on every new connection right after the TLS handshake, before a byte of HTTP
+  (so a token is never sent to an impostor).
+- Redirects are never followed. Dropped connections and 503 are retried with
+  exponential backoff while the caller's deadline allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import ssl
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import httpcore
+import httpx
+
+from envoy_ingest.errors import (
+    CertificateMismatch,
+    GatewayResponseError,
+    GatewayUnreachable,
+)
+from envoy_ingest.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+# Retried failures: the gateway dropped the connection, or said "try later".
+RETRY_STATUS = 503
+MAX_ATTEMPTS_WITHOUT_DEADLINE = 3
+MAX_ATTEMPTS = 8
+MAX_BACKOFF = 16.0
+# One connection at a time: the gateway is weak and we read it sequentially.
+LIMITS = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=10.0)
+
+
+def split_host(host: str) -> tuple[str | None, str]:
+    """``"https://10.0.0.5:8443"`` -> ``("https", "10.0.0.5:8443")``; no scheme -> ``None``."""
+    if "://" in host:
+        scheme, _, rest = host.partition("://")
+        return scheme.lower(), rest.rstrip("/")
+    return None, host.rstrip("/")
+
+
+def fingerprint(der: bytes) -> str:
+    """SHA-256 of a DER certificate as 64 lowercase hex digits."""
+    return hashlib.sha256(der).hexdigest()
+
+
+def gateway_ssl_context(verify: bool) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+# --- certificate pinning ---------------------------------------------------------
+
+
+class _PinnedStream(httpcore.AsyncNetworkStream):
+    """A TCP stream whose TLS upgrade checks the peer certificate's fingerprint."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream, expected: str, label: str) -> None:
+        self._inner = inner
+        self._expected = expected
+        self._label = label
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+    ) -> httpcore.AsyncNetworkStream:
+        tls = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        ssl_object = tls.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        actual = fingerprint(der) if der else None
+        if actual != self._expected:
+            await tls.aclose()
+            raise CertificateMismatch(
+                f"gateway {self._label}: the TLS certificate's SHA-256 fingerprint is "
+                f"{actual or 'unavailable'}, not the pinned tls_fingerprint {self._expected}; "
+                "if the gateway really got a new certificate (firmware update), "
+                "set tls_fingerprint to the new value"
+            )
+        return tls
+
+
+class _PinningBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, expected: str, label: str) -> None:
+        self._inner = httpcore.AnyIOBackend()
+        self._expected = expected
+        self._label = label
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _PinnedStream(stream, self._expected, self._label)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def gateway_transport(gw: GatewaySettings) -> httpx.AsyncBaseTransport:
+    """One connection at a time (the gateway is weak); pinned when ``tls_fingerprint``."""
+    ctx = gateway_ssl_context(gw.verify_tls)
+    transport = httpx.AsyncHTTPTransport(verify=ctx, trust_env=False, limits=LIMITS)
+    if gw.tls_fingerprint:
+        # httpx does not expose the network backend: rebuild its pool with ours.
+        transport._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ctx,
+            max_connections=LIMITS.max_connections,
+            max_keepalive_connections=LIMITS.max_keepalive_connections,
+            keepalive_expiry=LIMITS.keepalive_expiry,
+            http1=True,
+            http2=False,
+            network_backend=_PinningBackend(gw.tls_fingerprint, gw.label),
+        )
+    return transport
+
+
+def build_client(
+    gw: GatewaySettings, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=transport if transport is not None else gateway_transport(gw),
+        timeout=httpx.Timeout(gw.read_timeout, connect=gw.connect_timeout),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+# --- requests with retries --------------------------------------------------------
+
+
+class TransportFailure(GatewayUnreachable):
+    """No answer: ``reason`` says why without naming the gateway or path."""
+
+    def __init__(self, gw: GatewaySettings, path: str, reason: str) -> None:
+        super().__init__(f"gateway {gw.label}: {path}: {reason}")
+        self.reason = reason
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def _timeout(gw: GatewaySettings, deadline: float | None) -> httpx.Timeout:
+    if deadline is None:
+        return httpx.Timeout(gw.read_timeout, connect=gw.connect_timeout)
+    left = max(deadline - _now(), 0.01)
+    return httpx.Timeout(min(gw.read_timeout, left), connect=min(gw.connect_timeout, left))
+
+
+@contextlib.asynccontextmanager
+async def _within(deadline: float | None) -> AsyncIterator[None]:
+    if deadline is None:
+        yield
+    else:
+        async with asyncio.timeout_at(deadline):
+            yield
+
+
+def is_dropped(exc: Exception) -> bool:
+    """The gateway closed the connection without an answer ("Server disconnected")."""
+    return isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError)
+
+
+def describe_transport_error(exc: Exception) -> str:
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connection timed out"
+    if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout | httpx.PoolTimeout):
+        return "no answer in time"
+    if isinstance(exc, TimeoutError):
+        return "no answer before the end of this cycle"
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({text})"
+    if is_dropped(exc):
+        return f"connection dropped ({text})"
+    return text
+
+
+async def send(
+    client: httpx.AsyncClient,
+    gw: GatewaySettings,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    auth: httpx.Auth | None = None,
+    deadline: float | None = None,
+    backoff: float = 1.0,
+) -> httpx.Response:
+    """GET ``url``; retry dropped connections and 503 with backoff while time allows.
+
+    Returns the response, whatever its status (a 503 too, once retries run
+    out). Raises :class:`TransportFailure` (a :class:`GatewayUnreachable`) for
+    connect errors, timeouts and drops that persist, :class:`CertificateMismatch`
+    for a pinned certificate that does not match.
+    """
+    attempt = 0
+    max_attempts = MAX_ATTEMPTS if deadline is not None else MAX_ATTEMPTS_WITHOUT_DEADLINE
+    path = httpx.URL(url).raw_path.decode("ascii", "replace")
+    while True:
+        attempt += 1
+        if deadline is not None and deadline - _now() <= 0:
+            raise TransportFailure(gw, path, "no time left in this cycle")
+        failure: str
+        response: httpx.Response | None = None
+        try:
+            async with _within(deadline):
+                response = await client.get(
+                    url,
+                    headers=headers,
+                    auth=auth or httpx.USE_CLIENT_DEFAULT,
+                    timeout=_timeout(gw, deadline),
+                )
+                # The weak gateway gets no sessions from us: Bearer or digest only.
+                client.cookies.clear()
+        except CertificateMismatch:
+            raise
+        except httpx.TransportError as exc:
+            if not is_dropped(exc):
+                raise TransportFailure(gw, path, describe_transport_error(exc)) from None
+            failure = describe_transport_error(exc)
+        except TimeoutError:
+            raise TransportFailure(gw, path, describe_transport_error(TimeoutError())) from None
+        else:
+            if response.status_code != RETRY_STATUS:
+                return response
+            failure = "503 service unavailable"
+        delay = min(backoff * 2 ** (attempt - 1), MAX_BACKOFF)
+        out_of_time = deadline is not None and _now() + delay >= deadline
+        if attempt >= max_attempts or out_of_time:
+            if response is not None:
+                return response
+            raise TransportFailure(gw, path, f"{failure} ({attempt} attempts)")
+        log.debug("%s: %s: %s; retrying in %.1f s", gw.label, path, failure, delay)
+        await asyncio.sleep(delay)
+
+
+def check_status(gw: GatewaySettings, path: str, response: httpx.Response) -> None:
+    """Raise for answers that are not a usable 2xx (401/403 are handled by the caller)."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    if 300 <= status < 400:
+        where = response.headers.get("location", "?")
+        raise GatewayResponseError(
+            f"gateway {gw.label}: {path} answered {status}, a redirect to {where} "
+            "(not followed; usually a missing or refused login)"
+        )
+    reason = response.reason_phrase or ""
+    raise GatewayResponseError(f"gateway {gw.label}: {path} answered {status} {reason}".rstrip())
+
+
+# --- logging ------------------------------------------------------------------------
+
+
+class _RedactHeaders(logging.Filter):
+    """httpcore logs response headers at DEBUG (``Set-Cookie: sessionId=...``): drop them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        event, sep, _ = str(record.msg).partition(" ")
+        if sep and "headers" in event:
+            record.msg = f"{event} (headers not logged)"
+            record.args = ()
+        return True
+
+
+def install_log_redaction() -> None:
+    flt = _RedactHeaders()
+    for name in ("httpcore.http11", "httpcore.http2", "httpcore.connection", "httpcore.proxy"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactHeaders) for f in logger.filters):
+            logger.addFilter(flt)
+
+
+install_log_redaction()

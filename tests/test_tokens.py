@@ -1,0 +1,611 @@
+"""Token manager logic, fast: an in-process fake gateway and fake Enphase cloud
+(httpx.MockTransport) and a fake clock. The same flows over real HTTP against the
+simulator are in test_tokens_sim.py."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from envoy_ingest.envoy.client import EnvoyClient
+from envoy_ingest.envoy.tokens import (
+    BACKOFF_CAP,
+    DAY,
+    TokenManager,
+    decode_token,
+    token_command,
+)
+from envoy_ingest.errors import (
+    CloudError,
+    CloudLoginRefused,
+    GatewayAuthError,
+    MultiFactorAccount,
+    SettingsError,
+    TokenError,
+)
+from envoy_ingest.settings import Settings
+
+SERIAL = "122238082690"
+EMAIL = "owner@example.com"
+PASSWORD = "secret-password"
+SESSION = "session-0123456789abcdef"
+T0 = 1_800_000_000.0
+
+
+class FakeClock:
+    def __init__(self, t: float = T0) -> None:
+        self.t = t
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+        await asyncio.sleep(0)
+
+
+def make_token(clock: Callable[[], float], lifetime: float, user: str = "owner") -> str:
+    now = clock()
+    claims = {"exp": int(now + lifetime), "iat": int(now), "enphaseUser": user, "aud": SERIAL}
+    return jwt.encode(claims, "test-key-that-is-long-enough-for-hs256", algorithm="HS256")
+
+
+class FakeCloud:
+    """Enlighten login + Entrez tokens, issuing JWTs on the fake clock."""
+
+    def __init__(self, clock: Callable[[], float], lifetime: float = 365 * DAY) -> None:
+        self.clock = clock
+        self.lifetime = lifetime
+        self.mode = "ok"
+        self.login_calls = 0
+        self.token_calls = 0
+        self.issued: list[str] = []
+        self.token_times: list[float] = []
+        self.on_issue: Callable[[str], None] = lambda token: None
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/login.json"):
+            self.login_calls += 1
+            if self.mode == "timeout":
+                raise httpx.ReadTimeout("timed out", request=request)
+            if self.mode.startswith("http_"):
+                return httpx.Response(int(self.mode[5:]), text="<html>error</html>")
+            form = dict(x.split("=", 1) for x in request.content.decode().split("&"))
+            if self.mode == "wrong_password" or form.get("user%5Bpassword%5D") != PASSWORD:
+                return httpx.Response(401, json={"message": "Invalid email or password"})
+            if self.mode == "mfa":
+                return httpx.Response(200, json={"message": "success", "session_id": None})
+            return httpx.Response(200, json={"message": "success", "session_id": SESSION})
+        self.token_calls += 1
+        body = json.loads(request.content)
+        assert body == {"session_id": SESSION, "serial_num": SERIAL, "username": EMAIL}
+        token = make_token(self.clock, self.lifetime)
+        self.issued.append(token)
+        self.token_times.append(self.clock())
+        self.on_issue(token)
+        return httpx.Response(200, text=token)
+
+
+class FakeGateway:
+    """A firmware-7 gateway: /info, /auth/check_jwt, and JSON endpoints behind a Bearer."""
+
+    INFO = (
+        "<envoy_info><time>1</time><device><sn>{serial}</sn><pn>800-00654-r08</pn>"
+        "<software>D7.6.175</software><imeter>true</imeter></device>"
+        "<web-tokens>true</web-tokens></envoy_info>"
+    )
+
+    def __init__(self) -> None:
+        self.accepted: set[str] = set()
+        self.requests: list[tuple[str, str]] = []
+        self.refuse: dict[str, int] = {}  # path -> 401s to answer whatever the token
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        self.requests.append((request.url.scheme, path))
+        if path == "/info":
+            return httpx.Response(200, text=self.INFO.format(serial=SERIAL))
+        auth = request.headers.get("authorization", "")
+        ok = auth.startswith("Bearer ") and auth[7:] in self.accepted
+        if self.refuse.get(path):
+            self.refuse[path] -= 1
+            ok = False
+        if not ok:
+            return httpx.Response(401, text="<html>redirect to /home</html>")
+        if path == "/auth/check_jwt":
+            return httpx.Response(200, text="<!DOCTYPE html><h2>Valid token.</h2>")
+        return httpx.Response(200, json={"path": path})
+
+    def count(self, path: str) -> int:
+        return sum(1 for _, p in self.requests if p == path)
+
+
+def settings_for(tmp_path: Path, **gw: Any) -> Settings:
+    gateway = {"host": "envoy.local", **gw}
+    return Settings(
+        gateways=[gateway],
+        state={"directory": tmp_path / "state"},
+        enlighten={
+            "login_url": "https://cloud.test/login/login.json",
+            "token_url": "https://cloud.test/tokens",
+        },
+    )
+
+
+def creds() -> dict[str, Any]:
+    return {"enlighten_username": EMAIL, "enlighten_password": PASSWORD}
+
+
+class Rig:
+    """A manager, a client and their fakes, on one fake clock."""
+
+    def __init__(self, tmp_path: Path, lifetime: float = 365 * DAY, **gw: Any) -> None:
+        self.clock = FakeClock()
+        self.cloud = FakeCloud(self.clock, lifetime)
+        self.gateway = FakeGateway()
+        self.cloud.on_issue = self.gateway.accepted.add
+        self.settings = settings_for(tmp_path, **(gw or creds()))
+        self.tokens = self.manager()
+        self.client = EnvoyClient(
+            self.settings.gateways[0],
+            self.tokens,
+            transport=httpx.MockTransport(self.gateway.handler),
+        )
+
+    def manager(self) -> TokenManager:
+        return TokenManager(
+            self.settings,
+            clock=self.clock,
+            sleep=self.clock.sleep,
+            rng=lambda: 0.5,
+            cloud_transport=httpx.MockTransport(self.cloud.handler),
+        )
+
+    async def aclose(self) -> None:
+        await self.tokens.aclose()
+        await self.client.aclose()
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> Any:
+    r = Rig(tmp_path)
+    yield r
+    await r.aclose()
+
+
+# --- reading tokens ---------------------------------------------------------------
+
+
+def test_decode_reads_expiry_and_user_without_the_signature() -> None:
+    token = make_token(lambda: T0, 3600, user="installer")
+    info = decode_token(token, "pasted")
+    assert (info.expires, info.issued, info.user) == (T0 + 3600, T0, "installer")
+    assert token not in repr(info)
+    assert info.refresh_ahead(T0) == 360  # a tenth of an hour
+    year = decode_token(make_token(lambda: T0, 365 * DAY), "x")
+    assert year.refresh_ahead(T0) == 30 * DAY
+    assert decode_token(make_token(lambda: T0, 20), "x").refresh_ahead(T0) == 2
+
+
+@pytest.mark.parametrize("bad", ["not-a-jwt", "eyJhbGciOi.broken.token", "a.b"])
+def test_malformed_pasted_token_is_a_settings_error_naming_the_key(
+    tmp_path: Path, bad: str
+) -> None:
+    with pytest.raises(SettingsError) as err:
+        TokenManager(settings_for(tmp_path, token=bad))
+    assert "gateways[0].token" in str(err.value)
+    assert bad not in str(err.value)
+
+
+def test_pasted_token_without_expiry_is_rejected(tmp_path: Path) -> None:
+    token = jwt.encode({"enphaseUser": "owner"}, "k" * 32, algorithm="HS256")
+    with pytest.raises(SettingsError, match=r"gateways\[0\]\.token: the token has no expiry"):
+        TokenManager(settings_for(tmp_path, token=token))
+
+
+# --- fetching -----------------------------------------------------------------------
+
+
+async def test_login_and_token_fetch_then_bearer_requests(rig: Rig) -> None:
+    info = await rig.client.connect()
+    assert info.uses_jwt
+    assert (rig.cloud.login_calls, rig.cloud.token_calls) == (1, 1)
+    assert await rig.client.get("/api/v1/production") == {"path": "/api/v1/production"}
+    assert rig.client.auth_description.startswith("bearer token (owner, expires ")
+    assert "Enlighten" in rig.client.auth_description
+    left = rig.tokens.seconds_until_expiry(SERIAL)
+    assert left is not None and 364 * DAY < left <= 365 * DAY
+    # a fresh token from the cloud is trusted: no check_jwt
+    assert rig.gateway.count("/auth/check_jwt") == 0
+
+
+async def test_wrong_password_is_clear_and_not_retried_soon(rig: Rig) -> None:
+    rig.cloud.mode = "wrong_password"
+    with pytest.raises(CloudLoginRefused) as err:
+        await rig.client.connect()
+    assert "enlighten_password" in str(err.value) and PASSWORD not in str(err.value)
+    # the next cycles do not hammer Enlighten
+    for _ in range(3):
+        rig.clock.t += 60
+        with pytest.raises(TokenError, match="next attempt in 6 hours"):
+            await rig.client.connect()
+    await rig.tokens.refresh_due()
+    assert rig.cloud.login_calls == 1
+
+
+async def test_multi_factor_account_says_to_paste_a_token(rig: Rig) -> None:
+    rig.cloud.mode = "mfa"
+    with pytest.raises(MultiFactorAccount) as err:
+        await rig.client.connect()
+    text = str(err.value)
+    assert "multi-factor" in text and "entrez.enphaseenergy.com" in text and "token" in text
+    assert text.startswith("gateways[0] (envoy.local): ")
+    assert rig.cloud.token_calls == 0
+
+
+@pytest.mark.parametrize("mode", ["http_400", "http_403", "http_500", "http_503", "timeout"])
+async def test_cloud_errors_back_off_exponentially_with_jitter(rig: Rig, mode: str) -> None:
+    rig.cloud.mode = mode
+    with pytest.raises(CloudError) as err:
+        await rig.client.connect()
+    assert "next attempt in" in str(err.value)
+    expect = "timed out" if mode == "timeout" else f"answered {mode[5:]}"
+    assert expect in str(err.value)
+    attempts = [rig.clock.t]
+    # The background pass retries only when the backoff has run out.
+    for _ in range(400):
+        rig.clock.t += 30
+        before = rig.cloud.login_calls
+        await rig.tokens.refresh_due()
+        if rig.cloud.login_calls > before:
+            attempts.append(rig.clock.t)
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    # rng() = 0.5: 3/4 of 60, 120, 240, ... s, each rounded up to the next 30 s step
+    assert gaps[:5] == [60.0, 90.0, 180.0, 360.0, 720.0]
+    assert all(b >= a for a, b in itertools.pairwise(gaps))
+    assert len(attempts) < 12  # 3.3 hours of fake time: no hammering
+    # once the cloud is back, the next attempt succeeds and resets the backoff
+    rig.cloud.mode = "ok"
+    rig.clock.t += BACKOFF_CAP
+    await rig.tokens.refresh_due()
+    assert rig.tokens.seconds_until_expiry(SERIAL) is not None
+    await rig.client.connect()
+    assert await rig.client.get("/x") == {"path": "/x"}
+
+
+async def test_cloud_failure_keeps_the_current_token_in_use(rig: Rig) -> None:
+    rig.cloud.lifetime = 1000.0
+    await rig.client.connect()
+    rig.cloud.mode = "http_500"
+    rig.clock.t += 950  # due for renewal (less than 100 s left)
+    await rig.tokens.refresh_due()
+    assert rig.cloud.token_calls == 1
+    assert await rig.client.get("/x") == {"path": "/x"}  # still the old token, no cloud call
+    assert rig.cloud.login_calls == 2
+
+
+async def test_short_lived_token_is_renewed_ahead_of_expiry_without_a_loop(tmp_path: Path) -> None:
+    r = Rig(tmp_path, lifetime=20)
+    try:
+        await r.client.connect()
+        lefts: list[float] = []
+
+        def on_issue(token: str) -> None:
+            r.gateway.accepted.add(token)
+            left = r.tokens.seconds_until_expiry(SERIAL)  # of the token being replaced
+            assert left is not None
+            lefts.append(left)
+
+        r.cloud.on_issue = on_issue
+
+        for _ in range(200):  # 100 s of fake time in 0.5 s steps, polling each step
+            r.clock.t += 0.5
+            await r.tokens.refresh_due()
+            assert await r.client.get("/x") == {"path": "/x"}  # never a gap
+        # renewed about 2 s before each expiry, once per 18 s
+        assert all(1.5 <= left <= 2.0 for left in lefts), lefts
+        assert 5 <= r.cloud.token_calls - 1 <= 6
+        assert r.gateway.count("/auth/check_jwt") == 0
+    finally:
+        await r.aclose()
+
+
+async def test_background_task_sleeps_until_the_renewal_time(tmp_path: Path) -> None:
+    r = Rig(tmp_path, lifetime=20)
+    try:
+        await r.client.connect()
+        stop = asyncio.Event()
+
+        async def sleep(seconds: float) -> None:
+            await r.clock.sleep(seconds)
+            if r.clock.t > T0 + 100:
+                await stop.wait()
+
+        r.tokens._sleep = sleep
+        await r.tokens.start()
+        for _ in range(1000):
+            await asyncio.sleep(0)
+            if r.clock.t > T0 + 100:
+                break
+        await r.tokens.aclose()
+        assert r.clock.t > T0 + 100
+        assert 5 <= r.cloud.token_calls - 1 <= 6  # ~100 s / 18 s, not a loop
+        assert all(s >= 0.5 for s in r.clock.sleeps)
+    finally:
+        await r.aclose()
+
+
+async def test_refused_token_gets_one_refresh_and_one_retry(rig: Rig) -> None:
+    await rig.client.connect()
+    assert rig.cloud.token_calls == 1
+    rig.gateway.accepted.clear()  # the gateway rebooted and forgot the token
+    assert await rig.client.get("/x") == {"path": "/x"}
+    assert rig.cloud.token_calls == 2
+    assert rig.gateway.count("/auth/check_jwt") == 1
+    assert rig.gateway.count("/x") == 2  # the 401, then the retry
+
+
+async def test_gateway_refusing_every_token_is_no_loop(rig: Rig) -> None:
+    await rig.client.connect()
+    rig.cloud.on_issue = lambda token: None  # the gateway accepts nothing new
+    rig.gateway.accepted.clear()
+    with pytest.raises(GatewayAuthError, match="again after re-validating"):
+        await rig.client.get("/x")
+    assert rig.cloud.token_calls == 2
+    for _ in range(30):  # 30 more cycles, a minute apart
+        rig.clock.t += 60
+        await rig.tokens.refresh_due()
+        with pytest.raises((GatewayAuthError, TokenError)):
+            await rig.client.get("/x")
+    # backoff: 45 s, 90 s, 180 s, 360 s, 720 s ... -> a handful of calls in 30 min
+    assert rig.cloud.token_calls <= 7
+
+
+async def test_401_with_a_token_the_gateway_still_accepts_is_retried_once(rig: Rig) -> None:
+    await rig.client.connect()
+    rig.gateway.refuse["/x"] = 1
+    assert await rig.client.get("/x") == {"path": "/x"}
+    assert rig.cloud.token_calls == 1  # check_jwt said yes: no refresh
+    assert rig.gateway.count("/auth/check_jwt") == 1
+
+
+# --- cache ---------------------------------------------------------------------------
+
+
+async def test_cache_file_is_private_and_reused_after_restart(tmp_path: Path) -> None:
+    r = Rig(tmp_path)
+    await r.client.connect()
+    await r.aclose()
+    path = tmp_path / "state" / "tokens" / f"{SERIAL}.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp files
+    assert json.loads(path.read_text())["token"] == r.cloud.issued[0]
+
+    # restart: a new manager and client reuse it, validated once with check_jwt
+    r2 = Rig(tmp_path)
+    r2.gateway.accepted.add(r.cloud.issued[0])
+    await r2.client.connect()
+    assert await r2.client.get("/x") == {"path": "/x"}
+    assert (r2.cloud.login_calls, r2.cloud.token_calls) == (0, 0)
+    assert r2.gateway.count("/auth/check_jwt") == 1
+    assert "cached" in r2.client.auth_description
+    await r2.aclose()
+
+
+async def test_cached_token_refused_at_start_is_replaced(tmp_path: Path) -> None:
+    r = Rig(tmp_path)
+    await r.client.connect()
+    await r.aclose()
+    r2 = Rig(tmp_path)  # its gateway knows no token: as after a reboot
+    await r2.client.connect()
+    assert r2.cloud.token_calls == 1
+    assert r2.gateway.count("/auth/check_jwt") == 1
+    assert await r2.client.get("/x") == {"path": "/x"}
+    await r2.aclose()
+
+
+async def test_cache_of_another_account_or_garbage_is_ignored(tmp_path: Path) -> None:
+    cache = tmp_path / "state" / "tokens"
+    cache.mkdir(parents=True)
+    (cache / f"{SERIAL}.json").write_text("{not json")
+    r = Rig(tmp_path)
+    await r.client.connect()
+    assert r.cloud.token_calls == 1
+    await r.aclose()
+
+
+# --- pasted tokens ---------------------------------------------------------------------
+
+
+async def test_pasted_token_warnings_at_30_7_1_days_once_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    token = make_token(clock, 40 * DAY)
+    settings = settings_for(tmp_path, token=token)
+    tokens = TokenManager(settings, clock=clock, sleep=clock.sleep)
+    caplog.set_level(logging.WARNING, logger="envoy_ingest")
+    for _ in range(45 * 4):  # 45 days in 6-hour steps
+        await tokens.refresh_due()
+        clock.t += DAY / 4
+    messages = [r.getMessage() for r in caplog.records]
+    warnings = [m for m in messages if "expires in" in m]
+    assert len(warnings) == 3, warnings
+    assert "30 days" in warnings[0] and "7 days" in warnings[1] and "24 hours" in warnings[2]
+    expired = [m for m in messages if "expired on" in m]
+    assert len(expired) == 1
+    assert "entrez.enphaseenergy.com" in expired[0] and "token_file" in expired[0]
+    assert all(token not in m for m in messages)
+
+
+async def test_expired_pasted_token_says_what_to_do(tmp_path: Path) -> None:
+    clock = FakeClock()
+    token = make_token(lambda: T0 - 10 * DAY, DAY)
+    gateway = FakeGateway()
+    gateway.accepted.add(token)
+    settings = settings_for(tmp_path, token=token)
+    tokens = TokenManager(settings, clock=clock)
+    async with EnvoyClient(
+        settings.gateways[0], tokens, transport=httpx.MockTransport(gateway.handler)
+    ) as client:
+        with pytest.raises(TokenError, match=r"expired on .*get a new one at https://entrez"):
+            await client.connect()
+
+
+async def test_pasted_token_is_validated_once_and_used(tmp_path: Path) -> None:
+    clock = FakeClock()
+    token = make_token(clock, 300 * DAY)
+    gateway = FakeGateway()
+    gateway.accepted.add(token)
+    settings = settings_for(tmp_path, token=token, serial=SERIAL)
+    tokens = TokenManager(settings, clock=clock)
+    await tokens.start()
+    left = tokens.seconds_until_expiry(SERIAL)
+    assert left is not None and abs(left - 300 * DAY) < 2
+    async with EnvoyClient(
+        settings.gateways[0], tokens, transport=httpx.MockTransport(gateway.handler)
+    ) as client:
+        await client.connect()
+        for _ in range(3):
+            await client.get("/x")
+        assert gateway.count("/auth/check_jwt") == 1
+        assert "pasted" in client.auth_description
+        gateway.accepted.clear()
+        with pytest.raises(GatewayAuthError, match="refuses the pasted token"):
+            await client.get("/x")
+        with pytest.raises(GatewayAuthError, match="refuses the pasted token"):
+            await client.get("/x")  # checked again each cycle: one check_jwt, no data request
+        assert (gateway.count("/auth/check_jwt"), gateway.count("/x")) == (3, 4)
+        gateway.accepted.add(token)  # it was only the gateway starting up
+        assert await client.get("/x") == {"path": "/x"}
+    await tokens.aclose()
+
+
+# --- one refresh per account ---------------------------------------------------------------
+
+
+async def test_one_refresh_at_a_time_per_account(tmp_path: Path) -> None:
+    clock = FakeClock()
+    cloud = FakeCloud(clock)
+    gateway = FakeGateway()
+    cloud.on_issue = gateway.accepted.add
+    settings = settings_for(tmp_path, **creds())
+    tokens = TokenManager(settings, clock=clock, cloud_transport=httpx.MockTransport(cloud.handler))
+    clients = [
+        EnvoyClient(settings.gateways[0], tokens, transport=httpx.MockTransport(gateway.handler))
+        for _ in range(5)
+    ]
+    await asyncio.gather(*(c.connect() for c in clients))
+    assert cloud.token_calls == 1 and cloud.login_calls == 1
+    for c in clients:
+        await c.aclose()
+
+
+async def test_gateways_sharing_an_account_refresh_one_at_a_time(tmp_path: Path) -> None:
+    clock = FakeClock()
+    in_flight = {"now": 0, "max": 0}
+    serials: list[str] = []
+    cloud = FakeCloud(clock)
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        in_flight["now"] += 1
+        in_flight["max"] = max(in_flight["max"], in_flight["now"])
+        await asyncio.sleep(0.01)
+        in_flight["now"] -= 1
+        if request.url.path == "/tokens":
+            serials.append(json.loads(request.content)["serial_num"])
+            return httpx.Response(200, text=make_token(clock, 365 * DAY))
+        return cloud.handler(request)
+
+    settings = Settings(
+        gateways=[{"host": f"10.0.0.{i}", **creds()} for i in range(3)],
+        state={"directory": tmp_path},
+        enlighten={
+            "login_url": "https://c.test/login/login.json",
+            "token_url": "https://c.test/tokens",
+        },
+    )
+    tokens = TokenManager(settings, clock=clock, cloud_transport=httpx.MockTransport(handler))
+
+    async def accept(token: str) -> bool:
+        return True
+
+    await asyncio.gather(
+        *(tokens.token_for(gw, f"SERIAL{i}", accept) for i, gw in enumerate(settings.gateways))
+    )
+    assert in_flight["max"] == 1  # never two cloud calls at once for one account
+    assert sorted(serials) == ["SERIAL0", "SERIAL1", "SERIAL2"]
+    assert cloud.login_calls == 1  # the session serves the account's gateways
+
+
+async def test_renewal_never_happens_in_a_poll(rig: Rig) -> None:
+    rig.cloud.lifetime = 1000.0
+    await rig.client.connect()
+    rig.clock.t += 990  # due for renewal, still valid
+    for _ in range(3):
+        assert await rig.client.get("/x") == {"path": "/x"}
+    assert rig.cloud.token_calls == 1  # the background pass renews, not the poll
+    await rig.tokens.refresh_due()
+    assert rig.cloud.token_calls == 2
+
+
+@pytest.mark.parametrize("with_creds", [False, True])
+async def test_background_task_idles_with_a_long_token(tmp_path: Path, with_creds: bool) -> None:
+    clock = FakeClock()
+    gw: dict[str, Any] = {"token": make_token(clock, 20 * DAY), "serial": SERIAL}
+    if with_creds:
+        gw.update(creds())
+    stop = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        await clock.sleep(seconds)
+        if clock.t >= T0 + 10 * DAY:
+            await stop.wait()
+
+    tokens = TokenManager(settings_for(tmp_path, **gw), clock=clock, sleep=sleep)
+    await tokens.start()
+    for _ in range(5000):
+        await asyncio.sleep(0)
+        if clock.t >= T0 + 10 * DAY:
+            break
+    await tokens.aclose()
+    assert clock.t >= T0 + 10 * DAY
+    # an hour at a time (the 30-day warning at start): no busy loop, no renewal yet
+    assert 240 <= len(clock.sleeps) <= 242
+    assert min(clock.sleeps) >= 0.5
+
+
+# --- the token command ------------------------------------------------------------------------
+
+
+async def test_token_command_fetches_and_shows_only_when_asked(rig: Rig) -> None:
+    transport = httpx.MockTransport(rig.gateway.handler)
+    lines: list[str] = []
+    status = await token_command(
+        rig.settings, None, False, out=lines.append, tokens=rig.tokens, transport=transport
+    )
+    assert status == 0
+    text = "\n".join(lines)
+    assert "owner token, expires" in text and "fetched from Enlighten now" in text
+    assert "the gateway accepts it" in text
+    assert all(t not in text for t in rig.cloud.issued)
+    lines.clear()
+    status = await token_command(
+        rig.settings, "envoy.local", True, out=lines.append, tokens=rig.tokens, transport=transport
+    )
+    assert status == 0 and rig.cloud.issued[-1] in lines
+    with pytest.raises(SettingsError, match="--gateway 'nope'"):
+        await token_command(rig.settings, "nope", False, out=lines.append, tokens=rig.tokens)
