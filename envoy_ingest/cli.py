@@ -96,9 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p, config=False)
     _sim_options(p)
-    p.add_argument(
-        "--data", type=Path, default=Path("./data"), help="directory for the .lp files"
-    )
+    p.add_argument("--data", type=Path, default=Path("./data"), help="directory for the .lp files")
     p.add_argument(
         "--duration", type=float, default=None, help="stop after this many seconds (default: never)"
     )
@@ -185,6 +183,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return commands.simulate(args)
     if args.command == "demo":
         _setup_logging(args, None)
+        args.data = args.data.resolve()
         return asyncio.run(commands.demo(args))
     settings = load_settings(args.config)
     _setup_logging(args, settings)

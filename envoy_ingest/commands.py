@@ -51,6 +51,7 @@ def _sim_config(args: argparse.Namespace, **extra: Any) -> Any:
         cts=args.cts,
         latency=args.latency,
         time_scale=args.speed,
+        tz="local",  # the simulated sun follows the user's clock
         **extra,
     )
 
@@ -61,9 +62,7 @@ def simulate(args: argparse.Namespace) -> int:
     if args.fixture is not None and not args.fixture.is_dir():
         raise SettingsError(f"--fixture: {args.fixture} is not a directory")
     serve_forever(
-        _sim_config(
-            args, host=args.host, port=args.port, serial=args.serial, fixture=args.fixture
-        )
+        _sim_config(args, host=args.host, port=args.port, serial=args.serial, fixture=args.fixture)
     )
     return 0
 
@@ -80,7 +79,7 @@ async def demo(args: argparse.Namespace, out: Out = _print) -> int:
         gateway: dict[str, Any] = {"host": sim.host, "name": "demo"}
         if args.family == "modern":
             gateway["token"] = sim.issue_token(lifetime=365 * 86400, user="owner")
-        data_dir = Path(args.data)
+        data_dir: Path = args.data  # made absolute by the CLI
         settings = Settings(
             gateways=[gateway],
             file={"directory": data_dir},
@@ -93,7 +92,7 @@ async def demo(args: argparse.Namespace, out: Out = _print) -> int:
         )
         out(
             f"simulated {args.family} gateway {sim.serial} at {sim.url}; "
-            f"writing line protocol to {data_dir.resolve()}/YYYY-MM-DD.lp"
+            f"writing line protocol to {data_dir}/YYYY-MM-DD.lp"
         )
         out(
             f"totals every {settings.schedule.totals_interval:g} s, devices every "
@@ -139,8 +138,7 @@ def _device_table(points: list[Point]) -> list[str]:
             f"{(f'{soc:.0f}%' if isinstance(soc, float) else ''):>5}"
         )
     header = (
-        f"  {'serial':<14} {'kind':<18} {'prov':<5} {'comm':<5} {'prod':<5} "
-        f"{'power':>8} {'soc':>5}"
+        f"  {'serial':<14} {'kind':<18} {'prov':<5} {'comm':<5} {'prod':<5} {'power':>8} {'soc':>5}"
     )
     return [header, *rows]
 

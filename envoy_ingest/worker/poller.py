@@ -110,7 +110,11 @@ class GatewayPoller:
         try:
             caps = await self.ensure_ready(deadline)
             paths = caps.totals_paths if job == "totals" else caps.devices_paths
-            snap = await self.client.fetch(paths, deadline=deadline)
+            extra = caps.totals_extra_paths if job == "totals" else caps.devices_extra_paths
+            # The other job's answers this one also reads; fetched here only until
+            # that job has answered once (the first cycle after start).
+            missing = tuple(p for p in extra if p not in self.latest and p not in paths)
+            snap = await self.client.fetch(paths + missing, deadline=deadline)
             errors = dict(self.client.last_errors)
             if paths and not snap:
                 detail = "; ".join(f"{p}: {r}" for p, r in errors.items())
@@ -118,7 +122,6 @@ class GatewayPoller:
             for path, reason in errors.items():
                 log.warning("%s: %s failed: %s", self.label, path, reason)
             self.latest.update(snap)
-            extra = caps.totals_extra_paths if job == "totals" else caps.devices_extra_paths
             merged = {p: self.latest[p] for p in extra if p in self.latest}
             merged.update(snap)
             normalizer = normalize.totals if job == "totals" else normalize.devices

@@ -1,0 +1,184 @@
+"""The worker end to end against the synthetic simulator, in both firmware
+families: legacy (http + digest) and modern (https + JWT). The simulator's clock
+is frozen at noon so every written value can be checked exactly against its model."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from envoy_ingest.cli import main
+from envoy_ingest.settings import Settings
+from envoy_ingest.simulator import Simulator, SimulatorConfig
+from envoy_ingest.simulator.render_totals import api_v1_production
+from envoy_ingest.worker import CycleResult, Worker
+from tests.lp import Line, read_dir
+
+NOON = 1718971200  # 2024-06-21 12:00 UTC
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("ENVOY_INGEST_"):
+            monkeypatch.delenv(key)
+
+
+def frozen(**kw: object) -> SimulatorConfig:
+    return SimulatorConfig(start_time=NOON, time_scale=0, **kw)  # type: ignore[arg-type]
+
+
+def settings_toml(tmp_path: Path, *gateways: str, extra: str = "") -> Path:
+    text = "".join(f"[[gateways]]\n{g}\n" for g in gateways)
+    text += f'[file]\ndirectory = "{tmp_path / "data"}"\n'
+    text += f'[state]\ndirectory = "{tmp_path / "state"}"\n'
+    path = tmp_path / "settings.toml"
+    path.write_text(text + extra)
+    return path
+
+
+def gateway(sim: Simulator, name: str = "home") -> str:
+    lines = [f'host = "{sim.host}"', f'name = "{name}"']
+    if sim.url.startswith("https://"):
+        lines.append(f'token = "{sim.issue_token(lifetime=86400)}"')
+    return "\n".join(lines)
+
+
+def only(lines: list[Line], measurement: str, **tags: str) -> Line:
+    found = [
+        ln
+        for ln in lines
+        if ln.measurement == measurement and all(ln.tags.get(k) == v for k, v in tags.items())
+    ]
+    assert len(found) == 1, (measurement, tags, found)
+    return found[0]
+
+
+def test_modern_https_jwt_site_with_cts_and_iq_batteries(tmp_path: Path) -> None:
+    cfg = frozen(family="modern", cts="1phase", batteries="iq", battery_count=2, inverters=12)
+    with Simulator(cfg) as sim:
+        assert sim.model is not None
+        r = sim.model.reading(NOON)
+        rc = main(["run", "--once", "-c", str(settings_toml(tmp_path, gateway(sim)))])
+        requests = list(sim.requests)
+    assert rc == 0
+    lines = read_dir(tmp_path / "data")
+    system = only(lines, "enphase_system")
+    assert system.tags == {"gateway": sim.serial, "site": "home"}
+    assert system.time == NOON
+    f = system.fields
+    assert f["production_w"] == round(r.production_w, 3)
+    assert f["production_today_wh"] == round(r.prod_today, 3)
+    assert f["production_lifetime_wh"] == round(r.prod_lifetime, 3)
+    assert f["consumption_w"] == round(r.consumption_w, 3)
+    assert f["consumption_today_wh"] == round(r.cons_today, 3)
+    assert f["net_w"] == round(r.consumption_w - r.production_w - r.battery_w, 3)
+    assert f["inverters"] == 12
+    assert f["batteries"] == 2
+    assert f["battery_soc_pct"] == pytest.approx(r.soc, abs=0.5)
+    assert f["battery_w"] == pytest.approx(r.battery_w, abs=1)
+    assert f["battery_state"] in {"charging", "discharging", "idle", "full"}
+    meter = only(lines, "enphase_meter", flow="production", phase="l1")
+    assert meter.fields["power_w"] == f["production_w"]
+    inverters = [ln for ln in lines if ln.measurement == "enphase_inverter"]
+    assert len(inverters) == 12
+    by_serial = {ln.tags["serial"]: ln for ln in inverters}
+    for report in sim.model.inverters(NOON):
+        ln = by_serial[report.serial]
+        assert ln.time == report.report_time
+        assert ln.fields["power_w"] == float(round(report.watts))
+        assert ln.fields["producing"] is True
+    batteries = [ln for ln in lines if ln.measurement == "enphase_battery"]
+    assert len(batteries) == 2
+    assert {b.tags["type"] for b in batteries} == {"encharge"}
+    # The request plan: /info, the probe, then one cycle of each job; nothing else.
+    paths = [p for _, p in requests]
+    assert paths.count("/production.json?details=1") == 2  # probe + totals
+    assert paths.count("/ivp/ensemble/power") == 1  # read with the totals, reused by devices
+    assert "/ivp/ensemble/secctrl" not in paths
+
+
+def test_legacy_http_digest_site_without_cts(tmp_path: Path) -> None:
+    with Simulator(frozen(family="legacy", cts="none", inverters=12)) as sim:
+        assert sim.model is not None
+        r = sim.model.reading(NOON)
+        api = api_v1_production(sim.model, NOON)
+        before = int(time.time())
+        rc = main(["run", "--once", "-c", str(settings_toml(tmp_path, gateway(sim)))])
+        after = int(time.time())
+    assert rc == 0
+    lines = read_dir(tmp_path / "data")
+    system = only(lines, "enphase_system")
+    f = system.fields
+    # /api/v1/production gives whole numbers (here the inverters' reports) and no
+    # time: the poll time is used.
+    assert f["production_w"] == float(api["wattsNow"])
+    assert f["production_today_wh"] == float(api["wattHoursToday"])
+    assert f["production_7d_wh"] == float(api["wattHoursSevenDays"])
+    assert f["production_lifetime_wh"] == float(api["wattHoursLifetime"])
+    assert abs(f["production_w"] - r.production_w) < 0.2 * r.production_w
+    assert before <= system.time <= after
+    for absent in ("consumption_w", "net_w", "battery_w", "battery_soc_pct", "batteries"):
+        assert absent not in f
+    assert not [ln for ln in lines if ln.measurement == "enphase_meter"]
+    assert len([ln for ln in lines if ln.measurement == "enphase_inverter"]) == 12
+
+
+def test_a_dead_gateway_fails_the_run_but_not_the_others(tmp_path: Path) -> None:
+    with Simulator(frozen(family="legacy", inverters=4)) as sim:
+        cfg = settings_toml(
+            tmp_path,
+            gateway(sim, "good"),
+            'host = "http://127.0.0.1:9"\nname = "dead"\nconnect_timeout = 2',
+        )
+        started = time.monotonic()
+        rc = main(["run", "--once", "-c", str(cfg)])
+        elapsed = time.monotonic() - started
+    assert rc == 1
+    lines = read_dir(tmp_path / "data")
+    assert {ln.tags["site"] for ln in lines} == {"good"}
+    assert only(lines, "enphase_system", site="good").fields["inverters"] == 4
+    assert elapsed < 15
+
+
+def test_settings_error_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = settings_toml(tmp_path, 'host = "h"\nusernam = "envoy"')
+    assert main(["run", "--once", "-c", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"envoy-ingest: settings error: {path}: gateways[0].usernam: unknown key\n"
+
+
+def test_scheduled_run_polls_on_its_intervals(tmp_path: Path) -> None:
+    """The scheduler runs totals every interval and devices less often, each
+    gateway's jobs one at a time, and stops cleanly."""
+    with Simulator(SimulatorConfig(family="modern", cts="1phase", inverters=4)) as sim:
+        path = settings_toml(
+            tmp_path,
+            gateway(sim),
+            extra="[schedule]\ntotals_interval = 1\ndevices_interval = 3\njitter = 0\n",
+        )
+        from envoy_ingest.settings import load_settings
+
+        settings: Settings = load_settings(path)
+        results: list[CycleResult] = []
+        worker = Worker(settings, on_result=results.append)
+
+        async def go() -> None:
+            asyncio.get_running_loop().call_later(6.5, worker.stop)
+            await worker.run_forever()
+
+        asyncio.run(go())
+    totals = [r for r in results if r.job == "totals"]
+    devices = [r for r in results if r.job == "devices"]
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    assert 5 <= len(totals) <= 8
+    assert 2 <= len(devices) <= 3
+    written = read_dir(tmp_path / "data")
+    assert len([ln for ln in written if ln.measurement == "enphase_system"]) == len(totals)
