@@ -1,0 +1,240 @@
+"""Prometheus metrics of the worker itself, in one module-level registry.
+
+Every other module instruments itself with one call of a small typed function
+below (``metrics.record_poll(gateway, job, "ok")``), never with the
+``prometheus_client`` objects directly, so names and labels live in one place.
+``docs/operations.md`` lists every metric; ``/metrics`` of the health server
+serves :data:`REGISTRY`.
+
+Label values are bounded: ``gateway`` is the gateway's label (its configured
+name, serial or host), ``endpoint`` a request path of the request plan, ``job``
+``totals`` or ``devices``, ``measurement`` one of the four of the data contract.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Literal
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from envoy_ingest.point import Point
+
+__all__ = [
+    "REGISTRY",
+    "Outcome",
+    "exposition",
+    "forget_gateway",
+    "last_success",
+    "record_dead_letter",
+    "record_dropped",
+    "record_points",
+    "record_poll",
+    "record_request",
+    "record_write_error",
+    "set_spool",
+    "set_token_expiry",
+]
+
+PREFIX = "envoy_ingest"
+
+# No *_created series next to every counter: they double the output and nobody
+# graphs them. (A process-wide prometheus_client setting; this process is ours.)
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+Outcome = Literal["ok", "error"]
+
+#: The registry ``/metrics`` serves. Not prometheus_client's global one, so that
+#: importing this module twice (or a library registering its own metrics) never
+#: clashes, and tests read exactly what the worker exposes.
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+# Gateway requests take 50 ms (a fast LAN answer) to 45 s (the read timeout).
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 45.0)
+
+POLLS = Counter(
+    f"{PREFIX}_polls",
+    "Poll cycles by gateway, job (totals, devices) and outcome (ok, error).",
+    ["gateway", "job", "outcome"],
+    registry=REGISTRY,
+)
+REQUESTS = Counter(
+    f"{PREFIX}_requests",
+    "HTTP requests to gateways by gateway, endpoint and status "
+    "(the HTTP status code, or 'error' when no answer came).",
+    ["gateway", "endpoint", "status"],
+    registry=REGISTRY,
+)
+REQUEST_SECONDS = Histogram(
+    f"{PREFIX}_request_duration_seconds",
+    "Time from sending a request to a gateway to its full answer (or failure).",
+    ["gateway", "endpoint"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+POINTS = Counter(
+    f"{PREFIX}_points_written",
+    "Points handed to the sink (written durably to its file or spool), by measurement.",
+    ["measurement"],
+    registry=REGISTRY,
+)
+SPOOL_POINTS = Gauge(
+    f"{PREFIX}_spool_points",
+    "Points waiting in the spool for delivery.",
+    registry=REGISTRY,
+)
+SPOOL_BYTES = Gauge(
+    f"{PREFIX}_spool_bytes",
+    "Size of the spool on disk.",
+    registry=REGISTRY,
+)
+WRITE_ERRORS = Counter(
+    f"{PREFIX}_write_errors",
+    "Failed deliveries to the sink's server, by class (e.g. timeout, connection, "
+    "http_4xx, http_5xx or an exception name).",
+    ["class"],
+    registry=REGISTRY,
+)
+DEAD_LETTERED = Counter(
+    f"{PREFIX}_dead_lettered_points",
+    "Points the server refused for good, moved to the dead-letter file.",
+    registry=REGISTRY,
+)
+DROPPED = Counter(
+    f"{PREFIX}_dropped_points",
+    "Points dropped without delivery (the spool was full).",
+    registry=REGISTRY,
+)
+LAST_SUCCESS = Gauge(
+    f"{PREFIX}_last_success_timestamp_seconds",
+    "Unix time of the last successful poll of each gateway (any job).",
+    ["gateway"],
+    registry=REGISTRY,
+)
+
+
+class _TokenExpiry(Collector):
+    """Seconds until each gateway's token expires, computed at scrape time.
+
+    The token manager knows an expiry instant, not a countdown; computing the
+    difference when scraped keeps the value right between token events.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._expires: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def set(self, gateway: str, expires_at: float | None) -> None:
+        with self._lock:
+            if expires_at is None:
+                self._expires.pop(gateway, None)
+            else:
+                self._expires[gateway] = float(expires_at)
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            f"{PREFIX}_token_expiry_seconds",
+            "Seconds until the token used for each gateway expires "
+            "(negative once expired; only gateways with firmware >= 7).",
+            labels=["gateway"],
+        )
+        now = self.clock()
+        with self._lock:
+            items = sorted(self._expires.items())
+        for gateway, expires in items:
+            family.add_metric([gateway], expires - now)
+        yield family
+
+
+TOKEN_EXPIRY = _TokenExpiry()
+REGISTRY.register(TOKEN_EXPIRY)
+ProcessCollector(registry=REGISTRY)  # process_resident_memory_bytes, cpu seconds, fds
+PlatformCollector(registry=REGISTRY)  # python_info
+
+
+# --- what the other modules call ---------------------------------------------------
+
+
+def record_poll(gateway: str, job: str, outcome: Outcome) -> None:
+    """One poll cycle of ``job`` (``totals``/``devices``) ended with ``outcome``."""
+    POLLS.labels(gateway, job, outcome).inc()
+
+
+def record_request(gateway: str, endpoint: str, status: int | str, seconds: float) -> None:
+    """One HTTP request to a gateway: its path, status code (or ``"error"``) and duration."""
+    REQUESTS.labels(gateway, endpoint, str(status)).inc()
+    REQUEST_SECONDS.labels(gateway, endpoint).observe(max(seconds, 0.0))
+
+
+def record_points(points: Iterable[Point]) -> None:
+    """Points handed to the sink, counted by measurement."""
+    counts: dict[str, int] = {}
+    for p in points:
+        counts[p.measurement] = counts.get(p.measurement, 0) + 1
+    for measurement, n in counts.items():
+        POINTS.labels(measurement).inc(n)
+
+
+def set_spool(depth: int, size_bytes: int) -> None:
+    """The spool now holds ``depth`` points in ``size_bytes`` bytes."""
+    SPOOL_POINTS.set(depth)
+    SPOOL_BYTES.set(size_bytes)
+
+
+def record_write_error(cls: str | BaseException) -> None:
+    """A failed delivery; ``cls`` names its class, or is the exception (its type name)."""
+    name = cls if isinstance(cls, str) else type(cls).__name__
+    WRITE_ERRORS.labels(name).inc()
+
+
+def record_dead_letter(n: int) -> None:
+    """``n`` points went to the dead-letter file."""
+    if n > 0:
+        DEAD_LETTERED.inc(n)
+
+
+def record_dropped(n: int) -> None:
+    """``n`` points were dropped undelivered."""
+    if n > 0:
+        DROPPED.inc(n)
+
+
+def set_token_expiry(gateway: str, expires_at: float | None) -> None:
+    """The token now used for ``gateway`` expires at Unix time ``expires_at``.
+
+    ``None`` removes the gateway (it no longer uses a token). The exposed metric
+    is the number of seconds left, computed at each scrape.
+    """
+    TOKEN_EXPIRY.set(gateway, expires_at)
+
+
+def last_success(gateway: str, ts: float | None = None) -> None:
+    """``gateway`` was polled successfully at Unix time ``ts`` (default: now)."""
+    LAST_SUCCESS.labels(gateway).set(time.time() if ts is None else ts)
+
+
+def forget_gateway(gateway: str) -> None:
+    """Drop the per-gateway gauges of a gateway that is no longer polled."""
+    TOKEN_EXPIRY.set(gateway, None)
+    with contextlib.suppress(KeyError):
+        LAST_SUCCESS.remove(gateway)
+
+
+def exposition() -> bytes:
+    """The registry in Prometheus text format (what ``/metrics`` answers)."""
+    return generate_latest(REGISTRY)

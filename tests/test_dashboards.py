@@ -1,0 +1,228 @@
+"""The Grafana dashboards in deploy/grafana/ are valid dashboard JSON and use
+only names of the data contract (docs/schema.md).
+
+Their InfluxQL queries are run against a real InfluxDB in
+``test_dashboards_influxql.py``; the Flux ones cannot be run here (no InfluxDB
+2.x can be installed), so they are checked for structure and names only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+GRAFANA = Path(__file__).resolve().parent.parent / "deploy" / "grafana"
+DASHBOARDS = {
+    "influxql": GRAFANA / "dashboard-influxql.json",
+    "flux": GRAFANA / "dashboard-flux.json",
+}
+
+#: The data contract: measurement -> (tags, fields). Dashboards may use nothing else.
+CONTRACT: dict[str, tuple[set[str], set[str]]] = {
+    "enphase_system": (
+        {"gateway", "site"},
+        {
+            *(f"{k}_{s}" for k in ("production", "consumption", "net") for s in ("w", "today_wh")),
+            *(f"{k}_{s}" for k in ("production", "consumption", "net") for s in ("7d_wh",)),
+            *(f"{k}_lifetime_wh" for k in ("production", "consumption", "net")),
+            "inverters",
+            "batteries",
+            "battery_w",
+            "battery_soc_pct",
+            "battery_state",
+        },
+    ),
+    "enphase_meter": (
+        {"gateway", "site", "flow", "phase"},
+        {
+            "power_w",
+            "today_wh",
+            "last_7d_wh",
+            "lifetime_wh",
+            "voltage_v",
+            "current_a",
+            "power_factor",
+            "apparent_power_va",
+            "reactive_power_var",
+            "frequency_hz",
+        },
+    ),
+    "enphase_inverter": (
+        {"gateway", "site", "serial"},
+        {
+            "power_w",
+            "max_power_w",
+            "provisioned",
+            "communicating",
+            "producing",
+            "dc_voltage_v",
+            "dc_current_a",
+            "ac_voltage_v",
+            "ac_current_a",
+            "frequency_hz",
+            "temperature_c",
+            "lifetime_wh",
+        },
+    ),
+    "enphase_battery": (
+        {"gateway", "site", "serial", "type"},
+        {
+            "power_w",
+            "max_power_w",
+            "soc_pct",
+            "temperature_c",
+            "max_temperature_c",
+            "provisioned",
+            "communicating",
+            "producing",
+            "state",
+        },
+    ),
+}
+ALL_TAGS = set().union(*(tags for tags, _ in CONTRACT.values()))
+ALL_FIELDS = set().union(*(fields for _, fields in CONTRACT.values()))
+
+PANEL_TYPES = {"stat", "timeseries", "table", "status-history", "state-timeline", "heatmap", "row"}
+# Grafana's own variables, and Flux's v.* record, that need no templating entry.
+BUILTIN_VARIABLES = {"timeFilter", "__interval", "__interval_ms", "__range", "__timeFilter"}
+
+
+def load(kind: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(DASHBOARDS[kind].read_text(encoding="utf-8"))
+    return data
+
+
+def queries(dashboard: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(panel, target) for every target of every panel."""
+    return [(p, t) for p in dashboard["panels"] for t in p.get("targets", [])]
+
+
+def variables_used(text: str) -> set[str]:
+    return set(re.findall(r"\$\{?(\w+)", text))
+
+
+@pytest.mark.parametrize("kind", sorted(DASHBOARDS))
+def test_dashboard_is_valid_grafana_json(kind: str) -> None:
+    d = load(kind)
+    for key in ("title", "uid", "schemaVersion", "panels", "templating", "time", "annotations"):
+        assert key in d, f"{kind}: missing {key}"
+    assert isinstance(d["schemaVersion"], int) and d["schemaVersion"] >= 36
+    assert d["id"] is None, "provisioned dashboards carry no database id"
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}", d["uid"])
+    assert set(d["time"]) == {"from", "to"}
+
+    ids = [p["id"] for p in d["panels"]]
+    assert len(ids) == len(set(ids)), f"{kind}: duplicate panel ids"
+    assert all(isinstance(i, int) for i in ids)
+
+    occupied: set[tuple[int, int]] = set()
+    for p in d["panels"]:
+        assert p["type"] in PANEL_TYPES, p["type"]
+        assert p["title"]
+        grid = p["gridPos"]
+        assert set(grid) >= {"h", "w", "x", "y"}
+        assert all(isinstance(grid[k], int) and grid[k] >= 0 for k in ("h", "w", "x", "y"))
+        assert grid["w"] > 0 and grid["h"] > 0 and grid["x"] + grid["w"] <= 24
+        cells = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
+                 for y in range(grid["y"], grid["y"] + grid["h"])}  # fmt: skip
+        assert not cells & occupied, f"{kind}: panel {p['title']!r} overlaps another"
+        occupied |= cells
+        assert p["datasource"]["type"] == "influxdb"
+        assert p["targets"], f"{kind}: panel {p['title']!r} has no query"
+        refs = [t["refId"] for t in p["targets"]]
+        assert len(refs) == len(set(refs))
+        for t in p["targets"]:
+            assert isinstance(t["query"], str) and t["query"].strip()
+            assert t["datasource"]["type"] == "influxdb"
+        for override in p["fieldConfig"]["overrides"]:
+            assert override["matcher"]["id"] == "byName" and override["properties"]
+
+
+@pytest.mark.parametrize("kind", sorted(DASHBOARDS))
+def test_variables_exist_and_every_used_one_is_defined(kind: str) -> None:
+    d = load(kind)
+    variables = {v["name"]: v for v in d["templating"]["list"]}
+    gateway = variables["gateway"]
+    assert gateway["type"] == "query"
+    assert gateway["query"] and gateway["definition"] == gateway["query"]
+    assert gateway["datasource"]["uid"] == "${datasource}"
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "influxdb"
+    for v in variables.values():
+        assert {"name", "type", "label"} <= set(v)
+    defined = set(variables) | BUILTIN_VARIABLES
+    for panel, target in queries(d):
+        uid = panel["datasource"]["uid"]
+        assert uid.startswith("${") and uid[2:-1] in variables
+        assert target["datasource"]["uid"] == uid
+        used = variables_used(target["query"]) | variables_used(target.get("alias", ""))
+        used = {u for u in used if not u.startswith("tag_")}  # InfluxQL alias patterns
+        assert used <= defined, f"{panel['title']}: undefined {used - defined}"
+        assert "gateway" in used, f"{panel['title']}: not filtered by $gateway"
+
+
+def test_influxql_queries_use_only_contract_names() -> None:
+    for panel, target in queries(load("influxql")):
+        q = target["query"]
+        assert target["rawQuery"] is True
+        assert '"gateway" =~ /^$gateway$/' in q, panel["title"]
+        assert q.count("$timeFilter") == q.count("WHERE"), panel["title"]
+        measurements = set(re.findall(r'FROM "(enphase_\w+)"', q))
+        assert measurements and measurements <= set(CONTRACT), panel["title"]
+        tags, fields = set(), set()
+        for m in measurements:
+            tags |= CONTRACT[m][0]
+            fields |= CONTRACT[m][1]
+        names = set(re.findall(r'"(\w+)"', q)) - measurements
+        aliases = set(re.findall(r'AS "(\w+)"', q))
+        unknown = names - tags - fields - aliases
+        assert not unknown, f"{panel['title']}: {unknown} not in the data contract"
+
+
+def test_flux_queries_use_only_contract_names() -> None:
+    for panel, target in queries(load("flux")):
+        q = target["query"]
+        title = panel["title"]
+        assert "range(start: v.timeRangeStart, stop: v.timeRangeStop)" in q, title
+        assert re.search(r'from\(bucket: "\$\{(bucket|device_bucket)\}"\)', q), title
+        assert 'r.gateway == "${gateway}"' in q, title
+        for opening, closing in ("()", "{}", "[]"):
+            assert q.count(opening) == q.count(closing), f"{title}: unbalanced {opening}"
+        assert q.count('"') % 2 == 0
+        measurements = set(re.findall(r'r\._measurement == "(\w+)"', q))
+        assert measurements and measurements <= set(CONTRACT), title
+        fields = set().union(*(CONTRACT[m][1] for m in measurements))
+        tags = set().union(*(CONTRACT[m][0] for m in measurements))
+        used_fields = set(re.findall(r'r\._field == "(\w+)"', q))
+        assert used_fields <= fields, f"{title}: {used_fields - fields}"
+        used_tags = set(re.findall(r"r\.(\w+) ==", q)) - {"_measurement", "_field"}
+        used_tags |= {c for c in re.findall(r'"(\w+)"', q) if c in ALL_TAGS}
+        assert used_tags <= tags, f"{title}: {used_tags - tags}"
+        # measurements go to the bucket the sink routes them to
+        devices = measurements & {"enphase_inverter", "enphase_battery"}
+        assert ("${device_bucket}" in q) == bool(devices), title
+
+
+def test_both_dashboards_show_the_same_panels() -> None:
+    def layout(kind: str) -> list[tuple[int, str, str, dict[str, int]]]:
+        return [(p["id"], p["title"], p["type"], p["gridPos"]) for p in load(kind)["panels"]]
+
+    assert layout("influxql") == layout("flux")
+    titles = {p["title"] for p in load("influxql")["panels"]}
+    assert {
+        "Production",
+        "Consumption",
+        "Grid (+ import)",
+        "Produced today",
+        "Power",
+        "Battery",
+        "Energy per day",
+        "Power per phase",
+        "Microinverter power",
+        "Microinverters",
+        "Batteries",
+    } <= titles

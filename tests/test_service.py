@@ -1,0 +1,378 @@
+"""The service layer: /healthz and /metrics over real HTTP, logging and redaction."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from envoy_ingest.errors import SettingsError
+from envoy_ingest.point import Point
+from envoy_ingest.service import metrics
+from envoy_ingest.service.health import HealthState, parse_listen, start_health_server
+from envoy_ingest.service.logging import clear_secrets, redact, register_secret, setup_logging
+from envoy_ingest.settings import load_settings
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- health ------------------------------------------------------------------------
+
+
+async def get(url: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=5) as client:
+        return await client.get(url)
+
+
+async def test_healthz_is_503_until_the_scheduler_runs_then_200() -> None:
+    clock = FakeClock()
+    state = HealthState(clock)
+    server = await start_health_server("127.0.0.1:0", state)
+    try:
+        r = await get(f"{server.url}/healthz")
+        assert r.status_code == 503
+        assert r.headers["content-type"] == "application/json"
+        assert r.json()["status"] == "unhealthy"
+        assert r.json()["reason"] == "the scheduler is not running"
+
+        state.register_gateway("home", "totals", 60)
+        state.register_gateway("home", "devices", 300)
+        state.scheduler_running(True)
+        r = await get(f"{server.url}/healthz")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["status"] == "ok"
+        assert "reason" not in body
+        assert body["gateways"]["home"]["totals"]["seconds_since_success"] is None
+    finally:
+        await server.close()
+
+
+async def test_healthz_turns_503_after_three_intervals_without_success() -> None:
+    clock = FakeClock()
+    state = HealthState(clock)
+    state.register_gateway("home", "totals", 60)
+    state.register_gateway("home", "devices", 300)
+    state.register_gateway("barn", "totals", 60)
+    state.scheduler_running(True)
+    server = await start_health_server("127.0.0.1:0", state)
+    try:
+        clock.now += 100
+        for name, job in (("home", "totals"), ("home", "devices"), ("barn", "totals")):
+            state.poll_succeeded(name, job)
+        clock.now += 180  # exactly three totals intervals: still fine
+        assert (await get(f"{server.url}/healthz")).status_code == 200
+
+        state.poll_succeeded("barn", "totals")
+        clock.now += 1
+        r = await get(f"{server.url}/healthz")
+        assert r.status_code == 503
+        body = r.json()
+        assert body["reason"] == "home: no successful totals poll for 181 s (limit 180 s)"
+        assert body["gateways"]["home"]["totals"]["healthy"] is False
+        assert body["gateways"]["home"]["devices"]["healthy"] is True
+        assert body["gateways"]["barn"]["totals"]["seconds_since_success"] == 1.0
+
+        state.poll_succeeded("home", "totals")
+        assert (await get(f"{server.url}/healthz")).status_code == 200
+
+        state.scheduler_running(False)
+        r = await get(f"{server.url}/healthz")
+        assert r.status_code == 503
+        assert r.json()["reason"] == "the scheduler is not running"
+    finally:
+        await server.close()
+
+
+async def test_healthz_names_a_gateway_that_never_succeeded() -> None:
+    clock = FakeClock()
+    state = HealthState(clock)
+    state.register_gateway("home", "totals", 60)
+    state.scheduler_running(True)
+    clock.now += 200
+    report = state.report()
+    assert not report.healthy
+    assert report.body["reason"] == (
+        "home: no successful totals poll in the 200 s since start (limit 180 s)"
+    )
+    assert report.body["gateways"]["home"]["totals"]["seconds_since_success"] is None
+
+
+async def test_unknown_paths_methods_and_garbage() -> None:
+    server = await start_health_server("127.0.0.1:0", HealthState())
+    try:
+        assert (await get(f"{server.url}/nope")).status_code == 404
+        async with httpx.AsyncClient(timeout=5) as client:
+            r = await client.post(f"{server.url}/healthz", content=b"x")
+            assert r.status_code == 405
+            assert r.headers["allow"] == "GET, HEAD"
+            r = await client.head(f"{server.url}/metrics")
+            assert r.status_code == 200
+            assert r.content == b""
+        # Garbage and a silent client are dropped; the server keeps answering.
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(b"\x00\x01 not http\r\n\r\n")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        _, idle = await asyncio.open_connection(server.host, server.port)
+        assert (await get(f"{server.url}/healthz")).status_code == 503
+    finally:
+        await server.close()  # also ends the idle connection
+    idle.close()
+
+
+def test_parse_listen() -> None:
+    assert parse_listen("127.0.0.1:9842") == ("127.0.0.1", 9842)
+    assert parse_listen("0.0.0.0:80") == ("0.0.0.0", 80)
+    assert parse_listen(":9842") == ("0.0.0.0", 9842)
+    assert parse_listen("[::1]:9842") == ("::1", 9842)
+    assert parse_listen("localhost:1") == ("localhost", 1)
+    for bad in ("9842", "host:", "::1:9842", "host:99999", "host:abc"):
+        with pytest.raises(SettingsError, match=r"^health\.listen: "):
+            parse_listen(bad)
+
+
+async def test_a_busy_port_is_a_settings_error() -> None:
+    server = await start_health_server("127.0.0.1:0", HealthState())
+    try:
+        with pytest.raises(SettingsError, match=r"health\.listen: cannot listen on"):
+            await start_health_server(f"127.0.0.1:{server.port}", HealthState())
+    finally:
+        await server.close()
+
+
+# --- metrics -----------------------------------------------------------------------
+
+EXPECTED_METRICS = {
+    "envoy_ingest_polls_total": {"gateway", "job", "outcome"},
+    "envoy_ingest_requests_total": {"gateway", "endpoint", "status"},
+    "envoy_ingest_request_duration_seconds_bucket": {"gateway", "endpoint", "le"},
+    "envoy_ingest_request_duration_seconds_sum": {"gateway", "endpoint"},
+    "envoy_ingest_request_duration_seconds_count": {"gateway", "endpoint"},
+    "envoy_ingest_points_written_total": {"measurement"},
+    "envoy_ingest_spool_points": set(),
+    "envoy_ingest_spool_bytes": set(),
+    "envoy_ingest_write_errors_total": {"class"},
+    "envoy_ingest_dead_lettered_points_total": set(),
+    "envoy_ingest_dropped_points_total": set(),
+    "envoy_ingest_token_expiry_seconds": {"gateway"},
+    "envoy_ingest_last_success_timestamp_seconds": {"gateway"},
+    "process_resident_memory_bytes": set(),
+}
+
+
+def sample(name: str, **labels: str) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def parse_exposition(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+
+async def test_metrics_endpoint_exposes_every_metric_with_its_labels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before_polls = sample("envoy_ingest_polls_total", gateway="home", job="totals", outcome="ok")
+    before_inv = sample("envoy_ingest_points_written_total", measurement="enphase_inverter")
+    before_dead = sample("envoy_ingest_dead_lettered_points_total")
+    metrics.record_poll("home", "totals", "ok")
+    metrics.record_poll("home", "devices", "error")
+    metrics.record_request("home", "/production.json?details=1", 200, 0.12)
+    metrics.record_request("home", "/ivp/pdm/device_data", "error", 45.0)
+    metrics.record_points(
+        [
+            Point("enphase_inverter", {"power_w": 1.0}, 1, {"serial": "1"}),
+            Point("enphase_inverter", {"power_w": 2.0}, 1, {"serial": "2"}),
+            Point("enphase_system", {"production_w": 3.0}, 1),
+        ]
+    )
+    metrics.set_spool(12, 4096)
+    metrics.record_write_error("timeout")
+    metrics.record_write_error(ConnectionRefusedError())
+    metrics.record_dead_letter(3)
+    metrics.record_dead_letter(0)
+    metrics.record_dropped(2)
+    monkeypatch.setattr(metrics.TOKEN_EXPIRY, "clock", lambda: 1_000_000.0)
+    metrics.set_token_expiry("home", 1_000_000.0 + 86400)
+    metrics.set_token_expiry("gone", 5.0)
+    metrics.set_token_expiry("gone", None)
+    metrics.last_success("home", 1_700_000_000.0)
+
+    server = await start_health_server("127.0.0.1:0", HealthState())
+    try:
+        r = await get(f"{server.url}/metrics")
+    finally:
+        await server.close()
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain; version=")
+    samples = parse_exposition(r.text)
+    for name, labels in EXPECTED_METRICS.items():
+        assert name in samples, name
+        assert any(set(lbls) == labels for lbls, _ in samples[name]), (name, samples[name])
+
+    polls = sample("envoy_ingest_polls_total", gateway="home", job="totals", outcome="ok")
+    assert polls == before_polls + 1
+    inv = sample("envoy_ingest_points_written_total", measurement="enphase_inverter")
+    assert inv == before_inv + 2
+    assert sample("envoy_ingest_dead_lettered_points_total") == before_dead + 3
+    assert sample("envoy_ingest_spool_points") == 12
+    assert sample("envoy_ingest_spool_bytes") == 4096
+    assert sample("envoy_ingest_write_errors_total", **{"class": "ConnectionRefusedError"}) >= 1
+    assert sample("envoy_ingest_token_expiry_seconds", gateway="home") == 86400
+    assert (
+        metrics.REGISTRY.get_sample_value("envoy_ingest_token_expiry_seconds", {"gateway": "gone"})
+        is None
+    )
+    assert sample("envoy_ingest_last_success_timestamp_seconds", gateway="home") == 1_700_000_000
+    slow = sample(
+        "envoy_ingest_request_duration_seconds_bucket",
+        gateway="home",
+        endpoint="/ivp/pdm/device_data",
+        le="20.0",
+    )
+    assert slow == 0  # 45 s is above the 20 s bucket
+
+
+# --- logging -----------------------------------------------------------------------
+
+JWT = "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9.eyJhdWQiOiIxMjIyMzgwODI2OTAifQ.c2lnbmF0dXJl"
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    stream = io.StringIO()
+    clear_secrets()
+    yield stream
+    clear_secrets()
+    root.handlers[:] = saved[1]
+    root.setLevel(saved[0])
+    logging.captureWarnings(False)
+
+
+def emit_everything(secret: str) -> None:
+    log = logging.getLogger("envoy_ingest.test")
+    log.debug("debug with the secret %s", secret)
+    log.info("password=%s&user=envoy", secret)
+    log.warning("headers %s", {"Authorization": f"Bearer {JWT}", "Accept": "application/json"})
+    log.error("token %r in a message", JWT)
+    log.info("the secret in extra", extra={"detail": f"user envoy / {secret}"})
+    try:
+        raise RuntimeError(f"login failed for {secret} with Authorization: Digest response=abc")
+    except RuntimeError:
+        log.exception("exception text with %s", secret)
+    log.info("url-encoded form: user=me&password=%s", "s3cr%2Fet%21tokenvalue")
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_no_secret_reaches_the_log_at_any_level(log_stream: io.StringIO, fmt: str) -> None:
+    secret = "s3cr/et!tokenvalue"
+    setup_logging("debug", fmt, log_stream)  # type: ignore[arg-type]
+    register_secret(secret)
+    emit_everything(secret)
+    out = log_stream.getvalue()
+    assert "debug with the secret ***" in out
+    assert secret not in out
+    assert "s3cr%2Fet%21tokenvalue" not in out
+    assert JWT not in out
+    assert "eyJ" not in out
+    assert "response=abc" not in out
+    assert "RuntimeError: login failed for ***" in out.replace("\\n", "\n")
+    assert out.count("***") >= 7
+    if fmt == "json":
+        records = [json.loads(line) for line in out.splitlines()]
+        assert [r["level"] for r in records] == [
+            "debug",
+            "info",
+            "warning",
+            "error",
+            "info",
+            "error",
+            "info",
+        ]
+        assert all(r["logger"] == "envoy_ingest.test" for r in records)
+        assert records[4]["detail"] == "user envoy / ***"
+        assert records[5]["exception"].startswith("Traceback")
+        assert records[0]["time"].endswith("Z")
+    else:
+        first = out.splitlines()[0]
+        assert " DEBUG   envoy_ingest.test: debug with the secret ***" in first
+
+
+def test_text_is_the_default_and_levels_filter(log_stream: io.StringIO) -> None:
+    setup_logging("info", stream=log_stream)
+    setup_logging("info", stream=log_stream)  # a second call replaces the first
+    log = logging.getLogger("envoy_ingest.test")
+    log.debug("not shown")
+    log.warning("shown once")
+    assert log_stream.getvalue().count("shown once") == 1
+    assert " WARNING envoy_ingest.test: shown once\n" in log_stream.getvalue()
+    assert "not shown" not in log_stream.getvalue()
+    logging.getLogger("httpx").info("HTTP Request: GET https://envoy/info")
+    logging.getLogger("apscheduler.executors").info("Running job")
+    logging.getLogger("httpx").warning("httpx warns")
+    out = log_stream.getvalue()
+    assert "HTTP Request" not in out and "Running job" not in out and "httpx warns" in out
+    assert logging.getLogger("httpx").level == logging.NOTSET  # untouched for others
+    with pytest.raises(ValueError, match="unknown log level"):
+        setup_logging("loud", "text", log_stream)
+
+
+def test_redact_patterns_without_registered_secrets() -> None:
+    clear_secrets()
+    assert redact(f"Authorization: Bearer {JWT}") == "Authorization: ***"
+    assert redact(f"sent Bearer {JWT} to the gateway") == "sent Bearer *** to the gateway"
+    assert (
+        redact('{"password": "a b c", "user": "envoy"}') == '{"password": "***", "user": "envoy"}'
+    )
+    assert redact("https://h/login?token=abc123&x=1") == "https://h/login?token=***&x=1"
+    assert redact("token_file=/run/credentials/x token expires in 3 days") == (
+        "token_file=/run/credentials/x token expires in 3 days"
+    )
+    assert redact("session_id='abcdef'") == "session_id='***'"
+    # Redacting twice changes nothing more (the filter and the formatter both redact).
+    text = "{'Authorization': 'Digest username=\"envoy\", response=\"0f\"', 'Accept': 'json'}"
+    assert redact(text) == "{'Authorization': '***', 'Accept': 'json'}"
+    assert redact(redact(text)) == redact(text)
+    register_secret("ab")  # too short to search for
+    assert redact("table") == "table"
+    clear_secrets()
+
+
+# --- the container's environment ---------------------------------------------------
+
+
+def test_environment_turns_health_on_over_a_settings_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Dockerfile sets these two variables over whatever the mounted file says."""
+    path = tmp_path / "settings.toml"
+    path.write_text('[[gateways]]\nhost = "envoy.local"\n[health]\nlisten = "127.0.0.1:1"\n')
+    monkeypatch.setenv("ENVOY_INGEST_HEALTH__ENABLED", "true")
+    monkeypatch.setenv("ENVOY_INGEST_HEALTH__LISTEN", "0.0.0.0:9842")
+    monkeypatch.setenv("ENVOY_INGEST_STATE__DIRECTORY", str(tmp_path / "state"))
+    settings = load_settings(path)
+    assert settings.health.enabled is True
+    assert settings.health.listen == "0.0.0.0:9842"
+    assert settings.state.directory == tmp_path / "state"
+    assert settings.gateways[0].host == "envoy.local"
