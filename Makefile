@@ -26,12 +26,15 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.runtime
 	$(BIN)/envoy-ingest demo --speed $(SPEED)
 
-## test-servers: install the real InfluxDB 1.x and VictoriaMetrics the tests start
+## test-servers: install the real InfluxDB 1.x and VictoriaMetrics the tests start,
+## and docker-compose, which validates deploy/compose (no Docker engine is needed)
+TEST_PACKAGES := influxdb victoria-metrics docker-compose
 test-servers:
-	@command -v influxd >/dev/null && command -v victoria-metrics >/dev/null || { \
+	@command -v influxd >/dev/null && command -v victoria-metrics >/dev/null \
+	  && command -v docker-compose >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq influxdb victoria-metrics >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(TEST_PACKAGES) >/dev/null; }
 
 ## lint: ruff and mypy, as CI runs them
 lint: $(VENV)/.dev
