@@ -171,7 +171,7 @@ class SpoolSettings(_Section):
 
 class EnlightenSettings(_Section):
     login_url: str = "https://enlighten.enphaseenergy.com/login/login.json"
-    token_url: str = "https://entrez.enphaseenergy.com/tokens"
+    token_url: str = "https://entrez.enphaseenergy.com/tokens"  # noqa: S105 - a URL
     timeout: float = Field(default=30.0, gt=0)
     verify_tls: bool = True
 
@@ -294,8 +294,7 @@ def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = N
     if config is None and not data.get("gateways") and not has_env_gateways:
         where = " or ".join(str(p) for p in DEFAULT_CONFIG_PATHS)
         raise SettingsError(
-            f"no settings file: pass -c/--config, or create {where} "
-            "(see settings.example.toml)"
+            f"no settings file: pass -c/--config, or create {where} (see settings.example.toml)"
         )
     try:
         return Settings(**data)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,7 @@ from envoy_ingest.errors import (
     GatewayUnreachable,
     TokenError,
 )
+from envoy_ingest.service import metrics
 from envoy_ingest.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -143,15 +145,26 @@ class EnvoyClient:
         headers: dict[str, str] | None = None,
         auth: httpx.Auth | None = None,
     ) -> httpx.Response:
-        return await _transport.send(
-            self._http,
-            self.gw,
-            url,
-            headers=headers,
-            auth=auth,
-            deadline=deadline,
-            backoff=self.backoff,
-        )
+        started = time.monotonic()
+        status: int | str = "error"
+        try:
+            response = await _transport.send(
+                self._http,
+                self.gw,
+                url,
+                headers=headers,
+                auth=auth,
+                deadline=deadline,
+                backoff=self.backoff,
+            )
+            status = response.status_code
+            return response
+        except Exception as exc:
+            status = type(exc).__name__
+            raise
+        finally:
+            endpoint = httpx.URL(url).raw_path.decode("ascii", "replace")
+            metrics.record_request(self.label, endpoint, status, time.monotonic() - started)
 
     # --- tokens ----------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from envoy_ingest.errors import CloudError, CloudLoginRefused, MultiFactorAccount
+from envoy_ingest.service.logging import register_secret
 from envoy_ingest.settings import EnlightenSettings
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class Session:
     __slots__ = ("_id", "username")
 
     def __init__(self, session_id: str, username: str) -> None:
+        register_secret(session_id)  # from now on the log redactor masks it
         self._id = session_id
         self.username = username
 

@@ -39,6 +39,6 @@ def installer_password(serial: str, user: str = "installer") -> str:
 
 def default_password(serial: str, username: str) -> str:
     """The factory password of ``username`` (``envoy`` or ``installer``)."""
-    return installer_password(serial, username) if username == "installer" else envoy_password(
-        serial
+    return (
+        installer_password(serial, username) if username == "installer" else envoy_password(serial)
     )

@@ -46,6 +46,7 @@ from envoy_ingest.errors import (
     SettingsError,
     TokenError,
 )
+from envoy_ingest.service.logging import register_secret
 from envoy_ingest.settings import GatewaySettings, Settings
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ def decode_token(value: str, source: str) -> TokenInfo:
 
     Raises ``ValueError`` with a reason that never contains the token.
     """
+    register_secret(value)  # from now on the log redactor masks it
     try:
         claims = jwt.decode(value, options={"verify_signature": False})
     except jwt.PyJWTError as exc:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import random
 import signal
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -20,6 +21,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.tokens import TokenManager
+from envoy_ingest.service import metrics
 from envoy_ingest.service.health import HealthState, start_health_server
 from envoy_ingest.settings import Settings
 from envoy_ingest.sink import build_sink
@@ -65,6 +67,10 @@ class Worker:
             result = await poller.poll(job, deadline=deadline)
         if result.ok:
             self.health.poll_succeeded(poller.label, job)
+        if poller.serial is not None:
+            left = self.tokens.seconds_until_expiry(poller.serial)
+            if left is not None:
+                metrics.set_token_expiry(poller.label, time.time() + left)
         if self.on_result is not None:
             self.on_result(result)
         return result
