@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run every job once, deliver, and exit (0 ok, 1 if any gateway or delivery failed)",
     )
     p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="with --once: how long to wait for InfluxDB to take what is spooled (default 30)",
+    )
+    p.add_argument(
         "--summary", action="store_true", help="print one line per cycle with the main values"
     )
 
@@ -188,7 +195,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     _setup_logging(args, settings)
     if args.command == "run":
-        return asyncio.run(commands.run(settings, once=args.once, summary=args.summary))
+        return asyncio.run(
+            commands.run(
+                settings, once=args.once, summary=args.summary, drain_timeout=args.drain_timeout
+            )
+        )
     if args.command == "discover":
         return asyncio.run(commands.discover(settings))
     if args.command == "check":

@@ -26,7 +26,14 @@ def _print(line: str) -> None:
     print(line, flush=True)
 
 
-async def run(settings: Settings, *, once: bool, summary: bool, out: Out = _print) -> int:
+async def run(
+    settings: Settings,
+    *,
+    once: bool,
+    summary: bool,
+    drain_timeout: float = 30.0,
+    out: Out = _print,
+) -> int:
     on_result: Callable[[CycleResult], None] | None = None
     if summary:
 
@@ -35,7 +42,7 @@ async def run(settings: Settings, *, once: bool, summary: bool, out: Out = _prin
 
     worker = Worker(settings, on_result=on_result)
     if once:
-        return await worker.run_once()
+        return await worker.run_once(drain_timeout)
     await worker.run_forever()
     return 0
 

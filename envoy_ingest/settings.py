@@ -165,7 +165,7 @@ class InfluxDBSettings(_Section):
 
 class SpoolSettings(_Section):
     path: Path | None = None  # default: <state.directory>/spool.sqlite
-    max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
+    max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
     dead_letter_path: Path | None = None  # default: <state.directory>/dead-letter.lp
 
 

@@ -38,3 +38,6 @@ def require_fixtures() -> Path:
 @pytest.fixture
 def fixtures_root() -> Path:
     return require_fixtures()
+
+
+from tests.servers import *  # noqa: E402, F403  (real InfluxDB 1.x / VictoriaMetrics fixtures)

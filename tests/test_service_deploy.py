@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -153,7 +154,7 @@ def test_systemd_unit_is_hardened() -> None:
     assert any(c.startswith("influxdb_token:") for c in unit["LoadCredential"])
 
 
-def missing(reason: str) -> None:
+def missing(reason: str) -> NoReturn:
     """Skip on a developer machine without the tool; under CI=true it must be there."""
     if os.environ.get("CI") == "true":
         pytest.fail(reason)

@@ -1,5 +1,29 @@
-"""Sinks: where points go. See :class:`envoy_ingest.sink.base.Sink`."""
+"""Sinks: where points go. See :class:`envoy_ingest.sink.base.Sink`.
 
-from envoy_ingest.sink.base import DeliveryReport, Sink
+:func:`build_sink` picks the sink from the settings (the file sink, or InfluxDB
+behind the durable spool, plus stdout); :func:`check_sink` checks it for
+``envoy-ingest check``.
+"""
 
-__all__ = ["DeliveryReport", "Sink"]
+from envoy_ingest.sink.base import DeliveryReport, FanoutSink, Sink
+from envoy_ingest.sink.build import build_sink, build_writer, check_sink
+from envoy_ingest.sink.file import FileSink
+from envoy_ingest.sink.influx import Backoff, InfluxSink, SinkStats
+from envoy_ingest.sink.spool import Spool, SpoolStats
+from envoy_ingest.sink.stdout import StdoutSink
+
+__all__ = [
+    "Backoff",
+    "DeliveryReport",
+    "FanoutSink",
+    "FileSink",
+    "InfluxSink",
+    "Sink",
+    "SinkStats",
+    "Spool",
+    "SpoolStats",
+    "StdoutSink",
+    "build_sink",
+    "build_writer",
+    "check_sink",
+]

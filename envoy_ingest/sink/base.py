@@ -38,7 +38,7 @@ class Sink(Protocol):
     async def start(self) -> None:
         """Start background delivery, if the sink has any."""
 
-    async def drain(self, timeout: float) -> DeliveryReport:
+    async def drain(self, timeout: float) -> DeliveryReport:  # noqa: ASYNC109
         """Deliver what is waiting, for up to ``timeout`` seconds (``run --once``)."""
 
     async def close(self) -> None:
@@ -61,7 +61,7 @@ class FanoutSink:
         for sink in self.sinks:
             await sink.start()
 
-    async def drain(self, timeout: float) -> DeliveryReport:
+    async def drain(self, timeout: float) -> DeliveryReport:  # noqa: ASYNC109
         total = DeliveryReport()
         for sink in self.sinks:
             r = await sink.drain(timeout)

@@ -20,7 +20,7 @@ from envoy_ingest import normalize
 from envoy_ingest.envoy.capabilities import Capabilities, detect, probe_paths
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.firmware import GatewayInfo
-from envoy_ingest.errors import EnvoyIngestError, GatewayError
+from envoy_ingest.errors import EnvoyIngestError, GatewayError, SinkError
 from envoy_ingest.point import Point
 from envoy_ingest.service import metrics
 from envoy_ingest.settings import GatewaySettings
@@ -133,7 +133,12 @@ class GatewayPoller:
             return CycleResult(self.label, job, ok=False, error=str(exc))
         tagged = self._tag(points)
         if tagged:
-            self.sink.submit(tagged)
+            try:
+                self.sink.submit(tagged)
+            except SinkError as exc:  # e.g. the disk is full: these points are lost
+                metrics.record_poll(self.label, job, "error")
+                log.error("%s: %s points could not be stored: %s", self.label, job, exc)
+                return CycleResult(self.label, job, ok=False, error=str(exc))
             metrics.record_points(tagged)
         metrics.record_poll(self.label, job, "ok")
         metrics.last_success(self.label, self.clock())

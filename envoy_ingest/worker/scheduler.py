@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 
 ResultCallback = Callable[[CycleResult], None]
 
-# How long `run --once` waits for the sink to deliver what it holds.
-ONCE_DRAIN_TIMEOUT = 60.0
+# How long `run --once` waits by default for the sink to deliver what it holds.
+ONCE_DRAIN_TIMEOUT = 30.0
 
 
 class Worker:
@@ -75,8 +75,9 @@ class Worker:
             self.on_result(result)
         return result
 
-    async def run_once(self) -> int:
-        """Run every job once, deliver, and return the exit status (0 ok, 1 any failure)."""
+    async def run_once(self, drain_timeout: float = ONCE_DRAIN_TIMEOUT) -> int:
+        """Run every job once, deliver (waiting up to ``drain_timeout`` seconds), and
+        return the exit status: 0 ok, 1 if a gateway failed or points stay spooled."""
         await self.tokens.start()
         try:
 
@@ -84,7 +85,7 @@ class Worker:
                 return [await self.poll(p, "totals"), await self.poll(p, "devices")]
 
             results = await asyncio.gather(*(both(p) for p in self.pollers))
-            report = await self.sink.drain(ONCE_DRAIN_TIMEOUT)
+            report = await self.sink.drain(drain_timeout)
         finally:
             await self._close()
         failed = [r for rs in results for r in rs if not r.ok]
