@@ -50,9 +50,10 @@ format: $(VENV)/.dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## bench: the benchmarks under bench/ (results go in the README and docs/)
+## bench: the benchmarks under bench/ (results go in the README and docs/sinks.md)
 bench: $(VENV)/.dev test-servers
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/bench_worker.py
+	$(BIN)/python bench/bench_spool.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

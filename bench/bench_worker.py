@@ -64,7 +64,7 @@ def measure(cfg: SimulatorConfig, seconds: float, warmup: float = 5.0) -> Result
         settings = Path(tmp) / "settings.toml"
         gw = [f'host = "{sim.host}"']
         if sim.url.startswith("https://"):
-            gw.append(f'token = "{sim.issue_token(lifetime=86400)}"')
+            gw.append(f'token = "{sim.issue_token(lifetime=365 * 86400)}"')
         settings.write_text(
             "[[gateways]]\n" + "\n".join(gw) + "\n"
             f'[file]\ndirectory = "{tmp}/data"\n[state]\ndirectory = "{tmp}/state"\n'

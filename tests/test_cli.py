@@ -1,0 +1,171 @@
+"""The CLI commands as a user runs them: check, discover, token, help, exit codes."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from envoy_ingest.cli import main
+from envoy_ingest.simulator import Simulator, SimulatorConfig
+
+NOON = 1718971200
+EMAIL, PASSWORD = "owner@example.com", "secret-password"
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("ENVOY_INGEST_"):
+            monkeypatch.delenv(key)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    text += f'[file]\ndirectory = "{tmp_path / "data"}"\n[state]\ndirectory = "{tmp_path / "st"}"\n'
+    path = tmp_path / "settings.toml"
+    path.write_text(text)
+    return path
+
+
+def test_check_reports_scheme_auth_and_sink(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Simulator(SimulatorConfig(family="legacy", start_time=NOON, time_scale=0)) as sim:
+        path = write(
+            tmp_path,
+            f'[[gateways]]\nhost = "{sim.host}"\nname = "home"\n'
+            '[[gateways]]\nhost = "http://127.0.0.1:9"\nname = "barn"\nconnect_timeout = 2\n',
+        )
+        assert main(["check", "-c", str(path)]) == 1
+        serial, firmware = sim.serial, sim.firmware
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "settings: ok"
+    assert out[1] == (
+        f"gateway home: ok: {serial}, firmware {firmware}, http, "
+        "digest as envoy (default password); /api/v1/production answered"
+    )
+    assert out[2].startswith("gateway barn: FAILED: gateway barn: no answer at 127.0.0.1:9")
+    assert any(line.startswith("sink: ok: ") for line in out[3:])
+
+
+def test_check_passes_on_a_healthy_modern_gateway(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Simulator(SimulatorConfig(family="modern", cts="1phase")) as sim:
+        token = sim.issue_token(lifetime=365 * 86400)
+        path = write(tmp_path, f'[[gateways]]\nhost = "{sim.host}"\ntoken = "{token}"\n')
+        assert main(["check", "-c", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(
+        r"gateway 127\.0\.0\.1:\d+: ok: \d+, firmware [\d.]+, https, bearer token \(owner", out
+    )
+    assert token not in out
+
+
+def test_discover_lists_every_device(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = SimulatorConfig(
+        family="modern",
+        cts="3phase",
+        batteries="iq",
+        battery_count=2,
+        inverters=5,
+        start_time=NOON,
+        time_scale=0,
+    )
+    with Simulator(cfg) as sim:
+        path = write(
+            tmp_path,
+            f'[[gateways]]\nhost = "{sim.host}"\nname = "home"\n'
+            f'token = "{sim.issue_token(lifetime=86400)}"\n',
+        )
+        assert main(["discover", "-c", str(path)]) == 0
+        assert sim.model is not None
+        serials = [r.serial for r in sim.model.inverters(NOON)]
+        header = f"home: gateway {sim.serial}, firmware {sim.firmware} at {sim.url}"
+    out = capsys.readouterr().out
+    assert header in out
+    assert "metering: production, consumption CTs (3 phase)" in out
+    assert "2 IQ batteries" in out
+    assert "requests per hour with the current schedule: 156" in out
+    rows = [line for line in out.splitlines() if re.match(r"\s+\d{12}\s", line)]
+    assert len(rows) == 7
+    for serial in serials:
+        (row,) = [r for r in rows if r.split()[0] == serial]
+        assert row.split()[1] == "microinverter"
+        assert row.split()[2:5] == ["yes", "yes", "yes"]
+    assert sum("battery (encharge)" in r for r in rows) == 2
+
+
+def test_token_fetches_and_shows_only_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Simulator(SimulatorConfig(family="modern")) as sim:
+        path = write(
+            tmp_path,
+            f'[[gateways]]\nhost = "{sim.host}"\nname = "home"\n'
+            f'enlighten_username = "{EMAIL}"\nenlighten_password = "{PASSWORD}"\n'
+            f'[enlighten]\nlogin_url = "{sim.cloud.login_url}"\n'
+            f'token_url = "{sim.cloud.token_url}"\n',
+        )
+        assert main(["token", "-c", str(path)]) == 0
+        hidden = capsys.readouterr().out
+        assert main(["token", "--show", "-c", str(path)]) == 0
+        shown = capsys.readouterr().out
+        assert sim.cloud.token_calls == 2
+    assert "owner" in hidden and "expires" in hidden
+    assert re.search(r"eyJ[\w-]+\.[\w-]+\.[\w-]+", hidden) is None
+    assert re.search(r"eyJ[\w-]+\.[\w-]+\.[\w-]+", shown) is not None
+    assert PASSWORD not in hidden + shown
+    cache = list((tmp_path / "st").rglob("*"))
+    files = [p for p in cache if p.is_file()]
+    assert files and all(p.stat().st_mode & 0o777 == 0o600 for p in files)
+
+
+def test_token_for_an_unknown_gateway_is_a_settings_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, '[[gateways]]\nhost = "192.0.2.1"\nname = "home"\n')
+    assert main(["token", "--gateway", "nope", "-c", str(path)]) == 2
+    assert capsys.readouterr().err.startswith("envoy-ingest: settings error: ")
+
+
+def test_every_command_has_help_and_takes_a_config() -> None:
+    for command in ("run", "discover", "check", "token", "simulate", "demo"):
+        result = subprocess.run(
+            [sys.executable, "-m", "envoy_ingest", command, "--help"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "--log-level" in result.stdout
+        if command not in ("simulate", "demo"):
+            assert "-c FILE, --config FILE" in result.stdout
+
+
+def test_unknown_option_exits_2() -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--bogus"])
+    assert info.value.code == 2
+
+
+def test_demo_shows_data_and_writes_files(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("envoy-ingest")
+    result = subprocess.run(
+        [str(exe), "demo", "--speed", "60", "--duration", "4", "--data", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("simulated modern gateway 122238082690 at https://127.0.0.1:")
+    assert sum(" demo production " in line for line in lines) >= 3
+    assert any(" demo devices: 16 microinverters" in line for line in lines)
+    assert lines[-1] == "stopped"
+    assert list((tmp_path / "d").glob("*.lp"))
