@@ -41,3 +41,11 @@ def fixtures_root() -> Path:
 
 
 from tests.servers import *  # noqa: E402, F403  (real InfluxDB 1.x / VictoriaMetrics fixtures)
+
+
+@pytest.fixture(autouse=True)
+def _no_envoy_ingest_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's own ENVOY_INGEST_* variables never leak into a test."""
+    for key in list(os.environ):
+        if key.startswith("ENVOY_INGEST_"):
+            monkeypatch.delenv(key)

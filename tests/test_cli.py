@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -15,13 +14,6 @@ from envoy_ingest.simulator import Simulator, SimulatorConfig
 
 NOON = 1718971200
 EMAIL, PASSWORD = "owner@example.com", "secret-password"
-
-
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key.startswith("ENVOY_INGEST_"):
-            monkeypatch.delenv(key)
 
 
 def write(tmp_path: Path, text: str) -> Path:

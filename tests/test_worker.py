@@ -20,15 +20,6 @@ from tests.lp import Line, read_dir
 NOON = 1718971200  # 2024-06-21 12:00 UTC
 
 
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("ENVOY_INGEST_"):
-            monkeypatch.delenv(key)
-
-
 def frozen(**kw: object) -> SimulatorConfig:
     return SimulatorConfig(start_time=NOON, time_scale=0, **kw)  # type: ignore[arg-type]
 

@@ -4,7 +4,6 @@ normalizers and the file sink, then reading the written line protocol back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,17 +42,6 @@ def run_once(tmp_path: Path, fixture: str) -> tuple[int, list[Line], Simulator]:
     return rc, read_dir(tmp_path / "data"), sim
 
 
-@pytest.fixture
-def no_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("ENVOY_INGEST_"):
-            monkeypatch.delenv(key)
-    yield
-
-
-@pytest.mark.usefixtures("no_env")
 @pytest.mark.parametrize("fixture", fixture_sets() or ["<missing>"])
 def test_every_recorded_gateway_writes_the_contract(tmp_path: Path, fixture: str) -> None:
     rc, lines, sim = run_once(tmp_path, fixture)
@@ -78,7 +66,6 @@ def test_every_recorded_gateway_writes_the_contract(tmp_path: Path, fixture: str
         assert any(ln.measurement == "enphase_inverter" for ln in lines)
 
 
-@pytest.mark.usefixtures("no_env")
 def test_metered_7_6_175_values(tmp_path: Path) -> None:
     rc, lines, _ = run_once(tmp_path, "7.6.175_with_cts")
     assert rc == 0
@@ -108,7 +95,6 @@ def test_metered_7_6_175_values(tmp_path: Path) -> None:
     assert first.fields["max_power_w"] == 253.0
 
 
-@pytest.mark.usefixtures("no_env")
 def test_legacy_3_9_36_falls_back_to_api_v1(tmp_path: Path) -> None:
     rc, lines, sim = run_once(tmp_path, "3.9.36")
     assert rc == 0

@@ -10,7 +10,6 @@ hold exactly those, with the contract's types and tags.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -33,13 +32,6 @@ from tests.servers import (
 )
 
 NOON = 1718971200
-
-
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key.startswith("ENVOY_INGEST_"):
-            monkeypatch.delenv(key)
 
 
 def _toml_value(value: Any) -> str:

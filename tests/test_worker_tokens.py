@@ -21,15 +21,6 @@ from tests.lp import read_dir
 EMAIL, PASSWORD = "owner@example.com", "secret-password"
 
 
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("ENVOY_INGEST_"):
-            monkeypatch.delenv(key)
-
-
 def run_worker(tmp_path: Path, sim: Simulator, seconds: float, during=None) -> list[CycleResult]:  # type: ignore[no-untyped-def]
     path = tmp_path / "settings.toml"
     path.write_text(
