@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 SPEED  ?= 1
+AT     ?=
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint format test-servers bench clean
@@ -22,9 +23,10 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@ $(VENV)/.runtime
 
-## demo: run the built-in simulator and the worker, writing ./data/*.lp (SPEED=10 compresses time)
+## demo: run the built-in simulator and the worker, writing ./data/*.lp
+## (SPEED=10 compresses time tenfold; AT=11:00 starts the simulated day at 11:00)
 demo: $(VENV)/.runtime
-	$(BIN)/envoy-ingest demo --speed $(SPEED)
+	$(BIN)/envoy-ingest demo --speed $(SPEED) $(if $(AT),--at $(AT))
 
 ## test-servers: install the real InfluxDB 1.x and VictoriaMetrics the tests start,
 ## and docker-compose, which validates deploy/compose (no Docker engine is needed)

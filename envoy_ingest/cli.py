@@ -67,6 +67,12 @@ def _sim_options(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="compress time: the simulated clock runs this many times faster",
     )
+    parser.add_argument(
+        "--at",
+        metavar="HH:MM",
+        help="start the simulated clock at this local time today (default: now; "
+        "at night the panels produce nothing, try --at 11:00)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

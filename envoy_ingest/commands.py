@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +48,22 @@ async def run(
     return 0
 
 
+def _start_time(at: str | None) -> float | None:
+    """``"11:00"`` -> today's 11:00 local time as a Unix time; ``None`` -> now."""
+    if at is None:
+        return None
+    try:
+        clock = datetime.strptime(at, "%H:%M").time()
+    except ValueError:
+        raise SettingsError(f"--at: {at!r} is not a time of day like 11:00") from None
+    return datetime.combine(datetime.now().date(), clock).timestamp()
+
+
 def _sim_config(args: argparse.Namespace, **extra: Any) -> Any:
     from envoy_ingest.simulator import SimulatorConfig
 
     return SimulatorConfig(
+        start_time=_start_time(args.at),
         family=args.family,
         inverters=args.inverters,
         batteries=args.batteries,

@@ -12,7 +12,7 @@ from envoy_ingest.worker.poller import CycleResult
 def _watts(value: FieldValue | None) -> str:
     if not isinstance(value, int | float) or isinstance(value, bool):
         return "-"
-    return f"{value:,.0f} W"
+    return f"{round(value):,d} W"  # round() first: never "-0 W"
 
 
 def summarize(result: CycleResult) -> str:
