@@ -148,7 +148,10 @@ def test_unknown_option_exits_2() -> None:
 def test_demo_shows_data_and_writes_files(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("envoy-ingest")
     result = subprocess.run(
-        [str(exe), "demo", "--speed", "60", "--duration", "4", "--data", str(tmp_path / "d")],
+        [
+            *(str(exe), "demo", "--speed", "60", "--duration", "4"),
+            *("--at", "12:00", "--data", str(tmp_path / "d")),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -158,6 +161,9 @@ def test_demo_shows_data_and_writes_files(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert lines[0].startswith("simulated modern gateway 122238082690 at https://127.0.0.1:")
     assert sum(" demo production " in line for line in lines) >= 3
-    assert any(" demo devices: 16 microinverters" in line for line in lines)
+    # Noon (simulated, local time): every panel produces.
+    assert any(" demo devices: 16 microinverters (16 producing, " in line for line in lines)
+    production = [line for line in lines if " demo production " in line]
+    assert " demo production 0 W " not in production[0]
     assert lines[-1] == "stopped"
     assert list((tmp_path / "d").glob("*.lp"))
