@@ -15,6 +15,7 @@ round (:attr:`Capabilities.devices_extra_paths`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -283,15 +284,15 @@ def _text(value: Any) -> str:
 
 
 def _number(value: Any) -> float | None:
+    """A finite number from a JSON number or numeric string; else ``None``."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+    if isinstance(value, int | float | str):
         try:
-            return float(value)
-        except ValueError:
+            number = float(value)
+        except (ValueError, OverflowError):
             return None
+        return number if math.isfinite(number) else None
     return None
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from envoy_ingest.envoy.capabilities import Capabilities
 from envoy_ingest.normalize import batteries, ct_readings, inverters, production
-from envoy_ingest.normalize._coerce import integer
+from envoy_ingest.normalize._coerce import count as coerce_count
 from envoy_ingest.point import FieldValue, Point
 
 __all__ = ["devices", "totals"]
@@ -50,7 +50,7 @@ def totals(snapshot: Mapping[str, Any], caps: Capabilities, now: int) -> list[Po
         return []
     body = production.production_json(snapshot)
     inverters_entry = production.entries(body, caps).inverters or {}
-    count = integer(inverters_entry.get("activeCount"))
+    count = coerce_count(inverters_entry.get("activeCount"))
     if count is None:
         count = inverters.count(snapshot, caps)
     if count is not None:

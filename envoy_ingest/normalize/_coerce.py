@@ -39,6 +39,12 @@ def integer(value: Any) -> int | None:
     return int(n) if n is not None and n.is_integer() else None
 
 
+def count(value: Any) -> int | None:
+    """A count: a non-negative :func:`integer`, else ``None``."""
+    n = integer(value)
+    return n if n is not None and n >= 0 else None
+
+
 def flag(value: Any) -> bool | None:
     """A bool from ``true``/``false``, ``0``/``1`` or their string forms."""
     if isinstance(value, bool):

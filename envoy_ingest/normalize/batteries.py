@@ -40,6 +40,9 @@ from envoy_ingest.envoy.capabilities import (
     INVENTORY,
 )
 from envoy_ingest.normalize._coerce import (
+    count as coerce_count,
+)
+from envoy_ingest.normalize._coerce import (
     dicts,
     flag,
     integer,
@@ -77,7 +80,7 @@ def acb_aggregate(production: Mapping[str, Any] | None) -> Aggregate | None:
     if not storage or "percentFull" not in storage[0]:
         return None
     acb = storage[0]
-    count = integer(acb.get("activeCount")) or 0
+    count = coerce_count(acb.get("activeCount")) or 0
     if count <= 0:
         return None
     soc = number(acb.get("percentFull"))
