@@ -173,3 +173,47 @@ def test_scheduled_run_polls_on_its_intervals(tmp_path: Path) -> None:
     assert 2 <= len(devices) <= 3
     written = read_dir(tmp_path / "data")
     assert len([ln for ln in written if ln.measurement == "enphase_system"]) == len(totals)
+
+
+def test_firmware_update_is_noticed_and_the_gateway_probed_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A firmware update reboots the gateway: the failed poll makes the worker
+    read /info again, see the new firmware, and probe its capabilities anew
+    (here the update also added CTs, so production.json replaces /api/v1)."""
+    import socket
+
+    from envoy_ingest.settings import load_settings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    old = frozen(family="legacy", firmware="5.0.62", cts="none", inverters=4, port=port)
+    new = frozen(family="legacy", firmware="6.0.4", cts="1phase", inverters=4, port=port)
+    path = settings_toml(tmp_path, f'host = "http://127.0.0.1:{port}"\nname = "home"')
+    worker = Worker(load_settings(path))
+    poller = worker.pollers[0]
+
+    results: list[CycleResult] = []
+    requests: list[tuple[str, str]] = []
+
+    async def go() -> None:
+        with Simulator(old):
+            results.append(await worker.poll(poller, "totals"))
+        results.append(await worker.poll(poller, "totals"))  # rebooting: no answer
+        with Simulator(new) as sim:
+            results.append(await worker.poll(poller, "totals"))
+            requests.extend(sim.requests)
+        await poller.aclose()
+
+    asyncio.run(go())
+    first, down, after = results
+    assert [first.ok, down.ok, after.ok] == [True, False, True]
+    assert poller.info is not None and poller.info.firmware == "6.0.4"
+    assert poller.caps is not None and poller.caps.production_ct
+    assert "firmware changed from 5.0.62 to 6.0.4" in caplog.text
+    paths = [p for _, p in requests]
+    assert paths[0] == "/info"
+    assert paths.count("/production.json?details=1") == 2  # the new probe, then the poll
+    (system,) = [p for p in after.points if p.measurement == "enphase_system"]
+    assert "consumption_w" in system.fields
