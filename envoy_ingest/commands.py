@@ -12,7 +12,8 @@ from typing import Any
 from envoy_ingest import normalize
 from envoy_ingest.envoy.capabilities import detect, probe_paths
 from envoy_ingest.envoy.client import EnvoyClient
-from envoy_ingest.envoy.tokens import TokenManager, token_command
+from envoy_ingest.envoy.token_command import token_command
+from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.errors import EnvoyIngestError, SettingsError
 from envoy_ingest.point import Point
 from envoy_ingest.settings import GatewaySettings, Settings

@@ -41,7 +41,6 @@ from envoy_ingest.errors import (
     CloudError,
     CloudLoginRefused,
     GatewayAuthError,
-    GatewayError,
     MultiFactorAccount,
     SettingsError,
     TokenError,
@@ -112,7 +111,8 @@ def decode_token(value: str, source: str) -> TokenInfo:
     return TokenInfo(value, float(exp), issued, str(user) if user else "unknown", source)
 
 
-def _in(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """``3 days``, ``5 hours``, ``12 minutes``, ``40 s``."""
     if seconds >= 2 * DAY:
         return f"{seconds / DAY:.0f} days"
     if seconds >= 2 * 3600:
@@ -343,7 +343,7 @@ class TokenManager:
             self._failed(acct, "the gateway refused a token fetched moments before")
             raise GatewayAuthError(
                 f"{entry.where}: the gateway refused a new token from Enlighten too; "
-                f"next attempt in {_in(acct.retry_at - self.clock())}"
+                f"next attempt in {duration_text(acct.retry_at - self.clock())}"
             )
         await self._refresh(entry, seen=tok, reason=REASON_REFUSED)
         assert entry.current is not None
@@ -376,7 +376,8 @@ class TokenManager:
                     keep = f"; the current token stays in use until {cur.expiry_text}"
                 raise TokenError(
                     f"{entry.where}: no new token yet: the last attempt failed "
-                    f"({acct.last_error}); next attempt in {_in(acct.retry_at - now)}{keep}"
+                    f"({acct.last_error}); next attempt in "
+                    f"{duration_text(acct.retry_at - now)}{keep}"
                 )
             log.info("%s: fetching a token from Enlighten (%s)", entry.where, reason)
             try:
@@ -394,7 +395,8 @@ class TokenManager:
             except CloudError as exc:
                 self._failed(acct, str(exc))
                 raise CloudError(
-                    f"{entry.where}: {exc}; next attempt in {_in(acct.retry_at - self.clock())}"
+                    f"{entry.where}: {exc}; next attempt in "
+                    f"{duration_text(acct.retry_at - self.clock())}"
                 ) from None
             now = self.clock()
             entry.current, entry.obtained = tok, now
@@ -474,7 +476,7 @@ class TokenManager:
                     "as token (or token_file), or set enlighten_username and "
                     "enlighten_password to fetch tokens automatically",
                     where,
-                    _in(left),
+                    duration_text(left),
                     tok.expiry_text,
                     TOKEN_PAGE,
                 )
@@ -517,6 +519,22 @@ class TokenManager:
             finally:
                 sleeper.cancel()
                 waker.cancel()
+
+    # --- for the `token` command -----------------------------------------------------
+
+    def has_credentials(self, gw: GatewaySettings) -> bool:
+        """The gateway has Enlighten credentials: tokens can be fetched for it."""
+        return self._account(gw) is not None
+
+    def missing_token_error(
+        self, gw: GatewaySettings, serial: str
+    ) -> TokenError | GatewayAuthError:
+        """The error that says why there is no usable token and what to do."""
+        return self._no_token(self._entry(gw, serial))
+
+    def cache_path(self, serial: str) -> Path:
+        """Where the token of ``serial`` is cached."""
+        return self._path(serial)
 
     # --- disk cache --------------------------------------------------------------
 
@@ -576,86 +594,3 @@ class TokenManager:
                 self.cache_dir,
                 exc.strerror or type(exc).__name__,
             )
-
-
-# --- the `token` command ------------------------------------------------------------
-
-
-def _select(settings: Settings, gateway: str | None) -> list[GatewaySettings]:
-    if gateway is None:
-        return list(settings.gateways)
-    chosen = [gw for gw in settings.gateways if gateway in {gw.name, gw.serial, gw.host, gw.label}]
-    if not chosen:
-        raise SettingsError(f"--gateway {gateway!r}: no gateway with that name, serial or host")
-    return chosen
-
-
-async def token_command(
-    settings: Settings,
-    gateway: str | None,
-    show: bool,
-    out: Callable[[str], None] = print,
-    *,
-    tokens: TokenManager | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> int:
-    """Fetch (or refresh) now and print each gateway's account type and expiry; 0 ok, 1 not.
-
-    The token itself is printed only with ``show``. ``tokens`` and ``transport``
-    are for tests.
-    """
-    from envoy_ingest.envoy.client import EnvoyClient
-
-    status = 0
-    manager = tokens if tokens is not None else TokenManager(settings)
-    for gw in _select(settings, gateway):
-        client = EnvoyClient(gw, None, transport=transport)
-        try:
-            serial = gw.serial
-            info = None
-            try:
-                info = await client.connect(authenticate=False)
-                serial = info.serial
-            except GatewayError as exc:
-                if serial is None:
-                    raise TokenError(
-                        f"{gw.label}: cannot read the serial number from the gateway ({exc}); "
-                        "set the gateway's serial"
-                    ) from None
-                out(f"{gw.label}: gateway not reachable ({exc}); fetching anyway")
-            has_creds = manager._account(gw) is not None
-            if info is not None and not info.uses_jwt and gw.token is None and not has_creds:
-                out(f"{gw.label}: firmware {info.firmware} uses digest auth: no token needed")
-                continue
-            if has_creds:
-                tok = await manager.refresh_now(gw, serial)
-            else:
-                current = manager.current(gw, serial)
-                if current is None:
-                    raise manager._no_token(manager._entry(gw, serial))
-                tok = current
-            left = tok.expires - manager.clock()
-            state = (
-                f"expires {tok.expiry_text} (in {_in(left)})"
-                if left > 0
-                else (f"EXPIRED on {tok.expiry_text}")
-            )
-            origin = "fetched from Enlighten now" if has_creds else "pasted; cannot be renewed"
-            out(f"{gw.label} ({serial}): {tok.user} token, {state}, {origin}")
-            if has_creds:
-                out(f"  cached in {manager._path(serial)}")
-            if info is not None and info.uses_jwt:
-                accepted = await client.check_jwt(tok.value)
-                out("  the gateway accepts it" if accepted else "  the gateway REFUSES it")
-                if not accepted:
-                    status = 1
-            if left <= 0:
-                status = 1
-            if show:
-                out(tok.value)
-        except (TokenError, GatewayError) as exc:
-            out(f"{gw.label}: FAILED: {exc}")
-            status = 1
-        finally:
-            await client.aclose()
-    return status
