@@ -27,7 +27,8 @@ import httpx
 from envoy_ingest.envoy import transport as _transport
 from envoy_ingest.envoy.auth import GatewayDigestAuth, describe_digest, digest_auth
 from envoy_ingest.envoy.firmware import GatewayInfo, parse_info
-from envoy_ingest.envoy.tokens import TokenInfo, TokenManager, decode_token
+from envoy_ingest.envoy.token_info import TokenInfo, decode_token
+from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.errors import (
     CertificateMismatch,
     GatewayAuthError,

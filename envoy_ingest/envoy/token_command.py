@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import httpx
 
-from envoy_ingest.envoy.tokens import TokenManager, duration_text
+from envoy_ingest.envoy.token_info import duration_text
+from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.errors import GatewayError, SettingsError, TokenError
 from envoy_ingest.settings import GatewaySettings, Settings
 

@@ -22,21 +22,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import random
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import jwt
 
 from envoy_ingest.envoy.enlighten import TOKEN_PAGE, EnlightenClient, Session
+from envoy_ingest.envoy.token_cache import TokenCache
+from envoy_ingest.envoy.token_info import (
+    DAY,
+    TokenInfo,
+    decode_token,
+    duration_text,
+)
 from envoy_ingest.errors import (
     CloudError,
     CloudLoginRefused,
@@ -45,7 +47,6 @@ from envoy_ingest.errors import (
     SettingsError,
     TokenError,
 )
-from envoy_ingest.service.logging import register_secret
 from envoy_ingest.settings import GatewaySettings, Settings
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,6 @@ Validator = Callable[[str], Awaitable[bool]]
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
-DAY = 86400.0
-MAX_REFRESH_AHEAD = 30 * DAY
 WARN_DAYS = (30, 7, 1)
 BACKOFF_BASE = 60.0
 BACKOFF_CAP = 6 * 3600.0
@@ -63,63 +62,6 @@ SESSION_REUSE = 300.0  # one Enlighten login serves the account's gateways for a
 MAX_IDLE = 3600.0  # the background task wakes at least this often
 MIN_SLEEP = 0.5
 REASON_REFUSED = "the gateway refused the current one"
-
-
-# --- what a token says ------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TokenInfo:
-    value: str = field(repr=False)
-    expires: float
-    issued: float | None
-    user: str  # "owner", "installer", or what the token says
-    source: str  # "pasted", "cached" or "Enlighten"
-
-    def lifetime(self, obtained: float) -> float:
-        return self.expires - (self.issued if self.issued is not None else obtained)
-
-    def refresh_ahead(self, obtained: float) -> float:
-        """Renew when less than this is left: ``min(30 days, lifetime / 10)``."""
-        return min(MAX_REFRESH_AHEAD, max(self.lifetime(obtained), 0.0) / 10)
-
-    @property
-    def expiry_text(self) -> str:
-        return datetime.fromtimestamp(self.expires, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-    def describe(self) -> str:
-        origin = "from Enlighten" if self.source == "Enlighten" else self.source
-        return f"{self.user}, expires {self.expiry_text}, {origin}"
-
-
-def decode_token(value: str, source: str) -> TokenInfo:
-    """Read ``exp``, ``iat`` and ``enphaseUser`` without checking the signature.
-
-    Raises ``ValueError`` with a reason that never contains the token.
-    """
-    register_secret(value)  # from now on the log redactor masks it
-    try:
-        claims = jwt.decode(value, options={"verify_signature": False})
-    except jwt.PyJWTError as exc:
-        raise ValueError(f"not a valid JWT ({type(exc).__name__})") from None
-    exp = claims.get("exp")
-    if not isinstance(exp, int | float) or isinstance(exp, bool):
-        raise ValueError("the token has no expiry (exp claim)")
-    iat = claims.get("iat")
-    issued = float(iat) if isinstance(iat, int | float) and not isinstance(iat, bool) else None
-    user = claims.get("enphaseUser")
-    return TokenInfo(value, float(exp), issued, str(user) if user else "unknown", source)
-
-
-def duration_text(seconds: float) -> str:
-    """``3 days``, ``5 hours``, ``12 minutes``, ``40 s``."""
-    if seconds >= 2 * DAY:
-        return f"{seconds / DAY:.0f} days"
-    if seconds >= 2 * 3600:
-        return f"{seconds / 3600:.0f} hours"
-    if seconds >= 120:
-        return f"{seconds / 60:.0f} minutes"
-    return f"{max(seconds, 0):.0f} s"
 
 
 # --- state ----------------------------------------------------------------------------
@@ -168,7 +110,7 @@ class TokenManager:
         self._sleep = sleep
         self._rng = rng
         self.cloud = EnlightenClient(settings.enlighten, transport=cloud_transport)
-        self.cache_dir = settings.state.directory / "tokens"
+        self.cache = TokenCache(settings.state.directory / "tokens", self.clock)
         self._entries: dict[str, _Entry] = {}
         self._accounts: dict[str, _Account] = {}
         self._pasted: dict[int, TokenInfo] = {}
@@ -534,63 +476,14 @@ class TokenManager:
 
     def cache_path(self, serial: str) -> Path:
         """Where the token of ``serial`` is cached."""
-        return self._path(serial)
-
-    # --- disk cache --------------------------------------------------------------
-
-    def _path(self, serial: str) -> Path:
-        return self.cache_dir / f"{re.sub(r'[^A-Za-z0-9_-]', '_', serial)}.json"
+        return self.cache.path(serial)
 
     def _load(self, entry: _Entry) -> TokenInfo | None:
         acct = self._account(entry.gw)
-        path = self._path(entry.serial)
-        if acct is None or not path.is_file():
+        if acct is None:
             return None
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("enlighten_username") != acct.username:
-                return None
-            tok = decode_token(str(data["token"]), "cached")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.warning(
-                "%s: ignoring the token cache %s (%s)", entry.where, path, type(exc).__name__
-            )
-            return None
-        with contextlib.suppress(OSError):
-            path.chmod(0o600)
-        return tok
+        return self.cache.load(entry.serial, acct.username, entry.where)
 
     def _save(self, entry: _Entry, tok: TokenInfo) -> None:
         acct = self._account(entry.gw)
-        path = self._path(entry.serial)
-        data = {
-            "serial": entry.serial,
-            "enlighten_username": acct.username if acct else None,
-            "token": tok.value,
-            "saved": int(self.clock()),
-        }
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.fchmod(fd, 0o600)
-                os.write(fd, json.dumps(data).encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            dir_fd = os.open(self.cache_dir, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            log.warning(
-                "%s: cannot cache the token in %s (%s); it is kept in memory only",
-                entry.where,
-                self.cache_dir,
-                exc.strerror or type(exc).__name__,
-            )
+        self.cache.save(entry.serial, acct.username if acct else None, tok, entry.where)

@@ -1,0 +1,78 @@
+"""The token cache: one file per gateway serial in the state directory
+(``<state>/tokens/<serial>.json``), mode 0600, written atomically, so a
+fetched token survives restarts without a cloud call."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from envoy_ingest.envoy.token_info import TokenInfo, decode_token
+
+log = logging.getLogger("envoy_ingest.envoy.tokens")
+
+
+class TokenCache:
+    def __init__(self, directory: Path, clock: Callable[[], float]) -> None:
+        self.directory = directory
+        self.clock = clock
+
+    def path(self, serial: str) -> Path:
+        return self.directory / f"{re.sub(r'[^A-Za-z0-9_-]', '_', serial)}.json"
+
+    def load(self, serial: str, username: str, where: str) -> TokenInfo | None:
+        """The cached token of ``serial`` fetched with ``username``'s account, if any."""
+        path = self.path(serial)
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("enlighten_username") != username:
+                return None
+            tok = decode_token(str(data["token"]), "cached")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("%s: ignoring the token cache %s (%s)", where, path, type(exc).__name__)
+            return None
+        with contextlib.suppress(OSError):
+            path.chmod(0o600)
+        return tok
+
+    def save(self, serial: str, username: str | None, tok: TokenInfo, where: str) -> None:
+        """Write atomically (temp file, fsync, rename, fsync the directory), mode 0600."""
+        path = self.path(serial)
+        data = {
+            "serial": serial,
+            "enlighten_username": username,
+            "token": tok.value,
+            "saved": int(self.clock()),
+        }
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.fchmod(fd, 0o600)
+                os.write(fd, json.dumps(data).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            dir_fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            log.warning(
+                "%s: cannot cache the token in %s (%s); it is kept in memory only",
+                where,
+                self.directory,
+                exc.strerror or type(exc).__name__,
+            )
