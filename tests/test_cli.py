@@ -167,3 +167,44 @@ def test_demo_shows_data_and_writes_files(tmp_path: Path) -> None:
     assert " demo production 0 W " not in production[0]
     assert lines[-1] == "stopped"
     assert list((tmp_path / "d").glob("*.lp"))
+
+
+def test_simulate_serves_until_sigterm(tmp_path: Path) -> None:
+    import signal
+    import socket
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).with_name("envoy-ingest")
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "simulate",
+            "--family",
+            "legacy",
+            "--port",
+            str(port),
+            "--serial",
+            "121212121212",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert f"127.0.0.1:{port}" in first
+        info = httpx.get(f"http://127.0.0.1:{port}/info", timeout=5)
+        assert info.status_code == 200
+        assert "<sn>121212121212</sn>" in info.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+
+
+def test_simulate_rejects_a_missing_fixture_dir(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--fixture", "/nonexistent/set"]) == 2
+    assert "--fixture: /nonexistent/set is not a directory" in capsys.readouterr().err
