@@ -208,3 +208,22 @@ def test_simulate_serves_until_sigterm(tmp_path: Path) -> None:
 def test_simulate_rejects_a_missing_fixture_dir(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "--fixture", "/nonexistent/set"]) == 2
     assert "--fixture: /nonexistent/set is not a directory" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
+    import signal
+
+    exe = Path(sys.executable).with_name("envoy-ingest")
+    proc = subprocess.Popen(
+        [str(exe), "demo", "--speed", "60", "--data", str(tmp_path / "d")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines = [proc.stdout.readline() for _ in range(3)]  # banner, schedule, first cycle
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert " demo " in lines[2]
+    assert rest.splitlines()[-1] == "stopped"
