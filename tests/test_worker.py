@@ -217,3 +217,63 @@ def test_firmware_update_is_noticed_and_the_gateway_probed_again(
     assert paths.count("/production.json?details=1") == 2  # the new probe, then the poll
     (system,) = [p for p in after.points if p.measurement == "enphase_system"]
     assert "consumption_w" in system.fields
+
+
+def test_a_probe_during_a_reboot_decides_nothing(tmp_path: Path) -> None:
+    """Right after a reboot a modern gateway serves /info but answers 503 for the
+    rest: the worker must not settle on an empty request plan, but probe again."""
+    from envoy_ingest.settings import load_settings
+
+    with Simulator(frozen(family="modern", cts="1phase", inverters=4)) as sim:
+        worker = Worker(load_settings(settings_toml(tmp_path, gateway(sim))))
+        poller = worker.pollers[0]
+        undecided: list[bool] = []
+
+        async def go() -> list[CycleResult]:
+            loop = asyncio.get_running_loop()
+            sim.reboot(2.0)
+            during = await poller.poll("totals", deadline=loop.time() + 1.0)
+            undecided.append(poller.caps is None)
+            await asyncio.sleep(2.0)
+            after = await poller.poll("totals", deadline=loop.time() + 5.0)
+            await poller.aclose()
+            return [during, after]
+
+        during, after = asyncio.run(go())
+    assert not during.ok
+    assert during.error is not None
+    assert "the gateway does not serve production data yet" in during.error
+    assert undecided == [True]  # no request plan was settled on during the reboot
+    assert after.ok
+    assert poller.caps is not None and poller.caps.production_ct
+    (system,) = [p for p in after.points if p.measurement == "enphase_system"]
+    assert system.time == NOON
+
+
+def test_a_plan_made_from_after_reboot_zeros_is_revisited(tmp_path: Path) -> None:
+    """3.x answers all-zero production right after a reboot; a plan decided then
+    (no /api/v1/production) is probed again within the hour, not kept forever."""
+    from envoy_ingest.settings import load_settings
+    from envoy_ingest.worker import poller as poller_module
+
+    with Simulator(frozen(family="legacy", firmware="3.17.3", inverters=4)) as sim:
+        worker = Worker(load_settings(settings_toml(tmp_path, gateway(sim))))
+        poller = worker.pollers[0]
+        now = [1_000_000.0]
+        poller.clock = lambda: now[0]
+        sources: list[str | None] = []
+
+        async def go() -> None:
+            sim.reboot(1.0)
+            await poller.poll("totals")
+            sources.append(poller.caps.production_source if poller.caps else None)
+            await asyncio.sleep(1.2)
+            await poller.poll("totals")  # within the hour: same plan
+            sources.append(poller.caps.production_source if poller.caps else None)
+            now[0] += poller_module.REPROBE_SECONDS + 1
+            await poller.poll("totals")
+            sources.append(poller.caps.production_source if poller.caps else None)
+            await poller.aclose()
+
+        asyncio.run(go())
+    assert sources == ["inverters", "inverters", "api_v1"]

@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from envoy_ingest import normalize
-from envoy_ingest.envoy.capabilities import Capabilities, detect, probe_paths
+from envoy_ingest.envoy.capabilities import (
+    API_V1_PRODUCTION,
+    PRODUCTION_JSON,
+    Capabilities,
+    detect,
+    probe_paths,
+)
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.firmware import GatewayInfo
 from envoy_ingest.errors import EnvoyIngestError, GatewayError, SinkError
@@ -33,6 +39,9 @@ Job = Literal["totals", "devices"]
 # /info is re-read this often even when all goes well, to notice a firmware
 # update that happened without a failed poll (one cheap request an hour).
 INFO_RECHECK_SECONDS = 3600.0
+# Capabilities decided from a degraded probe (nothing usable, or the all-zero
+# answers of a 3.x gateway just after a reboot) are probed again after this.
+REPROBE_SECONDS = 3600.0
 
 
 @dataclass(slots=True)
@@ -64,6 +73,8 @@ class GatewayPoller:
         self.latest: dict[str, Any] = {}
         self._info_checked = 0.0
         self._reconnect = True
+        self._probed_at = 0.0
+        self._degraded = False
 
     @property
     def label(self) -> str:
@@ -92,10 +103,20 @@ class GatewayPoller:
                 self.caps = None
                 self.latest.clear()
             self.info = info
+        if self.caps is not None and self._degraded and now - self._probed_at > REPROBE_SECONDS:
+            self.caps = None  # decided while the gateway said little: look again
         if self.caps is None:
             assert self.info is not None
             probe = await self.client.fetch(probe_paths(self.info), deadline=deadline)
+            if PRODUCTION_JSON not in probe and API_V1_PRODUCTION not in probe:
+                # Typically right after a reboot (503): decide nothing yet, probe next cycle.
+                detail = "; ".join(f"{p}: {r}" for p, r in self.client.last_errors.items())
+                raise GatewayError(f"the gateway does not serve production data yet ({detail})")
             self.caps = detect(self.info, probe)
+            self._probed_at = now
+            # All-zero /api/v1/production is what 3.x says right after a reboot:
+            # such a plan is looked at again within the hour.
+            self._degraded = self.caps.production_source is None or self.caps.api_v1_zero
             self.latest.update(probe)
             log.info("%s: %s", self.label, self.caps.describe())
         return self.caps
