@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from envoy_ingest import normalize
-from envoy_ingest.envoy.capabilities import detect, probe_paths
+from envoy_ingest.envoy.capabilities import Capabilities, detect, probe_paths, requests_per_hour
 from envoy_ingest.envoy.client import EnvoyClient
+from envoy_ingest.envoy.firmware import GatewayInfo
 from envoy_ingest.envoy.token_command import token_command
 from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.errors import EnvoyIngestError, SettingsError
@@ -131,19 +133,27 @@ async def demo(args: argparse.Namespace, out: Out = _print) -> int:
     return 0
 
 
-async def _probe(gw: GatewaySettings, tokens: TokenManager) -> tuple[EnvoyClient, Any, Any]:
+@contextlib.asynccontextmanager
+async def _probed(
+    gw: GatewaySettings, tokens: TokenManager
+) -> AsyncIterator[tuple[EnvoyClient, GatewayInfo, Capabilities]]:
+    """A connected client with the gateway's identity and capabilities; closed after."""
     client = EnvoyClient(gw, tokens)
-    info = await client.connect()
-    caps = detect(info, await client.fetch(probe_paths(info)))
-    return client, info, caps
+    try:
+        info = await client.connect()
+        caps = detect(info, await client.fetch(probe_paths(info)))
+        yield client, info, caps
+    finally:
+        await client.aclose()
 
 
 def _device_table(points: list[Point]) -> list[str]:
     rows = []
     for p in sorted(points, key=lambda p: (p.measurement, p.tags.get("serial", ""))):
-        kind = "battery" if p.measurement == "enphase_battery" else "microinverter"
         if p.measurement == "enphase_battery":
             kind = f"battery ({p.tags.get('type', '?')})"
+        else:
+            kind = "microinverter"
         f = p.fields
 
         def flag(name: str, f: Any = f) -> str:
@@ -172,32 +182,24 @@ async def discover(settings: Settings, out: Out = _print) -> int:
     try:
         for gw in settings.gateways:
             try:
-                client, info, caps = await _probe(gw, tokens)
+                async with _probed(gw, tokens) as (client, info, caps):
+                    snap = await client.fetch(caps.devices_paths)
             except EnvoyIngestError as exc:
                 out(f"{gw.label}: FAILED: {exc}")
                 status = 1
                 continue
-            try:
-                snap = await client.fetch(caps.devices_paths)
-            finally:
-                await client.aclose()
             points = normalize.devices(snap, caps, 0)
             out(f"{gw.label}: gateway {info.serial}, firmware {info.firmware} at {client.base_url}")
             out(f"  {caps.describe()}")
-            out(f"  requests per hour with the current schedule: {_rph(caps, settings):.0f}")
+            rph = requests_per_hour(
+                caps, settings.schedule.totals_interval, settings.schedule.devices_interval
+            )
+            out(f"  requests per hour with the current schedule: {rph:.0f}")
             for line in _device_table(points):
                 out(line)
     finally:
         await tokens.aclose()
     return status
-
-
-def _rph(caps: Any, settings: Settings) -> float:
-    from envoy_ingest.envoy.capabilities import requests_per_hour
-
-    return requests_per_hour(
-        caps, settings.schedule.totals_interval, settings.schedule.devices_interval
-    )
 
 
 async def check(settings: Settings, out: Out = _print) -> int:
@@ -208,21 +210,17 @@ async def check(settings: Settings, out: Out = _print) -> int:
     await tokens.start()
     try:
         for gw in settings.gateways:
-            client = EnvoyClient(gw, tokens)
             try:
-                info = await client.connect()
-                caps = detect(info, await client.fetch(probe_paths(info)))
-                path = caps.totals_paths[0]
-                await client.get(path)
-                out(
-                    f"gateway {gw.label}: ok: {info.serial}, firmware {info.firmware}, "
-                    f"{client.scheme}, {client.auth_description}; {path} answered"
-                )
+                async with _probed(gw, tokens) as (client, info, caps):
+                    path = caps.totals_paths[0]
+                    await client.get(path)
+                    out(
+                        f"gateway {gw.label}: ok: {info.serial}, firmware {info.firmware}, "
+                        f"{client.scheme}, {client.auth_description}; {path} answered"
+                    )
             except EnvoyIngestError as exc:
                 out(f"gateway {gw.label}: FAILED: {exc}")
                 status = 1
-            finally:
-                await client.aclose()
     finally:
         await tokens.aclose()
     for ok, line in await check_sink(settings):
