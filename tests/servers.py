@@ -459,28 +459,26 @@ def _tempdir(prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def influxdb1() -> Iterator[InfluxDB1]:
-    """A fresh InfluxDB 1.x without authentication; database ``solar``."""
+def _influxdb1(auth: bool) -> Iterator[InfluxDB1]:
     with _tempdir("influxd-") as root:
-        server = InfluxDB1(root)
+        server = InfluxDB1(root, auth=auth)
         server.first_start()
         try:
             yield server
         finally:
             server.kill()
+
+
+@pytest.fixture
+def influxdb1() -> Iterator[InfluxDB1]:
+    """A fresh InfluxDB 1.x without authentication; database ``solar``."""
+    yield from _influxdb1(auth=False)
 
 
 @pytest.fixture
 def influxdb1_auth() -> Iterator[InfluxDB1]:
     """A fresh InfluxDB 1.x with authentication on; admin user ``server.admin``."""
-    with _tempdir("influxd-") as root:
-        server = InfluxDB1(root, auth=True)
-        server.first_start()
-        try:
-            yield server
-        finally:
-            server.kill()
+    yield from _influxdb1(auth=True)
 
 
 @pytest.fixture

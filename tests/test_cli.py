@@ -11,16 +11,14 @@ import pytest
 
 from envoy_ingest.cli import main
 from envoy_ingest.simulator import Simulator, SimulatorConfig
+from tests.worker_settings import write_settings
 
 NOON = 1718971200
 EMAIL, PASSWORD = "owner@example.com", "secret-password"
 
 
 def write(tmp_path: Path, text: str) -> Path:
-    text += f'[file]\ndirectory = "{tmp_path / "data"}"\n[state]\ndirectory = "{tmp_path / "st"}"\n'
-    path = tmp_path / "settings.toml"
-    path.write_text(text)
-    return path
+    return write_settings(tmp_path, extra=text)
 
 
 def test_check_reports_scheme_auth_and_sink(
@@ -112,7 +110,7 @@ def test_token_fetches_and_shows_only_when_asked(
     assert re.search(r"eyJ[\w-]+\.[\w-]+\.[\w-]+", hidden) is None
     assert re.search(r"eyJ[\w-]+\.[\w-]+\.[\w-]+", shown) is not None
     assert PASSWORD not in hidden + shown
-    cache = list((tmp_path / "st").rglob("*"))
+    cache = list((tmp_path / "state").rglob("*"))
     files = [p for p in cache if p.is_file()]
     assert files and all(p.stat().st_mode & 0o777 == 0o600 for p in files)
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from envoy_ingest.envoy.passwords import envoy_password
 from envoy_ingest.simulator import Simulator, SimulatorConfig, path_to_fixture_name
 from envoy_ingest.simulator.fixtures import LOG_SUFFIX
 from tests.conftest import fixture_sets, require_fixtures
+from tests.test_simulator import client
 
 # The request paths real clients send, for the file names they map to.
 KNOWN_PATHS = [
@@ -59,14 +59,6 @@ def test_path_to_fixture_name() -> None:
     assert path_to_fixture_name("/api/v1/production/inverters") == "api_v1_production_inverters"
     assert path_to_fixture_name("/ivp/ensemble/inventory") == "ivp_ensemble_inventory"
     assert path_to_fixture_name("/inventory.json?deleted=1") == "inventory.json_deleted_1"
-
-
-def client(sim: Simulator) -> httpx.Client:
-    if sim.family == "modern":
-        headers = {"Authorization": f"Bearer {sim.issue_token()}"}
-        return httpx.Client(base_url=sim.url, verify=False, headers=headers, timeout=10)
-    auth = httpx.DigestAuth("envoy", envoy_password(sim.serial))
-    return httpx.Client(base_url=sim.url, auth=auth, timeout=10)
 
 
 def recorded_status(directory: Path, name: str) -> int:

@@ -16,28 +16,13 @@ from envoy_ingest.simulator import Simulator, SimulatorConfig
 from envoy_ingest.simulator.render_totals import api_v1_production
 from envoy_ingest.worker import CycleResult, Worker
 from tests.lp import Line, read_dir
+from tests.worker_settings import gateway_table, write_settings
 
 NOON = 1718971200  # 2024-06-21 12:00 UTC
 
 
 def frozen(**kw: object) -> SimulatorConfig:
     return SimulatorConfig(start_time=NOON, time_scale=0, **kw)  # type: ignore[arg-type]
-
-
-def settings_toml(tmp_path: Path, *gateways: str, extra: str = "") -> Path:
-    text = "".join(f"[[gateways]]\n{g}\n" for g in gateways)
-    text += f'[file]\ndirectory = "{tmp_path / "data"}"\n'
-    text += f'[state]\ndirectory = "{tmp_path / "state"}"\n'
-    path = tmp_path / "settings.toml"
-    path.write_text(text + extra)
-    return path
-
-
-def gateway(sim: Simulator, name: str = "home") -> str:
-    lines = [f'host = "{sim.host}"', f'name = "{name}"']
-    if sim.url.startswith("https://"):
-        lines.append(f'token = "{sim.issue_token(lifetime=86400)}"')
-    return "\n".join(lines)
 
 
 def only(lines: list[Line], measurement: str, **tags: str) -> Line:
@@ -55,7 +40,7 @@ def test_modern_https_jwt_site_with_cts_and_iq_batteries(tmp_path: Path) -> None
     with Simulator(cfg) as sim:
         assert sim.model is not None
         r = sim.model.reading(NOON)
-        rc = main(["run", "--once", "-c", str(settings_toml(tmp_path, gateway(sim)))])
+        rc = main(["run", "--once", "-c", str(write_settings(tmp_path, gateway_table(sim)))])
         requests = list(sim.requests)
     assert rc == 0
     lines = read_dir(tmp_path / "data")
@@ -100,7 +85,7 @@ def test_legacy_http_digest_site_without_cts(tmp_path: Path) -> None:
         r = sim.model.reading(NOON)
         api = api_v1_production(sim.model, NOON)
         before = int(time.time())
-        rc = main(["run", "--once", "-c", str(settings_toml(tmp_path, gateway(sim)))])
+        rc = main(["run", "--once", "-c", str(write_settings(tmp_path, gateway_table(sim)))])
         after = int(time.time())
     assert rc == 0
     lines = read_dir(tmp_path / "data")
@@ -122,9 +107,9 @@ def test_legacy_http_digest_site_without_cts(tmp_path: Path) -> None:
 
 def test_a_dead_gateway_fails_the_run_but_not_the_others(tmp_path: Path) -> None:
     with Simulator(frozen(family="legacy", inverters=4)) as sim:
-        cfg = settings_toml(
+        cfg = write_settings(
             tmp_path,
-            gateway(sim, "good"),
+            gateway_table(sim, "good"),
             'host = "http://127.0.0.1:9"\nname = "dead"\nconnect_timeout = 2',
         )
         started = time.monotonic()
@@ -140,7 +125,7 @@ def test_a_dead_gateway_fails_the_run_but_not_the_others(tmp_path: Path) -> None
 def test_settings_error_exits_2_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = settings_toml(tmp_path, 'host = "h"\nusernam = "envoy"')
+    path = write_settings(tmp_path, 'host = "h"\nusernam = "envoy"')
     assert main(["run", "--once", "-c", str(path)]) == 2
     err = capsys.readouterr().err
     assert err == f"envoy-ingest: settings error: {path}: gateways[0].usernam: unknown key\n"
@@ -150,9 +135,9 @@ def test_scheduled_run_polls_on_its_intervals(tmp_path: Path) -> None:
     """The scheduler runs totals every interval and devices less often, each
     gateway's jobs one at a time, and stops cleanly."""
     with Simulator(SimulatorConfig(family="modern", cts="1phase", inverters=4)) as sim:
-        path = settings_toml(
+        path = write_settings(
             tmp_path,
-            gateway(sim),
+            gateway_table(sim),
             extra="[schedule]\ntotals_interval = 1\ndevices_interval = 3\njitter = 0\n",
         )
         from envoy_ingest.settings import load_settings
@@ -190,7 +175,7 @@ def test_firmware_update_is_noticed_and_the_gateway_probed_again(
         port = s.getsockname()[1]
     old = frozen(family="legacy", firmware="5.0.62", cts="none", inverters=4, port=port)
     new = frozen(family="legacy", firmware="6.0.4", cts="1phase", inverters=4, port=port)
-    path = settings_toml(tmp_path, f'host = "http://127.0.0.1:{port}"\nname = "home"')
+    path = write_settings(tmp_path, f'host = "http://127.0.0.1:{port}"\nname = "home"')
     worker = Worker(load_settings(path))
     poller = worker.pollers[0]
 
@@ -225,7 +210,7 @@ def test_a_probe_during_a_reboot_decides_nothing(tmp_path: Path) -> None:
     from envoy_ingest.settings import load_settings
 
     with Simulator(frozen(family="modern", cts="1phase", inverters=4)) as sim:
-        worker = Worker(load_settings(settings_toml(tmp_path, gateway(sim))))
+        worker = Worker(load_settings(write_settings(tmp_path, gateway_table(sim))))
         poller = worker.pollers[0]
         undecided: list[bool] = []
 
@@ -257,7 +242,7 @@ def test_a_plan_made_from_after_reboot_zeros_is_revisited(tmp_path: Path) -> Non
     from envoy_ingest.worker import poller as poller_module
 
     with Simulator(frozen(family="legacy", firmware="3.17.3", inverters=4)) as sim:
-        worker = Worker(load_settings(settings_toml(tmp_path, gateway(sim))))
+        worker = Worker(load_settings(write_settings(tmp_path, gateway_table(sim))))
         poller = worker.pollers[0]
         now = [1_000_000.0]
         poller.clock = lambda: now[0]

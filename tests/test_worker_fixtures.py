@@ -12,33 +12,17 @@ from envoy_ingest.cli import main
 from envoy_ingest.simulator import Simulator, SimulatorConfig
 from tests.conftest import fixture_sets, require_fixtures
 from tests.lp import Line, read_dir
+from tests.worker_settings import gateway_table, write_settings
 
 COUNT_FIELDS = {"inverters", "batteries"}
 FLAG_FIELDS = {"provisioned", "communicating", "producing"}
 STRING_FIELDS = {"battery_state", "state"}
 
 
-def write_settings(tmp_path: Path, sim: Simulator, name: str | None = "home") -> Path:
-    lines = ["[[gateways]]", f'host = "{sim.host}"']
-    if name:
-        lines.append(f'name = "{name}"')
-    if sim.url.startswith("https://"):
-        lines.append(f'token = "{sim.issue_token(lifetime=86400)}"')
-    lines += [
-        "[file]",
-        f'directory = "{tmp_path / "data"}"',
-        "[state]",
-        f'directory = "{tmp_path / "state"}"',
-    ]
-    path = tmp_path / "settings.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def run_once(tmp_path: Path, fixture: str) -> tuple[int, list[Line], Simulator]:
     root = require_fixtures()
     with Simulator(SimulatorConfig(fixture=root / fixture)) as sim:
-        rc = main(["run", "--once", "-c", str(write_settings(tmp_path, sim))])
+        rc = main(["run", "--once", "-c", str(write_settings(tmp_path, gateway_table(sim)))])
     return rc, read_dir(tmp_path / "data"), sim
 
 

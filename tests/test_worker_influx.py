@@ -30,6 +30,7 @@ from tests.servers import (
     expected_lines,
     expected_samples,
 )
+from tests.worker_settings import gateway_table, write_settings
 
 NOON = 1718971200
 
@@ -43,15 +44,11 @@ def _toml_value(value: Any) -> str:
 
 
 def settings(tmp: Path, sim: Simulator, influx: dict[str, Any] | None, extra: str = "") -> Path:
-    text = f'[[gateways]]\nhost = "{sim.host}"\nname = "home"\n'
-    if sim.url.startswith("https://"):
-        text += f'token = "{sim.issue_token(lifetime=365 * 86400)}"\n'
-    text += f'[file]\ndirectory = "{tmp / "data"}"\n[state]\ndirectory = "{tmp / "state"}"\n'
     if influx is not None:
-        text += "[influxdb]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in influx.items())
-    path = tmp / "settings.toml"
-    path.write_text(text + extra)
-    return path
+        extra = (
+            "[influxdb]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in influx.items()) + extra
+        )
+    return write_settings(tmp, gateway_table(sim), extra=extra)
 
 
 def polled_into_files(tmp: Path, sim: Simulator) -> list[Line]:
