@@ -7,12 +7,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 from envoy_ingest.envoy.token_info import TokenInfo, decode_token
+from envoy_ingest.statefile import write_atomic
 
 log = logging.getLogger("envoy_ingest.envoy.tokens")
 
@@ -51,25 +51,9 @@ class TokenCache:
             "token": tok.value,
             "saved": int(self.clock()),
         }
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.fchmod(fd, 0o600)
-                os.write(fd, json.dumps(data).encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            dir_fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            write_atomic(path, json.dumps(data).encode())
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             log.warning(
                 "%s: cannot cache the token in %s (%s); it is kept in memory only",
                 where,
