@@ -3,16 +3,17 @@ normalize them and hand the points to the sink.
 
 The poller holds the only state that crosses cycles: the gateway's identity,
 its capabilities (probed once; again when the firmware changes) and the latest
-answer of every endpoint, since each job's normalizer may also need a few of
-the other job's answers (``Capabilities.totals_extra_paths`` and
-``devices_extra_paths``: battery counts and capacities, IQ battery power).
+answer of the few endpoints that one job's normalizer reads from the other job
+(``Capabilities.totals_extra_paths`` and ``devices_extra_paths``: battery counts
+and capacities, IQ battery power). Nothing else is kept between cycles: in a
+fleet of thousands, every cached answer is paid per gateway.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -90,7 +91,7 @@ class GatewayPoller:
         """Connect (``/info``) and probe when needed; re-probe when the firmware changed."""
         now = self.clock()
         if self._reconnect or self.info is None or now - self._info_checked > INFO_RECHECK_SECONDS:
-            info = await self.client.connect()
+            info = await self.client.connect(deadline=deadline)
             self._info_checked = now
             self._reconnect = False
             if self.info is not None and info.software != self.info.software:
@@ -117,9 +118,15 @@ class GatewayPoller:
             # All-zero /api/v1/production is what 3.x says right after a reboot:
             # such a plan is looked at again within the hour.
             self._degraded = self.caps.production_source is None or self.caps.api_v1_zero
-            self.latest.update(probe)
+            self._remember(probe, self.caps)
             log.info("%s: %s", self.label, self.caps.describe())
         return self.caps
+
+    def _remember(self, snap: Mapping[str, Any], caps: Capabilities) -> None:
+        """Keep the answers that the other job's normalizer also reads, and only those."""
+        for path in (*caps.totals_extra_paths, *caps.devices_extra_paths):
+            if path in snap:
+                self.latest[path] = snap[path]
 
     def _tag(self, points: Sequence[Point]) -> list[Point]:
         serial = self.serial or "unknown"
@@ -142,7 +149,7 @@ class GatewayPoller:
                 raise GatewayError(f"no endpoint answered ({detail})")
             for path, reason in errors.items():
                 log.warning("%s: %s failed: %s", self.label, path, reason)
-            self.latest.update(snap)
+            self._remember(snap, caps)
             merged = {p: self.latest[p] for p in extra if p in self.latest}
             merged.update(snap)
             normalizer = normalize.totals if job == "totals" else normalize.devices
