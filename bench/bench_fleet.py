@@ -38,7 +38,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from envoy_ingest.simulator.fleet import FleetGateway, FleetSimulator, fixture_sets
+from envoy_ingest.simulator.fleet import (
+    FleetGateway,
+    FleetSimulator,
+    fixture_sets,
+    gateways_toml,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FIXTURES = Path(os.environ.get("ENVOY_FIXTURES", ROOT.parent / "shared/fixtures/envoy"))
@@ -91,14 +96,8 @@ def missed_cycles(g: FleetGateway, t0: float, t1: float, interval: float) -> tup
 
 
 def write_settings(path: Path, fleet: FleetSimulator, tmp: Path, speed: float) -> None:
-    lines = []
-    for g in fleet.gateways:
-        lines.append("[[gateways]]")
-        lines.append(f'host = "{fleet.host(g)}"')
-        token = fleet.issue_token(g)
-        if token:
-            lines.append(f'token = "{token}"')
-    lines += [
+    lines = [
+        gateways_toml(fleet),
         f'[file]\ndirectory = "{tmp}/data"',
         f'[state]\ndirectory = "{tmp}/state"',
         f"[schedule]\ntotals_interval = {60 / speed:g}\ndevices_interval = {300 / speed:g}",

@@ -312,3 +312,35 @@ async def test_stopping_with_cycles_in_flight_leaves_no_traceback(
         result = await job
     assert (result.ok, result.error) == (False, "cancelled")
     assert not [r for r in caplog.records if r.exc_info or "raised an exception" in r.message]
+
+
+def test_simulate_fleet_command_serves_and_writes_the_gateways(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import tomllib
+
+    fixtures = require_fixtures()
+    out = tmp_path / "gateways.toml"
+    exe = Path(sys.executable).with_name("envoy-ingest")
+    proc = subprocess.Popen(
+        [
+            *(str(exe), "simulate", "--fleet", "25", "--fixture", str(fixtures)),
+            *("--gateways-out", str(out), "--speed", "1000"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("simulated fleet of 25 recorded gateways (19 sets) at 127.1.1.1")
+        gateways = tomllib.loads(out.read_text())["gateways"]
+        assert len(gateways) == 25 and out.stat().st_mode & 0o777 == 0o600
+        last = gateways[24]  # the 25th: the 6th set again (7.3.130, https + token)
+        assert last["host"].startswith("https://127.1.1.25:") and last["token"].startswith("eyJ")
+        r = httpx.get(f"{last['host']}/info", verify=False, timeout=5)
+        assert r.status_code == 200 and "<sn>900000000024</sn>" in r.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0

@@ -329,6 +329,29 @@ class FleetSimulator:
         return keep
 
 
+def gateways_toml(fleet: FleetSimulator) -> str:
+    """A ``[[gateways]]`` table per gateway of the fleet (with a one-year owner token
+    for firmware >= 7), to put in the worker's settings."""
+    lines = []
+    for g in fleet.gateways:
+        lines += ["[[gateways]]", f'host = "{fleet.host(g)}"']
+        token = fleet.issue_token(g)
+        if token:
+            lines.append(f'token = "{token}"')
+    return "\n".join(lines) + "\n"
+
+
+def describe_fleet(fleet: FleetSimulator) -> str:
+    """One line saying what the fleet serves where (no secret)."""
+    sets = sorted({g.set_name for g in fleet.gateways})
+    last = fleet.gateways[-1].address
+    return (
+        f"simulated fleet of {len(fleet.gateways)} recorded gateways ({len(sets)} sets) at "
+        f"127.1.1.1 to {last}: http (firmware < 7) on port {fleet.http_port}, https "
+        f"(firmware >= 7) on port {fleet.https_port}"
+    )
+
+
 def _reason(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
