@@ -12,7 +12,7 @@ import pytest
 from envoy_ingest.errors import SinkError
 from envoy_ingest.settings import Settings
 from envoy_ingest.sink import FanoutSink, FileSink, InfluxSink, StdoutSink, build_sink, check_sink
-from tests.servers import influx_sink, totals_points
+from tests.support.builders import influx_sink, totals_points
 
 T0 = 1748995140
 
