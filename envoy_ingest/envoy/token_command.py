@@ -8,8 +8,7 @@ from collections.abc import Callable
 
 import httpx
 
-from envoy_ingest.envoy.token_info import duration_text
-from envoy_ingest.envoy.tokens import TokenManager
+from envoy_ingest.envoy.tokens import TokenManager, duration_text
 from envoy_ingest.errors import GatewayError, SettingsError, TokenError
 from envoy_ingest.settings import GatewaySettings, Settings
 
@@ -42,7 +41,7 @@ async def token_command(
     status = 0
     manager = tokens if tokens is not None else TokenManager(settings)
     for gw in _select(settings, gateway):
-        client = EnvoyClient(gw, None, transport=transport)
+        client = EnvoyClient(gw, manager, transport=transport)
         try:
             serial = gw.serial
             info = None
