@@ -32,8 +32,21 @@ async def check(settings: Settings, out: Out = print_line) -> int:
                 status = 1
     finally:
         await tokens.aclose()
-    for ok, line in await check_sink(settings):
-        out(("sink: ok: " if ok else "sink: FAILED: ") + line)
-        if not ok:
-            status = 1
+    report = sink_report(await check_sink(settings))
+    for line in report:
+        out(line)
+    if any(line.startswith("sink: FAILED: ") for line in report):
+        status = 1
     return status
+
+
+def sink_report(results: list[tuple[bool, str]]) -> list[str]:
+    """``check_sink``'s results as lines. Once a check failed, what follows (the
+    spool's depth) is said without "ok": the sink is not ok."""
+    lines: list[str] = []
+    failed = False
+    for ok, text in results:
+        failed = failed or not ok
+        prefix = "sink: FAILED: " if not ok else ("sink: " if failed else "sink: ok: ")
+        lines.append(prefix + text)
+    return lines
