@@ -37,10 +37,10 @@ from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.point import Point
 from envoy_ingest.settings import Settings
 from envoy_ingest.simulator import Simulator, SimulatorConfig
-from envoy_ingest.sink.base import DeliveryReport
 from envoy_ingest.sink.lineprotocol import encode
 from envoy_ingest.worker.poller import GatewayPoller, Job
 from tests.lp import FieldValue, Line, parse
+from tests.support.fakes import ListSink
 from tests.support.servers import InfluxDB1
 
 DASHBOARD = (
@@ -79,25 +79,6 @@ DEAD = "482200000003"
 
 
 # --- the simulated gateway, polled as the worker does ----------------------------------
-
-
-class ListSink:
-    name = "list"
-
-    def __init__(self) -> None:
-        self.points: list[Point] = []
-
-    def submit(self, points: Any) -> None:
-        self.points.extend(points)
-
-    async def start(self) -> None:
-        return None
-
-    async def drain(self, timeout: float) -> DeliveryReport:
-        return DeliveryReport()
-
-    async def close(self) -> None:
-        return None
 
 
 async def _poll_two_days(sim: Simulator, state: Path) -> list[Point]:

@@ -73,6 +73,7 @@ class EnvoyClient:
         self.scheme: str | None = None
         self.info: GatewayInfo | None = None
         self.last_errors: dict[str, str] = {}
+        self.not_found: set[str] = set()  # paths of the last fetch that answered 404
         self._http = _transport.build_client(gw, transport)
         self._digest: GatewayDigestAuth | None = None
 
@@ -251,10 +252,12 @@ class EnvoyClient:
     async def fetch(self, paths: Sequence[str], *, deadline: float | None = None) -> dict[str, Any]:
         """Read ``paths`` one after the other (the gateway is weak).
 
-        Failed endpoints are absent from the result; :attr:`last_errors` says why.
+        Failed endpoints are absent from the result; :attr:`last_errors` says why
+        (:attr:`not_found`: those that answered 404).
         Once the gateway stops answering, the remaining paths are not tried.
         """
         self.last_errors = {}
+        self.not_found = set()
         snapshot: dict[str, Any] = {}
         for i, path in enumerate(paths):
             try:
@@ -268,6 +271,8 @@ class EnvoyClient:
                 break
             except GatewayError as exc:
                 self.last_errors[path] = self._reason(exc, path)
+                if isinstance(exc, GatewayResponseError) and exc.status == 404:
+                    self.not_found.add(path)
         return snapshot
 
     def _reason(self, exc: Exception, path: str) -> str:

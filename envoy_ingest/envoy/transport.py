@@ -281,4 +281,6 @@ def check_status(gw: GatewaySettings, path: str, response: httpx.Response) -> No
             "(not followed; usually a missing or refused login)"
         )
     reason = response.reason_phrase or ""
-    raise GatewayResponseError(f"gateway {gw.label}: {path} answered {status} {reason}".rstrip())
+    raise GatewayResponseError(
+        f"gateway {gw.label}: {path} answered {status} {reason}".rstrip(), status=status
+    )

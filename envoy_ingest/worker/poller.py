@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from envoy_ingest import normalize
@@ -75,6 +75,7 @@ class GatewayPoller:
         self._reconnect = True
         self._probed_at = 0.0
         self._degraded = False
+        self._no_devices_on: str | None = None  # firmware that serves no device endpoint
 
     @property
     def label(self) -> str:
@@ -117,8 +118,24 @@ class GatewayPoller:
             # All-zero /api/v1/production is what 3.x says right after a reboot:
             # such a plan is looked at again within the hour.
             self._degraded = self.caps.production_source is None or self.caps.api_v1_zero
+            if self._no_devices_on == self.info.software:  # learned before: still none
+                self.caps = replace(self.caps, device_endpoints=False)
             self.latest.update(probe)
             log.info("%s: %s", self.label, self.caps.describe())
+        return self.caps
+
+    def _no_device_endpoints(self, caps: Capabilities, paths: Sequence[str]) -> Capabilities:
+        """Every device endpoint answered 404: the gateway has none. Said once; the
+        devices job asks for nothing more (until the firmware changes)."""
+        assert self.info is not None
+        log.warning(
+            "%s: the gateway serves no device endpoint (%s answered 404): no microinverter "
+            "or battery points from it; the devices job stops asking",
+            self.label,
+            ", ".join(paths),
+        )
+        self._no_devices_on = self.info.software
+        self.caps = replace(caps, device_endpoints=False)
         return self.caps
 
     def _tag(self, points: Sequence[Point]) -> list[Point]:
@@ -137,6 +154,10 @@ class GatewayPoller:
             missing = tuple(p for p in extra if p not in self.latest and p not in paths)
             snap = await self.client.fetch(paths + missing, deadline=deadline)
             errors = dict(self.client.last_errors)
+            if job == "devices" and paths and set(paths) <= self.client.not_found:
+                caps = self._no_device_endpoints(caps, paths)
+                paths = caps.devices_paths
+                errors = {p: r for p, r in errors.items() if p not in self.client.not_found}
             if paths and not snap:
                 detail = "; ".join(f"{p}: {r}" for p, r in errors.items())
                 raise GatewayError(f"no endpoint answered ({detail})")
