@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 from envoy_ingest import normalize
 from envoy_ingest.envoy.capabilities import (
@@ -27,14 +27,13 @@ from envoy_ingest.envoy.capabilities import (
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.firmware import GatewayInfo
 from envoy_ingest.errors import EnvoyIngestError, GatewayError, SinkError
-from envoy_ingest.point import Point
+from envoy_ingest.point import Kind, Point
 from envoy_ingest.service import metrics
 from envoy_ingest.settings import GatewaySettings
 from envoy_ingest.sink.base import Sink
 
 log = logging.getLogger(__name__)
 
-Job = Literal["totals", "devices"]
 
 # /info is re-read this often even when all goes well, to notice a firmware
 # update that happened without a failed poll (one cheap request an hour).
@@ -49,7 +48,7 @@ class CycleResult:
     """What one poll of one gateway produced (for the live summary and --once)."""
 
     gateway: str
-    job: Job
+    job: Kind
     ok: bool
     points: list[Point] = field(default_factory=list)
     error: str | None = None
@@ -142,7 +141,7 @@ class GatewayPoller:
         serial = self.serial or "unknown"
         return [p.with_tags(gateway=serial, site=self.settings.name) for p in points]
 
-    async def poll(self, job: Job, deadline: float | None = None) -> CycleResult:
+    async def poll(self, job: Kind, deadline: float | None = None) -> CycleResult:
         """Run one cycle of ``job``; never raises for gateway trouble."""
         started = self.clock()
         try:

@@ -21,12 +21,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.tokens import TokenManager
+from envoy_ingest.point import Kind
 from envoy_ingest.service import metrics
 from envoy_ingest.service.health import HealthState, start_health_server
 from envoy_ingest.settings import Settings
 from envoy_ingest.sink import build_sink
 from envoy_ingest.sink.base import Sink
-from envoy_ingest.worker.poller import CycleResult, GatewayPoller, Job
+from envoy_ingest.worker.poller import CycleResult, GatewayPoller
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,11 @@ class Worker:
         self._locks = {id(p): asyncio.Lock() for p in self.pollers}
         self._stop = asyncio.Event()
 
-    def _interval(self, job: Job) -> float:
+    def _interval(self, job: Kind) -> float:
         s = self.settings.schedule
         return s.totals_interval if job == "totals" else s.devices_interval
 
-    async def poll(self, poller: GatewayPoller, job: Job) -> CycleResult:
+    async def poll(self, poller: GatewayPoller, job: Kind) -> CycleResult:
         """One cycle of one job of one gateway, within its interval."""
         interval = self._interval(job)
         async with self._locks[id(poller)]:
