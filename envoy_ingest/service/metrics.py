@@ -40,6 +40,7 @@ __all__ = [
     "exposition",
     "forget_gateway",
     "last_success",
+    "record_counter_correction",
     "record_dead_letter",
     "record_dropped",
     "record_points",
@@ -117,6 +118,13 @@ DEAD_LETTERED = Counter(
 DROPPED = Counter(
     f"{PREFIX}_dropped_points",
     "Points dropped without delivery (the spool was full).",
+    registry=REGISTRY,
+)
+COUNTER_CORRECTIONS = Counter(
+    f"{PREFIX}_counter_corrections",
+    "Energy counter corrections by gateway and kind (glitch, wrap, reset, jump: "
+    "held readings decided; reboot: every lifetime counter read 0).",
+    ["gateway", "kind"],
     registry=REGISTRY,
 )
 LAST_SUCCESS = Gauge(
@@ -212,6 +220,11 @@ def record_dropped(n: int) -> None:
     """``n`` points were dropped undelivered."""
     if n > 0:
         DROPPED.inc(n)
+
+
+def record_counter_correction(gateway: str, kind: str) -> None:
+    """The energy stage decided a correction of ``kind`` on one of ``gateway``'s counters."""
+    COUNTER_CORRECTIONS.labels(gateway, kind).inc()
 
 
 def set_token_expiry(gateway: str, expires_at: float | None) -> None:

@@ -50,7 +50,14 @@ class Worker:
         self.on_result = on_result
         self.health = HealthState()
         self.pollers = [
-            GatewayPoller(gw, EnvoyClient(gw, self.tokens), self.sink) for gw in settings.gateways
+            GatewayPoller(
+                gw,
+                EnvoyClient(gw, self.tokens),
+                self.sink,
+                state_dir=settings.state.directory,
+                energy=settings.energy,
+            )
+            for gw in settings.gateways
         ]
         self._locks = {id(p): asyncio.Lock() for p in self.pollers}
         self._stop = asyncio.Event()
@@ -153,5 +160,6 @@ class Worker:
     async def _close(self) -> None:
         await self.tokens.aclose()
         for p in self.pollers:
+            p.flush_state()
             await p.aclose()
         await self.sink.close()
