@@ -17,6 +17,7 @@ written point). The simulated clock is stepped, so three days take seconds.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -187,7 +188,7 @@ def test_no_counter_series_ever_decreases(written: tuple[InfluxDB1, tuple[Simula
         )
         for series in body["results"][0].get("series", []):
             values = [v for _, v in series["values"] if v is not None]
-            drops = [b - a for a, b in zip(values, values[1:], strict=False) if b < a]
+            drops = [b - a for a, b in itertools.pairwise(values) if b < a]
             assert drops == [], (measurement, field, series.get("tags"))
             checked += 1
     # modern: production, consumption, 8 inverters, 2 meter flows; legacy: production
