@@ -105,12 +105,14 @@ def resolve(
     raw_lifetime: float | None,
     written: bool,
     rate_w: float,
+    floor: float | None = None,
 ) -> float | None:
     """What to write for day field ``name`` (a ``days``-day window) at time ``t``.
 
     ``gateway`` is the gateway's own value (None: not reported), ``raw_lifetime``
     its lifetime reading, ``written`` whether the corrected lifetime was
-    written for this point (the track has then advanced to it).
+    written for this point (the track has then advanced to it), ``floor`` the
+    least the window can hold (a 7-day window holds at least today).
     """
     derived = track.since(t, tz, days) if written else None
     if derived is not None:
@@ -119,6 +121,7 @@ def resolve(
         gateway is None
         or gateway < 0
         or (raw_lifetime is not None and raw_lifetime > 0 and abs(gateway - raw_lifetime) <= 1)
+        or (floor is not None and gateway < floor - AGREE_WH)
     )
     today = day_of(t, tz)
     if track.derived.get(name) == today:

@@ -35,20 +35,21 @@ class DayField:
     lifetime: str
     days: int
     add: bool  # derived where the gateway does not report the field at all
+    today: str | None = None  # 7-day fields: the day field it must hold at least
 
 
 DAY_FIELDS: Mapping[str, Mapping[str, DayField]] = {
     "enphase_system": {
         "production_today_wh": DayField("production_lifetime_wh", 1, True),
-        "production_7d_wh": DayField("production_lifetime_wh", 7, True),
+        "production_7d_wh": DayField("production_lifetime_wh", 7, True, "production_today_wh"),
         "consumption_today_wh": DayField("consumption_lifetime_wh", 1, True),
-        "consumption_7d_wh": DayField("consumption_lifetime_wh", 7, True),
+        "consumption_7d_wh": DayField("consumption_lifetime_wh", 7, True, "consumption_today_wh"),
         "grid_import_today_wh": DayField("grid_import_lifetime_wh", 1, True),
         "grid_export_today_wh": DayField("grid_export_lifetime_wh", 1, True),
     },
     "enphase_meter": {
         "today_wh": DayField("lifetime_wh", 1, False),
-        "last_7d_wh": DayField("lifetime_wh", 7, False),
+        "last_7d_wh": DayField("lifetime_wh", 7, False, "today_wh"),
     },
 }
 # Net day fields that real gateways report as 0: consumption minus production.
@@ -188,6 +189,8 @@ class EnergyStage:
             if reported is None and not spec.add:
                 continue
             gateway = reported if isinstance(reported, float) else None
+            today = fields.get(spec.today) if spec.today else None
+            floor = today if isinstance(today, float) else None
             track = state.days.setdefault(f"{group}|{spec.lifetime}", daily.DayTrack())
             value = daily.resolve(
                 name,
@@ -199,6 +202,7 @@ class EnergyStage:
                 raw_lifetime=raws[spec.lifetime],
                 written=written[spec.lifetime],
                 rate_w=rate,
+                floor=floor,
             )
             if value is None:
                 fields.pop(name, None)
