@@ -139,10 +139,9 @@ class Faults:
                 doc["wattHoursLifetime"] = round(
                     self._lower(doc["wattHoursLifetime"] + adjust, dip)
                 )
-            if "wattHoursToday" in doc:
-                doc["wattHoursToday"] = round(
-                    doc["wattHoursToday"] + self._yesterday(model, t, "p")
-                )
+            late = self._late(model, t, "p")
+            if "wattHoursToday" in doc and late is not None:
+                doc["wattHoursToday"] = round(late)
         elif path == "/ivp/pdm/device_data" and isinstance(doc, dict):
             serials = {s: i for i, s in enumerate(model.site.inverter_serials)}
             for dev in doc.values():
@@ -164,16 +163,19 @@ class Faults:
 
     @staticmethod
     def _lower(value: float, dip: float | None) -> float:
-        return 0.0 if dip is None else max(0.0, value - dip)
+        return 0.0 if dip is None else value - dip
 
-    def _yesterday(self, model: Model, t: float, flow: str) -> float:
-        """Yesterday's energy while the day counter has not been reset yet."""
+    def _late(self, model: Model, t: float, flow: str) -> float | None:
+        """While the day counter is not reset yet: yesterday's energy plus today's
+        so far (None once it is reset)."""
         cal = model.site.calendar
         day = cal.day_of(t)
         if not self.late_reset or t - cal.midnight(day) >= self.late_reset:
-            return 0.0
-        energy = true_day(model, day - 1)
-        return energy.production if flow == "p" else energy.consumption
+            return None
+        energy, now = true_day(model, day - 1), model.reading(t)
+        if flow == "p":
+            return energy.production + now.prod_today
+        return energy.consumption + now.cons_today
 
     def _production_json(
         self, doc: dict[str, Any], model: Model, t: float, dip: float | None
@@ -189,8 +191,9 @@ class Faults:
                     e["whLifetime"] = self._lower(e["whLifetime"], dip)
                 if flow is None or entry.get("type") != "eim":
                     continue
-                share = e["whLifetime"] / entry["whLifetime"] if entry["whLifetime"] else 1.0
+                late = self._late(model, t, flow)
                 if self.today_is_lifetime:
                     e["whToday"] = e["whLastSevenDays"] = e["whLifetime"]
-                else:
-                    e["whToday"] = round(e["whToday"] + self._yesterday(model, t, flow) * share, 3)
+                elif late is not None:
+                    share = e["whLifetime"] / entry["whLifetime"] if entry["whLifetime"] else 1.0
+                    e["whToday"] = round(late * share, 3)
