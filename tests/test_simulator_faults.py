@@ -58,8 +58,9 @@ def test_a_dip_lowers_every_lifetime_counter_for_its_window() -> None:
 def test_an_inverter_wraps_at_2_32_joules_in_device_data_and_the_totals() -> None:
     s = sim(family="modern", inverters=4)
     assert s.faults is not None and s.model is not None
+    model = s.model
     s.faults.wrap(1, NOON + 3600)
-    serial = s.model.site.inverter_serials[1]
+    serial = model.site.inverter_serials[1]
 
     def joules(t: float) -> int:
         doc = get(s, "/ivp/pdm/device_data", t)
@@ -69,7 +70,7 @@ def test_an_inverter_wraps_at_2_32_joules_in_device_data_and_the_totals() -> Non
     def total(t: float) -> tuple[int, float]:
         """The inverters entry's total, and the true one at its report time."""
         entry = get(s, "/production.json", t)["production"][0]
-        return entry["whLifetime"], s.model.inverter_lifetime(entry["readingTime"])
+        return entry["whLifetime"], model.inverter_lifetime(entry["readingTime"])
 
     before, after = joules(NOON + 3000), joules(NOON + 4200)
     assert WRAP_J - 2_000_000 < before < WRAP_J and 0 <= after < 2_000_000
