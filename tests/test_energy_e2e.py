@@ -32,7 +32,7 @@ from envoy_ingest.simulator import Simulator, SimulatorConfig
 from envoy_ingest.simulator.faults import WRAP_WH, true_day
 from envoy_ingest.sink import build_sink
 from envoy_ingest.worker.poller import GatewayPoller
-from tests.servers import InfluxDB1
+from tests.support.servers import InfluxDB1
 
 TZ = "Europe/Berlin"
 BERLIN = zone(TZ)

@@ -12,6 +12,7 @@ from envoy_ingest.energy.stage import EnergyStage
 from envoy_ingest.energy.store import EnergyStore, state_path
 from envoy_ingest.point import Point
 from envoy_ingest.service import metrics
+from tests.support.fakes import FakeClock
 
 TZ = zone("Europe/Berlin")
 DAY = 739417  # 2025-06-15
@@ -19,16 +20,9 @@ M0 = midnight(DAY, TZ)
 M1 = midnight(DAY + 1, TZ)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def stage(tmp: Path, clock: Clock | None = None, *, raw: bool = False) -> EnergyStage:
-    store = EnergyStore(state_path(tmp, "122238082690"), flush_interval=300, clock=clock or Clock())
+def stage(tmp: Path, clock: FakeClock | None = None, *, raw: bool = False) -> EnergyStage:
+    clock = clock or FakeClock(0.0)
+    store = EnergyStore(state_path(tmp, "122238082690"), flush_interval=300, clock=clock)
     return EnergyStage(store, TZ, label="home", raw_fields=raw)
 
 
@@ -66,12 +60,12 @@ def test_a_restart_reloads_the_state_and_makes_no_step(tmp_path: Path) -> None:
 
 
 def test_after_kill_9_an_older_state_makes_no_step_and_no_phantom(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     first = stage(tmp_path, clock)
     run(first, system(M0 + 3600, 5_000_000.0))
     first.store.flush()  # the state on disk stops here
     for i in range(1, 5):
-        clock.now = 10.0 * i  # within the flush interval: not written
+        clock.t = 10.0 * i  # within the flush interval: not written
         run(first, system(M0 + 3600 + 60 * i, 5_000_000.0 + 20 * i))
     # kill -9: a new process reads the older state
     again = stage(tmp_path, clock)
