@@ -158,10 +158,7 @@ def test_net_and_grid_day_energy(tmp_path: Path) -> None:
     grid = {"grid_import_lifetime_wh": 900_000.0, "grid_export_lifetime_wh": 400_000.0}
     fields = {"consumption_lifetime_wh": 7_000_000.0, "consumption_today_wh": 9000.0}
     p0 = system(M1 - 300, 5_000_000.0, 15_000.0, net_today_wh=0.0, **fields)
-    (p,), _ = run(
-        s,
-        p0,
-    )
+    (p,), _ = run(s, p0)
     assert p.fields["net_today_wh"] == 9000.0 - 15_000.0
     g = Point("enphase_system", grid, M1 - 300)
     (p,), _ = run(s, g)
@@ -174,16 +171,26 @@ def test_net_and_grid_day_energy(tmp_path: Path) -> None:
 
 def test_raw_counters_opt_in_and_events_and_metrics(tmp_path: Path) -> None:
     s = stage(tmp_path, raw=True)
-    before = metrics.COUNTER_CORRECTIONS.labels("home", "glitch")._value.get()
+    glitches = metrics.COUNTER_CORRECTIONS.labels("home", "glitch")
+    before = glitches._value.get()
     run(s, system(M0 + 3600, 5_000_000.0))
     (p,), events = run(s, system(M0 + 3660, 0.0))
     assert p.fields["production_lifetime_wh_raw"] == 0.0
     assert "production_lifetime_wh" not in p.fields
-    assert [e.tags["kind"] for e in events] == ["reboot"]
+    assert [(e.tags, e.time) for e in events] == [({"kind": "reboot"}, M0 + 3660)]
+    # the zeros come back: counted, but the reboot event already says it
     (p,), events = run(s, system(M0 + 3720, 5_000_020.0))
-    assert p.fields["production_lifetime_wh"] == 5_000_020.0
+    assert p.fields["production_lifetime_wh"] == 5_000_020.0 and events == []
+    assert glitches._value.get() == before + 1
+    # a low answer that is no reboot is an event of its own
+    run(s, system(M0 + 3780, 3_800_000.0))
+    (p,), events = run(s, system(M0 + 3840, 5_000_050.0))
     (event,) = events
-    assert event.measurement == "enphase_event" and event.time == M0 + 3660
+    assert event.measurement == "enphase_event" and event.time == M0 + 3780
     assert event.tags == {"kind": "counter_glitch"}
-    assert "gateway read 0.000 Wh after 5000000.000 Wh written" in str(event.fields["text"])
-    assert metrics.COUNTER_CORRECTIONS.labels("home", "glitch")._value.get() == before + 1
+    assert event.fields["text"] == (
+        "enphase_system|production_lifetime_wh: gateway read 3800000.000 Wh after "
+        "5000020.000 Wh written; came back: a glitch, those readings were not written "
+        "(offset now 0.000 Wh)"
+    )
+    assert glitches._value.get() == before + 2

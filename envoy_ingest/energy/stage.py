@@ -61,9 +61,10 @@ def is_counter(name: str) -> bool:
 
 
 def _signed(p: Point, name: str) -> bool:
-    """Net counters (import minus export) may fall."""
+    """Net counters (import minus export) may fall; a CT's delivered and received
+    energies (import, export) do not."""
     if p.measurement == "enphase_meter":
-        return p.tags.get("flow") == "net"
+        return name == "lifetime_wh" and p.tags.get("flow") == "net"
     return name.startswith("net_")
 
 
@@ -78,6 +79,18 @@ def _power(fields: Mapping[str, FieldValue]) -> float:
         (abs(v) for k, v in fields.items() if k.endswith("_w") and isinstance(v, float) and v == v),
         default=0.0,
     )
+
+
+def _merged(events: list[Point]) -> list[Point]:
+    """One event per time and kind, the texts joined: InfluxDB keeps one point
+    per series and time, so separate ones would overwrite each other."""
+    texts: dict[tuple[int, str], list[str]] = {}
+    for e in events:
+        texts.setdefault((e.time, e.tags["kind"]), []).append(str(e.fields["text"]))
+    return [
+        Point(EVENT, {"text": "; ".join(parts)}, t, {"kind": kind})
+        for (t, kind), parts in texts.items()
+    ]
 
 
 class EnergyStage:
@@ -106,7 +119,7 @@ class EnergyStage:
             out.append(Point(p.measurement, fields, p.time, p.tags))
         if len(out) != len(points) or any(a is not b for a, b in zip(out, points, strict=True)):
             self.store.changed(urgent=urgent)
-        return out, events
+        return out, _merged(events)
 
     def _point(self, p: Point) -> tuple[dict[str, FieldValue], list[Point], bool]:
         state = self.store.state
@@ -142,16 +155,22 @@ class EnergyStage:
                 fields[f"{name}_raw"] = value
             if result.correction is not None:
                 urgent = True
-                events.append(self._correction(p, key, result.correction))
+                events += self._correction(key, result.correction)
         events += self._reboot(p, raws, written)
         self._days(p, group, fields, raws, written, rate)
         return fields, events, urgent
 
-    def _correction(self, p: Point, key: str, corr: counter.Correction) -> Point:
+    def _correction(self, key: str, corr: counter.Correction) -> list[Point]:
+        """Counted, logged once, and an event; the zeros of a reboot already seen
+        as one are logged at debug level, without an event of their own."""
         text = corr.describe(key)
-        log.warning("%s: %s", self.label, text)
         metrics.record_counter_correction(self.label, corr.kind)
-        return Point(EVENT, {"text": text}, corr.since, {"kind": f"counter_{corr.kind}"})
+        reboot = self.store.state.rebooting and not any(corr.held)
+        if corr.kind == "glitch" and reboot:
+            log.debug("%s: %s", self.label, text)
+            return []
+        log.warning("%s: %s", self.label, text)
+        return [Point(EVENT, {"text": text}, corr.since, {"kind": f"counter_{corr.kind}"})]
 
     def _reboot(
         self, p: Point, raws: Mapping[str, float], written: Mapping[str, bool]
@@ -160,8 +179,12 @@ class EnergyStage:
         if p.measurement != "enphase_system" or not raws:
             return []
         state = self.store.state
+        group = _group(p)
+        seen = any(
+            (c := state.counters.get(f"{group}|{name}")) is not None and c.last for name in raws
+        )
         if all(v == 0 for v in raws.values()) and not any(written.values()):
-            if state.rebooting:
+            if state.rebooting or not seen:
                 return []
             state.rebooting = True
             text = "the gateway answered 0 for every lifetime counter: it rebooted"
