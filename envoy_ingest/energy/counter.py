@@ -113,24 +113,25 @@ class Counter:
         if not isinstance(data, dict):
             raise ValueError("counter is not an object")
         last = data["last"]
-        held = [(_int(t), _num(v)) for t, v in data["held"]]
+        held = [(integer(t), finite(v)) for t, v in data["held"]]
         return cls(
             signed=_bool(data["signed"]),
             wraps=_bool(data["wraps"]),
-            offset=_num(data["offset"]),
-            last=None if last is None else _num(last),
-            last_t=_int(data["last_t"]),
+            offset=finite(data["offset"]),
+            last=None if last is None else finite(last),
+            last_t=integer(data["last_t"]),
             held=held,
         )
 
 
-def _num(v: Any) -> float:
+def finite(v: Any) -> float:
+    """``v`` as a float if it is a finite JSON number (state files), else ValueError."""
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
         raise ValueError(f"not a number: {v!r}")
     return float(v)
 
 
-def _int(v: Any) -> int:
+def integer(v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
         raise ValueError(f"not an integer: {v!r}")
     return v

@@ -14,12 +14,11 @@ nothing.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 
-from envoy_ingest.energy.counter import bound_wh
+from envoy_ingest.energy.counter import bound_wh, finite, integer
 from envoy_ingest.energy.localday import day_of, midnight
 
 MAX_MIDNIGHT_GAP = 7200  # seconds between the readings around a midnight
@@ -77,21 +76,10 @@ class DayTrack:
     def from_json(cls, data: Any) -> DayTrack:
         if not isinstance(data, dict):
             raise ValueError("day track is not an object")
-        day = data["day"]
-        if day is not None and (isinstance(day, bool) or not isinstance(day, int)):
-            raise ValueError("bad day")
-        prev_t, prev_v = data["prev_t"], data["prev_v"]
-        if isinstance(prev_t, bool) or not isinstance(prev_t, int):
-            raise ValueError("bad prev_t")
-        midnights = {int(k): _finite(v) for k, v in dict(data["midnights"]).items()}
-        derived = {str(k): int(v) for k, v in dict(data["derived"]).items()}
-        return cls(day, prev_t, _finite(prev_v), midnights, derived)
-
-
-def _finite(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise ValueError(f"not a number: {v!r}")
-    return float(v)
+        day = None if data["day"] is None else integer(data["day"])
+        midnights = {int(k): finite(v) for k, v in dict(data["midnights"]).items()}
+        derived = {str(k): integer(v) for k, v in dict(data["derived"]).items()}
+        return cls(day, integer(data["prev_t"]), finite(data["prev_v"]), midnights, derived)
 
 
 def resolve(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envoy_ingest.energy.counter import Counter
+from envoy_ingest.energy.counter import Counter, finite
 from envoy_ingest.energy.daily import DayTrack
 from envoy_ingest.statefile import quarantine, write_atomic
 
@@ -49,7 +49,7 @@ class GatewayEnergy:
     def from_json(cls, data: Any) -> GatewayEnergy:
         if not isinstance(data, dict) or data.get("version") != VERSION:
             raise ValueError("not an energy state of this version")
-        peaks = {str(k): float(v) for k, v in dict(data["peaks"]).items()}
+        peaks = {str(k): finite(v) for k, v in dict(data["peaks"]).items()}
         rebooting = data["rebooting"]
         if not isinstance(rebooting, bool):
             raise ValueError("bad rebooting flag")
