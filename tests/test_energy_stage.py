@@ -194,3 +194,14 @@ def test_raw_counters_opt_in_and_events_and_metrics(tmp_path: Path) -> None:
         "(offset now 0.000 Wh)"
     )
     assert glitches._value.get() == before + 2
+
+
+def test_one_absurd_power_reading_does_not_let_an_absurd_counter_through(tmp_path: Path) -> None:
+    s = stage(tmp_path)
+    run(s, system(M0 + 3600, 5_000_000.0))
+    glitch = system(M0 + 3660, 9_000_000.0, production_w=1e9)
+    (p,), _ = run(s, glitch)
+    assert "production_lifetime_wh" not in p.fields
+    assert s.store.state.peaks["enphase_system"] == 6000.0  # 2 x max(1 kW, 3 kW)
+    (p,), _ = run(s, system(M0 + 3720, 5_000_030.0))
+    assert p.fields["production_lifetime_wh"] == 5_000_030.0

@@ -124,7 +124,10 @@ class EnergyStage:
     def _point(self, p: Point) -> tuple[dict[str, FieldValue], list[Point], bool]:
         state = self.store.state
         group = _group(p)
-        peak = max(state.peaks.get(group, 0.0), _power(p.fields))
+        # The highest power grows at most twofold per point: one absurd power
+        # reading cannot open the bound for an absurd counter.
+        seen = state.peaks.get(group, 0.0)
+        peak = max(seen, min(_power(p.fields), 2 * max(seen, MIN_RATE_W)))
         state.peaks[group] = peak
         rate = RATE_MARGIN * max(peak, MIN_RATE_W)
         fields = dict(p.fields)
