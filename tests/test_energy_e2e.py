@@ -37,12 +37,12 @@ from tests.support.servers import InfluxDB1
 TZ = "Europe/Berlin"
 BERLIN = zone(TZ)
 DAY0 = day_of(1_749_945_600, BERLIN)  # 2025-06-15
-START = midnight(DAY0, BERLIN) + 9 * 3600 + 1800  # started mid-morning
+START = midnight(DAY0, BERLIN) + 18 * 3600  # started in the evening
 DAYS = 3
-STEP = 600
-GAP = range(midnight(DAY0 + 1, BERLIN) + 15 * 3600, midnight(DAY0 + 1, BERLIN) + 17 * 3600)
+STEP = 900
+GAP = range(midnight(DAY0 + 1, BERLIN) + 18 * 3600, midnight(DAY0 + 1, BERLIN) + 20 * 3600)
 RESTART = midnight(DAY0 + 1, BERLIN) + 6 * 3600
-KILL_9 = midnight(DAY0 + 2, BERLIN) + 3 * 3600 + 1200
+KILL_9 = midnight(DAY0 + 2, BERLIN) + 3 * 3600 + 900
 
 
 def at(day: int, hour: float) -> float:
@@ -57,12 +57,12 @@ def simulators() -> tuple[Simulator, Simulator]:
 
     modern = simulator("122238082690", family="modern", cts="1phase", inverters=8)
     legacy = simulator("121900777001", family="legacy", inverters=6)
-    for sim, day in ((modern, 0), (legacy, 1)):
+    for sim, hour in ((modern, 10), (legacy, 13)):
         f = sim.faults
         assert f is not None
-        f.zeros(at(day, 12), at(day, 12.15))  # reboot: two polls of zeros
-        f.dip(at(day, 14), at(day, 14.05), None if sim is legacy else 1_200_000.0)
-        f.wrap(0, at(day + 1, 11))
+        f.zeros(at(1, hour), at(1, hour + 0.5))  # reboot: two polls of zeros
+        f.dip(at(1, hour + 2), at(1, hour + 2.1), None if sim is legacy else 1_200_000.0)
+        f.wrap(0, at(2, hour + 1))
     assert modern.faults is not None and legacy.faults is not None
     modern.faults.today_is_lifetime = True
     legacy.faults.late_reset = 1200
@@ -103,6 +103,7 @@ async def run_days(sims: tuple[Simulator, ...], cfg: Settings) -> None:
     sink = build_sink(cfg)
     active = pollers(cfg, sink, sims)
     t = START
+    restarts = 0
     try:
         while t < at(DAYS, 0):
             if t == RESTART:  # a clean restart: the state is written and read back
@@ -110,14 +111,16 @@ async def run_days(sims: tuple[Simulator, ...], cfg: Settings) -> None:
                     p.flush_state()
                     await p.aclose()
                 active = pollers(cfg, sink, sims)
+                restarts += 1
             if t == KILL_9:  # kill -9: nothing flushed since the last day began
                 for p in active:
                     await p.aclose()
                 active = pollers(cfg, sink, sims)
+                restarts += 1
             if int(t) not in GAP:
                 for p in active:
                     assert (await p.poll("totals")).ok
-                    if int(t) % 1200 == 0:
+                    if int(t) % 1800 == 0:
                         assert (await p.poll("devices")).ok
             for sim in sims:
                 sim.advance(STEP)
@@ -130,6 +133,7 @@ async def run_days(sims: tuple[Simulator, ...], cfg: Settings) -> None:
         report = await sink.drain(60)
         await sink.close()
     assert report.pending == 0
+    assert restarts == 2
 
 
 @pytest.fixture(scope="module")
@@ -206,17 +210,19 @@ def test_each_day_s_energy_is_the_true_energy(
             for t, got in whole:
                 want = getattr(true_day(sim.model, day_of(t, BERLIN)), field)
                 assert got == pytest.approx(want, rel=0.005), (sim.family, field, t)
-            # the day fields, from the first whole day on
+            # the day field's last value of each whole day: the energy since midnight
             rows = query(
                 server,
-                f'SELECT last("{field}_today_wh") FROM "enphase_system" '
-                f"WHERE \"gateway\" = '{sim.serial}' AND time >= {int(at(1, 0))}s "
-                f"GROUP BY time(1d) fill(none) tz('{TZ}')",
+                f'SELECT "{field}_today_wh" FROM "enphase_system" '
+                f"WHERE \"gateway\" = '{sim.serial}' AND time >= {int(at(1, 0))}s",
             )
-            assert len(rows) == DAYS - 1
-            for t, got in rows:
-                want = getattr(true_day(sim.model, day_of(t, BERLIN)), field)
+            last = {day_of(t, BERLIN): (t, v) for t, v in rows if v is not None}
+            assert sorted(last) == [DAY0 + 1, DAY0 + 2]
+            for day, (t, got) in last.items():
+                r = sim.model.reading(t)
+                want = r.prod_today if field == "production" else r.cons_today
                 assert got == pytest.approx(want, rel=0.005), (sim.family, field, t)
+                assert got == pytest.approx(getattr(true_day(sim.model, day), field), rel=0.02)
 
 
 def test_nothing_guessed_before_the_first_midnight_where_the_gateway_lies(
