@@ -109,9 +109,7 @@ def test_unreadable_gateways_file(tmp_path: Path) -> None:
         ("host,name\nb,x\nc,x\n", "fleet.csv: line 3: name 'x' is also used by "),
     ],
 )
-def test_duplicates_across_both_places_are_an_error(
-    tmp_path: Path, csv: str, message: str
-) -> None:
+def test_duplicates_across_both_places_are_an_error(tmp_path: Path, csv: str, message: str) -> None:
     toml = 'gateways_file = "fleet.csv"\n[[gateways]]\nhost = "home"\nserial = "111"\n'
     toml = toml.replace('serial = "111"', 'serial = "111"\nname = "house"')
     path = write(tmp_path, toml, csv)
