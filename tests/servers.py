@@ -47,7 +47,7 @@ import pytest
 
 from envoy_ingest.point import Point
 from envoy_ingest.settings import InfluxDBSettings
-from envoy_ingest.sink import Backoff, InfluxSink, Spool, build_writer
+from envoy_ingest.sink import Backoff, Spool, SpooledDelivery, build_writer
 from tests.lp import FieldValue, Line
 
 # What `from tests.servers import *` in conftest.py brings in: the fixtures.
@@ -592,12 +592,12 @@ def influx_sink(
     batch_size: int = 5000,
     max_bytes: int = 64 * 1024 * 1024,
     backoff: tuple[float, float] = (0.02, 0.2),
-) -> InfluxSink:
+) -> SpooledDelivery:
     """An InfluxDB sink on ``directory/spool.sqlite`` (dead letters in
     ``directory/dead-letter.lp``), built from an ``[influxdb]`` table such as
     ``server.influxdb_settings()``, with a fast backoff for tests."""
     writer = build_writer(InfluxDBSettings(**influxdb))
-    return InfluxSink(
+    return SpooledDelivery(
         writer,
         Spool(directory / "spool.sqlite", max_bytes),
         directory / "dead-letter.lp",

@@ -14,7 +14,7 @@ import pytest
 from envoy_ingest.service import metrics
 from envoy_ingest.settings import Settings
 from envoy_ingest.sink import check_sink
-from envoy_ingest.sink.writer import parse_retry_after
+from envoy_ingest.sink.answers import parse_retry_after
 from tests.servers import (
     FakeInflux,
     FakeRequest,
