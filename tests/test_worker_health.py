@@ -4,7 +4,6 @@ stops answering shows in /gateways and /metrics, never in /healthz."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +12,7 @@ import httpx
 from envoy_ingest.settings import load_settings
 from envoy_ingest.simulator import Simulator, SimulatorConfig
 from envoy_ingest.worker import Worker
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.servers import free_port
 
 
 def test_health_follows_the_gateway_and_metrics_count_the_polls(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import threading
 import time
@@ -20,13 +19,7 @@ import pytest
 
 from envoy_ingest.cli import main
 from envoy_ingest.simulator import Simulator, SimulatorConfig
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.servers import free_port
 
 
 def get_json(url: str) -> Any:
