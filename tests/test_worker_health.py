@@ -12,7 +12,7 @@ import httpx
 from envoy_ingest.settings import load_settings
 from envoy_ingest.simulator import Simulator, SimulatorConfig
 from envoy_ingest.worker import Worker
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 
 def test_health_follows_the_gateway_and_metrics_count_the_polls(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from envoy_ingest.cli import main
 from envoy_ingest.simulator import Simulator, SimulatorConfig
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 
 def get_json(url: str) -> Any:
