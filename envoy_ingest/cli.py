@@ -16,6 +16,7 @@ from pathlib import Path
 from envoy_ingest import __version__
 from envoy_ingest.errors import EnvoyIngestError, SettingsError
 from envoy_ingest.settings import Settings, load_settings
+from envoy_ingest.shard import parse_shard
 
 log = logging.getLogger("envoy_ingest")
 
@@ -99,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--summary", action="store_true", help="print one line per cycle with the main values"
+    )
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="poll only shard I of N (from 0) of the gateways; auto/N takes I from the host "
+        "name's trailing number (a StatefulSet pod's); default: ENVOY_INGEST_SHARD, else all",
     )
 
     p = sub.add_parser(
@@ -202,27 +209,55 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from envoy_ingest import commands
-
+    """Run the command's module (imported only when used: a fast start)."""
     if args.command == "simulate":
+        from envoy_ingest.commands.simulate import simulate
+
         _setup_logging(args, None)
-        return commands.simulate(args)
+        return simulate(args)
     if args.command == "demo":
+        from envoy_ingest.commands.demo import demo
+
         _setup_logging(args, None)
         args.data = args.data.resolve()
-        return asyncio.run(commands.demo(args))
-    settings = load_settings(args.config)
+        return asyncio.run(demo(args))
+    shard = getattr(args, "shard", None)
+
+    def load() -> Settings:
+        settings = load_settings(args.config)
+        if shard is not None:  # the command line wins over ENVOY_INGEST_SHARD
+            try:
+                parse_shard(shard)
+            except ValueError as exc:
+                raise SettingsError(f"--shard: {exc}") from None
+            settings = settings.model_copy(update={"shard": shard})
+        register_settings_secrets(settings)  # (again on a reload: new secrets)
+        return settings
+
+    settings = load()
     _setup_logging(args, settings)
     if args.command == "run":
+        from envoy_ingest.commands.run import run
+
         return asyncio.run(
-            commands.run(
-                settings, once=args.once, summary=args.summary, drain_timeout=args.drain_timeout
+            run(
+                settings,
+                once=args.once,
+                summary=args.summary,
+                drain_timeout=args.drain_timeout,
+                reload=load,
             )
         )
     if args.command == "discover":
-        return asyncio.run(commands.discover(settings))
+        from envoy_ingest.commands.discover import discover
+
+        return asyncio.run(discover(settings))
     if args.command == "check":
-        return asyncio.run(commands.check(settings))
+        from envoy_ingest.commands.check import check
+
+        return asyncio.run(check(settings))
     if args.command == "token":
-        return asyncio.run(commands.token(settings, gateway=args.gateway, show=args.show))
+        from envoy_ingest.commands.token import token_command
+
+        return asyncio.run(token_command(settings, args.gateway, args.show))
     raise AssertionError(args.command)  # argparse rejects unknown commands

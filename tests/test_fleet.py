@@ -17,6 +17,7 @@ from envoy_ingest.envoy import transport
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.firmware import parse_info
 from envoy_ingest.envoy.passwords import envoy_password
+from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.service import metrics
 from envoy_ingest.settings import GatewaySettings, Settings
 from envoy_ingest.simulator.fleet import FleetSimulator, fixture_sets, fleet_address
@@ -156,12 +157,17 @@ async def test_each_job_first_runs_at_its_phase_within_one_interval(tmp_path: Pa
 # --- one TLS context, bounded requests in flight -------------------------------------
 
 
-def test_one_tls_context_for_every_gateway() -> None:
-    clients = [
-        EnvoyClient(GatewaySettings(host="10.0.0.5")),
-        EnvoyClient(GatewaySettings(host="10.0.0.6")),
-        EnvoyClient(GatewaySettings(host="10.0.0.7", tls_fingerprint="ab" * 32)),
-    ]
+def test_one_tls_context_for_every_gateway(tmp_path: Path) -> None:
+    settings = Settings(
+        gateways=[
+            {"host": "10.0.0.5"},
+            {"host": "10.0.0.6"},
+            {"host": "10.0.0.7", "tls_fingerprint": "ab" * 32},
+        ],
+        state={"directory": tmp_path},
+    )
+    tokens = TokenManager(settings)
+    clients = [EnvoyClient(gw, tokens) for gw in settings.gateways]
     contexts = {id(c._http._transport._pool._ssl_context) for c in clients}  # type: ignore[attr-defined]
     assert contexts == {id(transport.gateway_ssl_context(False))}
     assert transport.gateway_ssl_context(True) is not transport.gateway_ssl_context(False)

@@ -33,11 +33,13 @@ from typing import Any
 import httpcore
 import httpx
 
+from envoy_ingest.backoff import Backoff
 from envoy_ingest.errors import (
     CertificateMismatch,
     GatewayResponseError,
     GatewayUnreachable,
 )
+from envoy_ingest.service.logging import install_header_redaction
 from envoy_ingest.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -171,6 +173,7 @@ def gateway_transport(gw: GatewaySettings) -> httpx.AsyncBaseTransport:
 def build_client(
     gw: GatewaySettings, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
+    install_header_redaction()
     return httpx.AsyncClient(
         transport=transport if transport is not None else gateway_transport(gw),
         timeout=httpx.Timeout(gw.read_timeout, connect=gw.connect_timeout),
@@ -285,6 +288,7 @@ async def send(
     not match. Each attempt holds a slot of ``limit`` while in flight.
     """
     attempt = 0
+    pace = Backoff(backoff, MAX_BACKOFF, jitter=False)
     max_attempts = MAX_ATTEMPTS if deadline is not None else MAX_ATTEMPTS_WITHOUT_DEADLINE
     path = httpx.URL(url).raw_path.decode("ascii", "replace")
     while True:
@@ -319,7 +323,7 @@ async def send(
             if response.status_code != RETRY_STATUS:
                 return response
             failure = "503 service unavailable"
-        delay = min(backoff * 2 ** (attempt - 1), MAX_BACKOFF)
+        delay = pace.next()
         out_of_time = deadline is not None and _now() + delay >= deadline
         if attempt >= max_attempts or out_of_time:
             if response is not None:
@@ -341,29 +345,6 @@ def check_status(gw: GatewaySettings, path: str, response: httpx.Response) -> No
             "(not followed; usually a missing or refused login)"
         )
     reason = response.reason_phrase or ""
-    raise GatewayResponseError(f"gateway {gw.label}: {path} answered {status} {reason}".rstrip())
-
-
-# --- logging ------------------------------------------------------------------------
-
-
-class _RedactHeaders(logging.Filter):
-    """httpcore logs response headers at DEBUG (``Set-Cookie: sessionId=...``): drop them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        event, sep, _ = str(record.msg).partition(" ")
-        if sep and "headers" in event:
-            record.msg = f"{event} (headers not logged)"
-            record.args = ()
-        return True
-
-
-def install_log_redaction() -> None:
-    flt = _RedactHeaders()
-    for name in ("httpcore.http11", "httpcore.http2", "httpcore.connection", "httpcore.proxy"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _RedactHeaders) for f in logger.filters):
-            logger.addFilter(flt)
-
-
-install_log_redaction()
+    raise GatewayResponseError(
+        f"gateway {gw.label}: {path} answered {status} {reason}".rstrip(), status=status
+    )

@@ -1,11 +1,11 @@
-"""The InfluxDB sink: the durable spool in front of a v1 or v2 writer.
+"""Spooled delivery: the durable spool in front of any writer (InfluxDB v1 or v2).
 
-:meth:`InfluxSink.submit` only commits the points to the spool (no network),
+:meth:`SpooledDelivery.submit` only commits the points to the spool (no network),
 so polling never waits for InfluxDB. A background task (:meth:`start`) sends
 the oldest spooled rows in order, up to ``batch_size`` points per request,
 split by target (``bucket`` / ``device_bucket``), and deletes them only when
 the server acknowledged them. What it does with each answer
-(:mod:`envoy_ingest.sink.writer` classifies them):
+(:mod:`envoy_ingest.sink.answers` classifies them):
 
 - **OK**: delete from the spool.
 - **REJECTED** (400/422): bisect by spool row until the rejected rows are
@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -35,36 +34,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from envoy_ingest.backoff import Backoff
 from envoy_ingest.errors import SinkError
-from envoy_ingest.point import Point
+from envoy_ingest.point import KINDS, Kind, Point
 from envoy_ingest.service import metrics
 from envoy_ingest.sink._append import LineAppender
+from envoy_ingest.sink.answers import OK, Outcome, Writer, WriteResult
 from envoy_ingest.sink.base import DeliveryReport
 from envoy_ingest.sink.lineprotocol import encode_point
 from envoy_ingest.sink.spool import Spool, SpoolEntry
-from envoy_ingest.sink.writer import OK, TARGETS, Outcome, Target, Writer, WriteResult
 
 log = logging.getLogger(__name__)
 
 # Repeat an unchanged delivery error in the log at most this often.
 REPEAT_LOG_INTERVAL = 600.0
-
-
-class Backoff:
-    """Exponential backoff with jitter: ``initial * 2**n``, capped, times U(0.5, 1)."""
-
-    def __init__(self, initial: float = 1.0, maximum: float = 60.0) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self.failures = 0
-
-    def next(self) -> float:
-        delay = min(self.maximum, self.initial * 2 ** min(self.failures, 30))
-        self.failures += 1
-        return float(delay * random.uniform(0.5, 1.0))
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +73,7 @@ def _points(entries: Sequence[SpoolEntry]) -> int:
     return sum(e.points for e in entries)
 
 
-class InfluxSink:
+class SpooledDelivery:
     def __init__(
         self,
         writer: Writer,
@@ -125,11 +108,11 @@ class InfluxSink:
 
     def submit(self, points: Sequence[Point]) -> None:
         """Commit ``points`` to the spool, one transaction; no network."""
-        lines: dict[Target, list[str]] = {t: [] for t in TARGETS}
+        lines: dict[Kind, list[str]] = {t: [] for t in KINDS}
         for point in points:
             line = encode_point(point)
             if line is not None:
-                lines["devices" if point.is_device else "totals"].append(line + "\n")
+                lines[point.kind].append(line + "\n")
         entries = [(t, "".join(ls).encode(), len(ls)) for t, ls in lines.items() if ls]
         try:
             dropped = self.spool.append(entries)
@@ -240,7 +223,7 @@ class InfluxSink:
                 return _Step(idle=True)
             step = _Step()
             before = self._delivered + self._dead_lettered
-            for target in TARGETS:
+            for target in KINDS:
                 group = [e for e in entries if e.target == target]
                 if not group:
                     continue
@@ -259,7 +242,7 @@ class InfluxSink:
                 self.backoff.reset()
             return step
 
-    async def _send(self, target: Target, entries: list[SpoolEntry]) -> WriteResult:
+    async def _send(self, target: Kind, entries: list[SpoolEntry]) -> WriteResult:
         """Deliver ``entries`` (oldest first), splitting on 400 and 413."""
         queue: deque[list[SpoolEntry]] = deque([entries])
         while queue:
@@ -295,7 +278,7 @@ class InfluxSink:
             return result
         return OK
 
-    async def _send_lines(self, target: Target, entry: SpoolEntry) -> WriteResult:
+    async def _send_lines(self, target: Kind, entry: SpoolEntry) -> WriteResult:
         """Deliver one spooled row in pieces; the spool keeps what is not yet sent."""
         lines = entry.body.splitlines(keepends=True)
         mid = len(lines) // 2
@@ -325,7 +308,7 @@ class InfluxSink:
             return OK
         return result
 
-    def _dead_letter(self, target: Target, body: bytes, points: int, result: WriteResult) -> bool:
+    def _dead_letter(self, target: Kind, body: bytes, points: int, result: WriteResult) -> bool:
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         where = f"{self.writer.name}, {self.writer.destination(target)}"
         header = f"# {stamp} rejected by {where}: {result.message}\n".encode()
@@ -351,7 +334,7 @@ class InfluxSink:
         )
         return True
 
-    def _failed(self, target: Target, result: WriteResult) -> None:
+    def _failed(self, target: Kind, result: WriteResult) -> None:
         metrics.record_write_error(result.error_class)
         now = time.time()
         first = self._failing_since is None

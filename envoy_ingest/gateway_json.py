@@ -1,9 +1,11 @@
-"""Reading values out of gateway JSON without trusting it.
+"""Reading gateway JSON without trusting it, and the rules over it that the
+capability probe (envoy/capabilities.py) and the normalizers (normalize/) share.
 
 Gateways send numbers as strings (some 8.3 builds), HTML where JSON was asked
 for, ``{"error": ...}`` instead of a list, and keys that come and go between
 firmware. Every reader here returns ``None`` for what it cannot read, so a
-normalizer leaves the field out instead of raising or writing 0.
+normalizer leaves the field out instead of raising or writing 0, and the probe
+decides nothing from it. Imports neither envoy/ nor normalize/.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from typing import Any
+
+JsonObject = Mapping[str, Any]
+"""A JSON object of a gateway answer (read with the readers below, never trusted)."""
 
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
@@ -21,14 +26,11 @@ def number(value: Any) -> float | None:
     (``bool`` is not a number here)."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, int | float):
+    if not isinstance(value, int | float | str):
+        return None
+    try:
         result = float(value)
-    elif isinstance(value, str):
-        try:
-            result = float(value.strip())
-        except ValueError:
-            return None
-    else:
+    except (ValueError, OverflowError):  # OverflowError: an int past the float range
         return None
     return result if math.isfinite(result) else None
 
@@ -67,17 +69,23 @@ def text(value: Any) -> str | None:
     return None
 
 
+def label(value: Any) -> str:
+    """A string compared as a name (``state``, ``measurementType``): stripped and
+    lower-cased, ``""`` for anything else."""
+    return value.strip().lower() if isinstance(value, str) else ""
+
+
 def report_time(value: Any) -> int | None:
     """A gateway timestamp in whole seconds; 0 and negatives mean "never"."""
     n = number(value)
     return int(n) if n is not None and n > 0 else None
 
 
-def mapping(value: Any) -> Mapping[str, Any] | None:
+def mapping(value: Any) -> JsonObject | None:
     return value if isinstance(value, Mapping) else None
 
 
-def dicts(value: Any) -> list[Mapping[str, Any]]:
+def dicts(value: Any) -> list[JsonObject]:
     """The objects of a JSON list; ``[]`` for anything that is not a list."""
     if not isinstance(value, list):
         return []
@@ -109,3 +117,23 @@ def serial(value: Any) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return text(value)
+
+
+# --- rules ------------------------------------------------------------------------
+
+
+def active(entry: JsonObject | None) -> bool:
+    """A production.json entry that measures: ``activeCount`` > 0. An ``eim``
+    entry with ``activeCount`` 0 is a CT that does not measure: its numbers are noise."""
+    return entry is not None and (number(entry.get("activeCount")) or 0) > 0
+
+
+def acb_storage(production: Any) -> tuple[JsonObject, int] | None:
+    """The AC Batteries of production.json, as (``storage[0]``, how many): only
+    with ``activeCount`` > 0 and a ``percentFull`` (some gateways report a count
+    without it: not a working ACB)."""
+    storage = dicts(production.get("storage")) if isinstance(production, Mapping) else []
+    if not storage or "percentFull" not in storage[0]:
+        return None
+    n = count(storage[0].get("activeCount")) or 0
+    return (storage[0], n) if n > 0 else None
