@@ -23,7 +23,7 @@ from envoy_ingest.settings import GatewaySettings, Settings
 from envoy_ingest.simulator.fleet import FleetSimulator, fixture_sets, fleet_address
 from envoy_ingest.sink.file import FileSink
 from envoy_ingest.worker.scheduler import Worker
-from envoy_ingest.worker.spread import next_run, stable_fraction, start_offsets
+from envoy_ingest.worker.spread import first_run, next_run, stable_fraction, start_offsets
 from tests.conftest import require_fixtures
 
 # --- the fleet simulator -------------------------------------------------------------
@@ -112,6 +112,9 @@ def test_start_offsets_exact() -> None:
     assert next_run(1000.0, 15.0, 60.0) == 1035.0
     assert next_run(1035.0, 15.0, 60.0) == 1035.0
     assert next_run(1035.5, 15.0, 60.0) == 1095.0
+    k = int(stable_fraction("122238082690/start") * 2)
+    assert first_run("122238082690", 1000.0, 15.0, 60.0, 2) == 1035.0 + 60.0 * k
+    assert first_run("122238082690", 1000.0, 15.0, 60.0, 1) == 1035.0
 
 
 def test_start_offsets_spread_evenly() -> None:
@@ -125,9 +128,11 @@ def test_start_offsets_spread_evenly() -> None:
         assert (devices - totals) % 60 == pytest.approx(30.0)
     assert min(per_second) >= 60 and max(per_second) <= 140  # 100 each on average
     assert min(per_minute) >= 1080 and max(per_minute) <= 1320  # 1,200 each
+    starts = [int(stable_fraction(f"12223808{i:04d}/start") * 2) for i in range(6000)]
+    assert 2700 <= sum(starts) <= 3300  # half the fleet starts in the second minute
 
 
-async def test_each_job_first_runs_at_its_phase_within_one_interval(tmp_path: Path) -> None:
+async def test_each_job_first_runs_at_its_phase_within_two_intervals(tmp_path: Path) -> None:
     settings = Settings(
         gateways=[{"host": "10.0.0.5"}, {"host": "10.0.0.6", "serial": "122238082690"}],
         file={"directory": tmp_path / "data"},
@@ -142,10 +147,12 @@ async def test_each_job_first_runs_at_its_phase_within_one_interval(tmp_path: Pa
     runs = {job.id: job.next_run_time.timestamp() for job in scheduler.get_jobs()}
     for gw in settings.gateways:
         totals, devices = start_offsets(gw.identity, 60.0, 300.0)
+        k = int(stable_fraction(gw.identity + "/start") * 2)  # first or second minute
         # (APScheduler keeps microseconds)
-        assert runs[f"{gw.label}:totals"] == pytest.approx(next_run(now, totals, 60.0), abs=1e-6)
+        expected = next_run(now, totals, 60.0) + k * 60.0
+        assert runs[f"{gw.label}:totals"] == pytest.approx(expected, abs=1e-6)
         assert runs[f"{gw.label}:devices"] == pytest.approx(next_run(now, devices, 300.0), abs=1e-6)
-        assert now <= runs[f"{gw.label}:totals"] < now + 60
+        assert now <= runs[f"{gw.label}:totals"] < now + 120
         assert now <= runs[f"{gw.label}:devices"] < now + 300
     assert settings.gateways[1].identity == "122238082690"
     first = datetime.fromtimestamp(runs["122238082690:totals"])

@@ -45,7 +45,7 @@ from envoy_ingest.sink import build_sink
 from envoy_ingest.sink.base import Sink
 from envoy_ingest.worker.poller import CycleResult, GatewayPoller
 from envoy_ingest.worker.reload import gateway_changes, needs_restart
-from envoy_ingest.worker.spread import next_run, start_offsets
+from envoy_ingest.worker.spread import first_run, start_offsets
 
 log = logging.getLogger(__name__)
 
@@ -259,16 +259,19 @@ class Worker:
     def add_gateway_jobs(
         self, scheduler: AsyncIOScheduler, poller: GatewayPoller, now: float
     ) -> None:
-        """Schedule both jobs of one gateway at its stable phases (see :mod:`.spread`);
-        each first runs within one interval of ``now`` (Unix seconds)."""
+        """Schedule both jobs of one gateway at its stable phases (see :mod:`.spread`):
+        the totals job first runs within two intervals of ``now`` (Unix seconds), the
+        devices job within one."""
         s = self.settings.schedule
-        offsets = start_offsets(poller.settings.identity, s.totals_interval, s.devices_interval)
+        identity = poller.settings.identity
+        offsets = start_offsets(identity, s.totals_interval, s.devices_interval)
         jobs: tuple[Kind, Kind] = ("totals", "devices")
-        for job, offset in zip(jobs, offsets, strict=True):
+        for job, offset, ramp in zip(jobs, offsets, (2, 1), strict=True):
             interval = self._interval(job)
             self.health.register_gateway(poller.label, job, interval)
             self.health.gateway_facts(poller.label, host=poller.settings.host)
-            first = datetime.fromtimestamp(next_run(now, offset, interval)).astimezone()
+            at = first_run(identity, now, offset, interval, ramp)
+            first = datetime.fromtimestamp(at).astimezone()
             scheduler.add_job(
                 self.run_job,
                 "interval",

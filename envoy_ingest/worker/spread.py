@@ -12,7 +12,10 @@ from the Unix epoch, so:
   totals job (when one interval divides the other, as by default), so the two
   rarely wait for each other's turn at the weak gateway.
 
-Every job runs for the first time within one interval of the start.
+At start every gateway is probed (several requests each, and a TLS
+handshake), so the first totals runs are spread over two intervals: each
+gateway starts in the first or the second (a stable choice, half the fleet
+each), at its phase. Every gateway is probed within two totals intervals.
 """
 
 from __future__ import annotations
@@ -49,3 +52,10 @@ def next_run(now: float, offset: float, interval: float) -> float:
     """The first time at or after ``now`` (Unix seconds) that is ``offset`` seconds
     past a multiple of ``interval`` since the epoch."""
     return now + (offset - now) % interval
+
+
+def first_run(identity: str, now: float, offset: float, interval: float, ramp: int) -> float:
+    """The first run of a job: at its phase, in one of the first ``ramp`` intervals
+    after ``now`` (a stable choice per gateway, so a fleet's start is spread too)."""
+    k = int(stable_fraction(identity + "/start") * ramp)
+    return next_run(now, offset, interval) + k * interval
