@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import time
 from collections.abc import Callable
@@ -205,6 +206,7 @@ class Worker:
         if self._loader is not None:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        _raise_fd_limit(len(self._pollers), len(self._pollers) + self.limit.limit + 100)
         health_server = None
         if self.settings.health.enabled:
             health_server = await start_health_server(self.settings.health.listen, self.health)
@@ -372,6 +374,26 @@ class Worker:
             p.flush_state()
             await p.aclose()
         await self.sink.close()
+
+
+def _raise_fd_limit(gateways: int, wanted: int) -> None:
+    """Lift the soft open-file limit towards ``wanted`` (one kept-alive connection per
+    gateway, plus the requests in flight), up to the hard limit: systemd's default
+    soft limit of 1024 would stop a fleet at about a thousand gateways."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        log.warning(
+            "only %d files may be open (the hard limit); %d gateways may need %d: "
+            "raise LimitNOFILE= or ulimit -n",
+            target,
+            gateways,
+            wanted,
+        )
 
 
 def _own_share(settings: Settings) -> Settings:
