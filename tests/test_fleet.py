@@ -372,3 +372,32 @@ def test_the_open_file_limit_is_raised_for_a_fleet() -> None:
         assert resource.getrlimit(resource.RLIMIT_NOFILE) == (expected, hard)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_a_cycle_out_of_time_does_not_read_info_again(tmp_path: Path) -> None:
+    from envoy_ingest.simulator import Simulator, SimulatorConfig
+    from envoy_ingest.worker.poller import GatewayPoller
+
+    with Simulator(SimulatorConfig(family="legacy", inverters=2)) as sim:
+        settings = Settings(
+            gateways=[{"host": f"http://{sim.host}"}], state={"directory": tmp_path}
+        )
+        gw = settings.gateways[0]
+        client = EnvoyClient(gw, TokenManager(settings), backoff=0.01)
+        poller = GatewayPoller(gw, client, FileSink(tmp_path / "data"))
+        loop = asyncio.get_running_loop()
+        assert (await poller.poll("totals", deadline=loop.time() + 10)).ok
+        sim.latency = 1.0
+        late = await poller.poll("totals", deadline=loop.time() + 0.3)
+        assert not late.ok and "before the end of this cycle" in str(late.error)
+        sim.latency = 0.0
+        sim.clear_requests()
+        assert (await poller.poll("totals", deadline=loop.time() + 10)).ok
+        assert [p for _, p in sim.requests] == ["/api/v1/production"]  # no /info first
+        # Any other failure reads /info again: the gateway may have new firmware.
+        sim.fail_next("/api/v1/production", 404)
+        assert not (await poller.poll("totals", deadline=loop.time() + 10)).ok
+        sim.clear_requests()
+        assert (await poller.poll("totals", deadline=loop.time() + 10)).ok
+        assert sim.requests[0][1] == "/info"
+        await poller.aclose()

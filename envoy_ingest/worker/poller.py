@@ -11,6 +11,7 @@ fleet of thousands, every cached answer is paid per gateway.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -222,7 +223,11 @@ class GatewayPoller:
             normalizer = normalize.totals if job == "totals" else normalize.devices
             points = normalizer(merged, caps, int(self.clock()))
         except EnvoyIngestError as exc:
-            self._reconnect = True
+            # Read /info again next time (the gateway may have rebooted into new
+            # firmware), unless the cycle only ran out of time: then the extra
+            # request would add load where the load (ours, or the gateway's) is
+            # the trouble, and an hour later /info is read anyway.
+            self._reconnect = not _out_of_time(deadline)
             metrics.record_poll(self.label, job, "error")
             metrics.last_error(self.label, self.clock())
             log.error("%s: %s poll failed: %s", self.label, job, exc)
@@ -262,3 +267,7 @@ class GatewayPoller:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def _out_of_time(deadline: float | None) -> bool:
+    return deadline is not None and asyncio.get_running_loop().time() >= deadline
