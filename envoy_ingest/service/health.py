@@ -13,6 +13,11 @@ Both carry a JSON body; the 503 one names the reason::
      "reason": "home: no successful totals poll for 245 s (limit 180 s)",
      "reasons": [...], "scheduler_running": true, "gateways": {...}}
 
+A sink working in a degraded mode (the spool cannot be written, points are
+held in memory) keeps 200 with ``"status": "degraded"`` and
+``"degraded": {"spool": "<reason>"}``: collection goes on, and a restart would
+not fix a full disk.
+
 The worker drives a :class:`HealthState`::
 
     health = HealthState()
@@ -79,7 +84,21 @@ class HealthState:
         self._running = False
         self._jobs: dict[tuple[str, str], _Job] = {}
         self._successes: dict[tuple[str, str], float] = {}
+        self._degraded: dict[str, str] = {}
         self._lock = threading.Lock()
+
+    def set_degraded(self, component: str, reason: str) -> None:
+        """``component`` (``spool``, ``file``) works in a degraded mode, because ``reason``.
+
+        Degraded is not unhealthy: collection goes on (``/healthz`` stays 200,
+        ``status`` says ``degraded``), since a restart would not fix a full disk."""
+        with self._lock:
+            self._degraded[component] = reason
+
+    def clear_degraded(self, component: str) -> None:
+        """``component`` works normally again."""
+        with self._lock:
+            self._degraded.pop(component, None)
 
     def scheduler_running(self, running: bool) -> None:
         """The scheduler started (``True``) or stopped (``False``)."""
@@ -115,6 +134,7 @@ class HealthState:
             now = self.clock()
             running = self._running
             jobs = sorted(self._jobs.items())
+            degraded = dict(sorted(self._degraded.items()))
         reasons: list[str] = []
         if not running:
             reasons.append("the scheduler is not running")
@@ -141,10 +161,13 @@ class HealthState:
                 reasons.append(
                     f"{name}: no successful {job} poll for {age:.0f} s (limit {limit:g} s)"
                 )
-        body: dict[str, Any] = {"status": "ok" if not reasons else "unhealthy"}
+        status = "unhealthy" if reasons else "degraded" if degraded else "ok"
+        body: dict[str, Any] = {"status": status}
         if reasons:
             body["reason"] = reasons[0] if len(reasons) == 1 else "; ".join(reasons)
             body["reasons"] = reasons
+        if degraded:
+            body["degraded"] = degraded
         body["scheduler_running"] = running
         body["gateways"] = gateways
         return HealthReport(not reasons, body)

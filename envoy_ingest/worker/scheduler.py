@@ -45,10 +45,10 @@ class Worker:
         on_result: ResultCallback | None = None,
     ) -> None:
         self.settings = settings
-        self.sink = sink if sink is not None else build_sink(settings)
+        self.health = HealthState()
+        self.sink = sink if sink is not None else build_sink(settings, self.health)
         self.tokens = TokenManager(settings)
         self.on_result = on_result
-        self.health = HealthState()
         self.pollers = [
             GatewayPoller(gw, EnvoyClient(gw, self.tokens), self.sink) for gw in settings.gateways
         ]
