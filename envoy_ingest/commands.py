@@ -232,3 +232,10 @@ async def check(settings: Settings, out: Out = _print) -> int:
 
 async def token(settings: Settings, *, gateway: str | None, show: bool, out: Out = _print) -> int:
     return await token_command(settings, gateway, show, out=out)
+
+
+async def replay(settings: Settings, path: Path, timeout: float, out: Out = _print) -> int:  # noqa: ASYNC109
+    """Deliver what a damaged spool file still holds (see :mod:`envoy_ingest.sink.replay`)."""
+    from envoy_ingest.sink.replay import replay as replay_file
+
+    return await replay_file(settings, path, timeout, out)
