@@ -41,9 +41,9 @@ def _prepare(settings: Settings, path: Path, out: Out) -> Spool:
         found = salvage(path)
         text = f"{path}: {found.points} points in {len(found.rows)} intact rows"
         if found.unreadable_rows:
-            text += f"; {found.unreadable_rows} rows could not be read (lost)"
+            text += f"; up to {found.unreadable_rows} rows on damaged pages are lost"
         if found.error:
-            text += f"; reading stopped early: {found.error}"
+            text += f" (SQLite: {found.error})"
         out(text)
         spool.append(found.rows)
     return spool

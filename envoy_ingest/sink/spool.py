@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 # Bytes charged per row on top of its body, for SQLite's row and page overhead.
 ROW_OVERHEAD = 64
+# How large the -wal file may grow between checkpoints (1000 pages of 4 KiB, and a batch).
+WAL_ALLOWANCE = 5 * 1024 * 1024
 # Log at most one "dropped" warning per this many seconds (the counts add up).
 DROP_LOG_INTERVAL = 60.0
 
@@ -234,8 +236,16 @@ class Spool:
         if self.min_free_bytes <= 0:
             return self.max_bytes, "spool.max_bytes"
         fs = os.statvfs(self.path.parent)
-        file_bytes = self._pragma("page_count") * self._pragma("page_size")
-        room = file_bytes + fs.f_bavail * fs.f_frsize - self.min_free_bytes
+        file_bytes = self.path.stat().st_size  # on disk (page_count includes the WAL's)
+        wal = self.path.with_name(self.path.name + "-wal")
+        wal_bytes = wal.stat().st_size if wal.exists() else 0
+        # The WAL may still grow to its checkpoint size: keep that room too.
+        room = (
+            file_bytes
+            + fs.f_bavail * fs.f_frsize
+            - self.min_free_bytes
+            - max(0, WAL_ALLOWANCE - wal_bytes)
+        )
         if room < self.max_bytes:
             return max(room, 0), "spool.min_free_bytes"
         return self.max_bytes, "spool.max_bytes"

@@ -94,7 +94,7 @@ class Salvage:
 
     rows: list[tuple[str, bytes, int]]
     unreadable_rows: int = 0
-    error: str | None = None  # why the listing stopped early, if it did
+    error: str | None = None  # the first read error met, if any
 
     @property
     def points(self) -> int:
@@ -102,11 +102,24 @@ class Salvage:
 
 
 def _ids(db: sqlite3.Connection, found: Salvage) -> Iterator[int]:
+    """Every row id SQLite can reach; past a damaged page, seek on id by id."""
     try:
-        for (row_id,) in db.execute("SELECT id FROM batch ORDER BY id"):
-            yield int(row_id)
-    except sqlite3.Error as exc:
-        found.error = str(exc)
+        last = db.execute("SELECT max(id) FROM batch").fetchone()[0]
+    except sqlite3.Error:
+        last = None
+    start = 0
+    while True:
+        try:
+            for (row_id,) in db.execute("SELECT id FROM batch WHERE id >= ? ORDER BY id", (start,)):
+                start = int(row_id) + 1
+                yield int(row_id)
+            return
+        except sqlite3.Error as exc:
+            found.error = found.error or str(exc)
+            if last is None or start > last:
+                return
+            found.unreadable_rows += 1  # at most: ids on a damaged page
+            start += 1
 
 
 def salvage(path: Path) -> Salvage:
