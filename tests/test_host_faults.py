@@ -25,7 +25,7 @@ from envoy_ingest.point import Point
 from envoy_ingest.service import metrics
 from envoy_ingest.service.health import HealthState
 from envoy_ingest.settings import Settings
-from envoy_ingest.sink import SpooledDelivery, build_sink
+from envoy_ingest.sink import Sink, SpooledDelivery, build_sink
 from envoy_ingest.sink.durable import DurableQueue
 from envoy_ingest.sink.spool_read import salvage
 from tests.lp import parse
@@ -121,9 +121,15 @@ def running_health() -> HealthState:
     return health
 
 
-def queue(sink: object) -> DurableQueue:
-    assert isinstance(sink, SpooledDelivery) and isinstance(sink.spool, DurableQueue)
-    return sink.spool
+def spooled(sink: Sink) -> SpooledDelivery:
+    assert isinstance(sink, SpooledDelivery)
+    return sink
+
+
+def queue(sink: Sink) -> DurableQueue:
+    spool = spooled(sink).spool
+    assert isinstance(spool, DurableQueue)
+    return spool
 
 
 async def test_a_full_disk_at_start_collects_into_memory_then_back_to_the_spool(
@@ -205,7 +211,7 @@ async def test_the_spool_keeps_free_space_for_the_host_and_counts_what_it_drops(
         sink.submit(cycle_points(i))
         st = os.statvfs(state)
         assert st.f_bavail * st.f_frsize >= reserve
-    dropped = sink.report().dropped
+    dropped = spooled(sink).report().dropped
     assert dropped > 0 and queue(sink).degraded.reason is None
     assert sample("envoy_ingest_dropped_points_total", reason="spool_min_free_bytes") == (
         before + dropped
@@ -311,7 +317,7 @@ async def test_memory_is_bounded_oldest_first_and_a_stop_counts_what_is_left(
         submitted += totals_points(T0 + 60 * i)
         sink.submit(totals_points(T0 + 60 * i))
     assert queue(sink).pending_points == 994  # 142 batches of 7: the newest kept
-    assert sink.report().dropped == 1400 - 994
+    assert spooled(sink).report().dropped == 1400 - 994
     assert sample("envoy_ingest_dropped_points_total", reason="memory_full") == before + 406
     await sink.close()  # InfluxDB away, the spool read-only: the rest is counted, said once
     assert sample("envoy_ingest_dropped_points_total", reason="stopped") == stopped + 994
