@@ -40,7 +40,8 @@ from envoy_ingest.point import Point  # noqa: E402
 from envoy_ingest.settings import InfluxDBSettings  # noqa: E402
 from envoy_ingest.sink import Backoff, Spool, SpooledDelivery, build_writer  # noqa: E402
 from envoy_ingest.sink.lineprotocol import encode  # noqa: E402
-from tests.servers import InfluxDB1, VictoriaMetrics, device_points, totals_points  # noqa: E402
+from tests.support.builders import device_points, totals_points  # noqa: E402
+from tests.support.servers import InfluxDB1, VictoriaMetrics  # noqa: E402
 
 GiB = 1024**3
 

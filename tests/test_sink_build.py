@@ -19,7 +19,7 @@ from envoy_ingest.sink import (
     build_sink,
     check_sink,
 )
-from tests.servers import influx_sink, totals_points
+from tests.support.builders import influx_sink, totals_points
 
 T0 = 1748995140
 
