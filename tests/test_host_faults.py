@@ -29,7 +29,8 @@ from envoy_ingest.sink import Sink, SpooledDelivery, build_sink
 from envoy_ingest.sink.durable import DurableQueue
 from envoy_ingest.sink.spool_read import salvage
 from tests.lp import parse
-from tests.servers import InfluxDB1, device_points, expected_lines, influx_sink, totals_points
+from tests.support.builders import device_points, expected_lines, influx_sink, totals_points
+from tests.support.servers import InfluxDB1
 
 T0 = 1748995140  # 2025-06-03 23:59 UTC
 MiB = 1024 * 1024
