@@ -245,7 +245,7 @@ def test_a_plan_made_from_after_reboot_zeros_is_revisited(tmp_path: Path) -> Non
         worker = Worker(load_settings(write_settings(tmp_path, gateway_table(sim))))
         poller = worker.pollers[0]
         now = [1_000_000.0]
-        poller.clock = lambda: now[0]
+        poller.steady = lambda: now[0]  # the interval clock
         sources: list[str | None] = []
 
         async def go() -> None:

@@ -24,13 +24,13 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from envoy_ingest.clock import Clock, SteadyClock
 from envoy_ingest.envoy.enlighten import TOKEN_PAGE, EnlightenClient, Session
 from envoy_ingest.envoy.token_cache import TokenCache
 from envoy_ingest.envoy.token_info import (
@@ -52,7 +52,6 @@ from envoy_ingest.settings import GatewaySettings, Settings
 log = logging.getLogger(__name__)
 
 Validator = Callable[[str], Awaitable[bool]]
-Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 WARN_DAYS = (30, 7, 1)
@@ -100,13 +99,14 @@ class TokenManager:
         self,
         settings: Settings,
         *,
-        clock: Clock = time.time,
+        clock: Clock | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         cloud_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings
-        self.clock = clock
+        # Expiry decisions on a clock a host clock jump cannot move (envoy_ingest.clock).
+        self.clock: Clock = clock if clock is not None else SteadyClock()
         self._sleep = sleep
         self._rng = rng
         self.cloud = EnlightenClient(settings.enlighten, transport=cloud_transport)
@@ -340,6 +340,8 @@ class TokenManager:
                     f"{entry.where}: {exc}; next attempt in "
                     f"{duration_text(acct.retry_at - self.clock())}"
                 ) from None
+            if isinstance(self.clock, SteadyClock) and tok.issued is not None:
+                self.clock.trust(tok.issued)  # the Enphase cloud's clock, just now
             now = self.clock()
             entry.current, entry.obtained = tok, now
             entry.replaces_refused = entry.refused

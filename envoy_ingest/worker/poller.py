@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from envoy_ingest import normalize
@@ -31,6 +32,7 @@ from envoy_ingest.point import Point
 from envoy_ingest.service import metrics
 from envoy_ingest.settings import GatewaySettings
 from envoy_ingest.sink.base import Sink
+from envoy_ingest.timecheck import implausible
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +65,15 @@ class GatewayPoller:
         sink: Sink,
         *,
         clock: Callable[[], float] = time.time,
+        steady: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.client = client
         self.sink = sink
-        self.clock = clock
+        self.clock = clock  # the host's wall time: only a fallback for point times
+        self.steady = steady  # intervals: a host clock jump never shortens or stretches them
+        self.implausible_dropped = 0
+        self._implausible: dict[str, int] = {}  # job -> points dropped in the current episode
         self.info: GatewayInfo | None = None
         self.caps: Capabilities | None = None
         self.latest: dict[str, Any] = {}
@@ -88,7 +94,7 @@ class GatewayPoller:
 
     async def ensure_ready(self, deadline: float | None = None) -> Capabilities:
         """Connect (``/info``) and probe when needed; re-probe when the firmware changed."""
-        now = self.clock()
+        now = self.steady()
         if self._reconnect or self.info is None or now - self._info_checked > INFO_RECHECK_SECONDS:
             info = await self.client.connect()
             self._info_checked = now
@@ -152,7 +158,7 @@ class GatewayPoller:
             metrics.record_poll(self.label, job, "error")
             log.error("%s: %s poll failed: %s", self.label, job, exc)
             return CycleResult(self.label, job, ok=False, error=str(exc))
-        tagged = self._tag(points)
+        tagged = self._plausible(job, self._tag(points))
         if tagged:
             try:
                 self.sink.submit(tagged)
@@ -171,6 +177,44 @@ class GatewayPoller:
             self.clock() - started,
         )
         return CycleResult(self.label, job, ok=True, points=tagged)
+
+    def _plausible(self, job: Job, points: list[Point]) -> list[Point]:
+        """Drop (and count) points whose time cannot be true; say so once per episode."""
+        host_now, gateway_now = self.clock(), self.client.gateway_now
+        keep: list[Point] = []
+        why: dict[str, list[Point]] = {}
+        for p in points:
+            reason = implausible(p.time, host_now, gateway_now)
+            if reason is None:
+                keep.append(p)
+            else:
+                why.setdefault(reason, []).append(p)
+        dropped = sum(len(ps) for ps in why.values())
+        if dropped:
+            metrics.record_dropped(dropped, "implausible_time")
+            self.implausible_dropped += dropped
+            if not self._implausible.get(job):
+                reason, example = next(iter(why.items()))
+                log.warning(
+                    "%s: %d %s points have an impossible time (%s: %s); they are not written, "
+                    'and counted (envoy_ingest_dropped_points_total{reason="implausible_time"}) '
+                    "until the times are right again. Check the gateway's and the host's clock",
+                    self.label,
+                    dropped,
+                    job,
+                    reason,
+                    datetime.fromtimestamp(example[0].time, UTC).isoformat(),
+                )
+            self._implausible[job] = self._implausible.get(job, 0) + dropped
+        elif self._implausible.get(job) and keep:
+            log.warning(
+                "%s: %s report times are plausible again; %d points with impossible times "
+                "were not written",
+                self.label,
+                job,
+                self._implausible.pop(job),
+            )
+        return keep
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -19,7 +19,9 @@ from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from envoy_ingest.clock import JumpDetector
 from envoy_ingest.envoy.client import EnvoyClient
+from envoy_ingest.envoy.token_info import duration_text
 from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.service import metrics
 from envoy_ingest.service.health import HealthState, start_health_server
@@ -32,8 +34,32 @@ log = logging.getLogger(__name__)
 
 ResultCallback = Callable[[CycleResult], None]
 
+# How often the worker looks for a jump of the host clock (seconds, monotonic).
+CLOCK_CHECK_SECONDS = 5.0
+
 # How long `run --once` waits by default for the sink to deliver what it holds.
 ONCE_DRAIN_TIMEOUT = 30.0
+
+
+def after_clock_jump(scheduler: AsyncIOScheduler, jump: float) -> None:
+    """The host clock jumped by ``jump`` seconds: keep polling at the same pace.
+
+    APScheduler's interval trigger runs on wall time. After a forward jump it
+    runs each job once (``coalesce``, ``misfire_grace_time`` of one interval)
+    and goes on: no burst. After a backward jump it would wait until its old
+    next run time came round again, i.e. stop polling for as long as the clock
+    went back; so every job is rescheduled to run now, and the trigger counts
+    its intervals from there."""
+    log.warning(
+        "the host clock jumped %s by %s%s",
+        "forward" if jump > 0 else "back",
+        duration_text(abs(jump)),
+        "; rescheduled every job to run now" if jump < 0 else "; polling goes on as before",
+    )
+    if jump < 0:
+        now = datetime.now().astimezone()
+        for job in scheduler.get_jobs():
+            job.modify(next_run_time=now)
 
 
 class Worker:
@@ -133,6 +159,7 @@ class Worker:
                     name=f"{job} {poller.label}",
                 )
         scheduler.start()
+        watch = asyncio.create_task(self._watch_clock(scheduler, JumpDetector()))
         self.health.scheduler_running(True)
         log.info(
             "polling %d gateway(s): totals every %gs, devices every %gs",
@@ -144,11 +171,20 @@ class Worker:
             await self._stop.wait()
         finally:
             log.info("stopping")
+            watch.cancel()
             self.health.scheduler_running(False)
             scheduler.shutdown(wait=False)
             if health_server is not None:
                 await health_server.close()
             await self._close()
+
+    async def _watch_clock(self, scheduler: AsyncIOScheduler, detector: JumpDetector) -> None:
+        """Check for a host clock jump every few seconds (on the monotonic clock)."""
+        while True:
+            await asyncio.sleep(CLOCK_CHECK_SECONDS)
+            jump = detector.jumped()
+            if jump:
+                after_clock_jump(scheduler, jump)
 
     async def _close(self) -> None:
         await self.tokens.aclose()
