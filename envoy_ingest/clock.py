@@ -44,8 +44,10 @@ class SteadyClock:
         return wall + (self._monotonic() - mono)
 
     def trust(self, wall_time: float) -> None:
-        """``wall_time`` is now, from a source better than the host clock."""
-        self._anchor = (wall_time, self._monotonic())
+        """``wall_time`` is now, from a source better than the host clock (to the
+        second: a difference under :data:`JUMP_THRESHOLD` is rounding, and kept)."""
+        if abs(wall_time - self()) > JUMP_THRESHOLD:
+            self._anchor = (wall_time, self._monotonic())
 
 
 class JumpDetector:

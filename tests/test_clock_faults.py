@@ -65,6 +65,8 @@ def test_the_steady_clock_ignores_the_host_clock_until_a_trusted_time() -> None:
     wall.t += 10 * DAY
     mono.t += 60.0
     assert steady() == NOON + 60
+    steady.trust(NOON + 61.0)  # the cloud's iat is whole seconds: not a correction
+    assert steady() == NOON + 60
     steady.trust(NOON + 3600.0)
     mono.t += 1.0
     assert steady() == NOON + 3601.0
