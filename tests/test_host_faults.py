@@ -12,8 +12,12 @@ import asyncio
 import errno
 import logging
 import os
+import re
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,12 +29,14 @@ from envoy_ingest.point import Point
 from envoy_ingest.service import metrics
 from envoy_ingest.service.health import HealthState
 from envoy_ingest.settings import Settings
+from envoy_ingest.simulator import Simulator, SimulatorConfig
 from envoy_ingest.sink import Sink, SpooledDelivery, build_sink
 from envoy_ingest.sink.durable import DurableQueue
 from envoy_ingest.sink.spool_read import salvage
 from tests.lp import parse
 from tests.support.builders import device_points, expected_lines, influx_sink, totals_points
 from tests.support.servers import InfluxDB1
+from tests.worker_settings import gateway_table, write_settings
 
 T0 = 1748995140  # 2025-06-03 23:59 UTC
 MiB = 1024 * 1024
@@ -324,3 +330,50 @@ async def test_memory_is_bounded_oldest_first_and_a_stop_counts_what_is_left(
     assert sample("envoy_ingest_dropped_points_total", reason="stopped") == stopped + 994
     assert errors(caplog, "stopping: 994 points held in memory could not be delivered") == 1
     assert errors(caplog, "cannot use the spool") == 1
+
+
+def unit_stop_timeout() -> float:
+    unit = (Path(__file__).parent.parent / "deploy/systemd/envoy-ingest.service").read_text()
+    match = re.search(r"^TimeoutStopSec=(\d+)s?$", unit, re.M)
+    assert match, "the unit sets TimeoutStopSec"
+    return float(match.group(1))
+
+
+def test_sigterm_during_an_outage_with_an_unwritable_spool_stops_in_time_and_counts(
+    small_fs: Mount, influxdb1: InfluxDB1, tmp_path: Path
+) -> None:
+    """The real `envoy-ingest run`: the state filesystem read-only, InfluxDB away.
+    It polls on, says so once, and on SIGTERM stops within the unit's stop
+    timeout, counting each point it could neither deliver nor spool."""
+    spool_dir = small_fs("1m")
+    remount(spool_dir, "ro")
+    influxdb1.stop()
+    exe = Path(sys.executable).with_name("envoy-ingest")
+    with Simulator(SimulatorConfig(family="legacy", cts="1phase", inverters=4)) as sim:
+        cfg = write_settings(
+            tmp_path,
+            gateway_table(sim),
+            extra=f'[influxdb]\nurl = "{influxdb1.url}"\napi = "v1"\ndatabase = "solar"\n'
+            f'[spool]\npath = "{spool_dir / "spool.sqlite"}"\nmin_free_bytes = 0\n'
+            "[stdout]\nenabled = true\n"
+            "[schedule]\ntotals_interval = 1\ndevices_interval = 2\njitter = 0\n",
+        )
+        out, err = tmp_path / "out.lp", tmp_path / "err.log"
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            worker = subprocess.Popen(
+                [str(exe), "run", "-c", str(cfg)], stdout=stdout, stderr=stderr
+            )
+            time.sleep(4)
+            assert worker.poll() is None  # still running, collecting into memory
+            worker.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            rc = worker.wait(unit_stop_timeout())
+            took = time.monotonic() - started
+    log = err.read_text()
+    polled = len(parse(out.read_text()))
+    assert rc == 0 and took < unit_stop_timeout()
+    assert polled > 10
+    assert log.count("cannot use the spool") == 1
+    assert f"stopping: {polled} points held in memory could not be delivered or spooled" in log
+    influxdb1.start()
+    assert influxdb1.count() == 0
