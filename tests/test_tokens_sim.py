@@ -148,6 +148,25 @@ async def test_restart_reuses_the_cached_token_without_the_cloud(
     assert sim.request_count("/auth/check_jwt") == 1  # validated once at start
 
 
+async def test_a_damaged_token_cache_is_moved_aside_and_the_token_fetched_again(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    s = settings(sim, tmp_path)
+    first = TokenManager(s)
+    async with EnvoyClient(s.gateways[0], first) as client:
+        await client.connect()
+    (cache,) = (tmp_path / "state" / "tokens").glob("*.json")
+    cache.write_bytes(b'{"token": "eyJ\x00 half a file')  # a power cut on an SD card
+    second = TokenManager(s)  # a restart
+    async with EnvoyClient(s.gateways[0], second) as client:
+        await client.connect()
+        await client.get("/api/v1/production")
+    await second.aclose()
+    (moved,) = cache.parent.glob("*.json.corrupt-*")
+    assert moved.read_bytes() == b'{"token": "eyJ\x00 half a file'
+    assert sim.cloud.token_calls == 2 and cache.is_file()  # fetched again, cached again
+
+
 def current(tokens: TokenManager, s: Settings, sim: Simulator) -> str:
     info = tokens.current(s.gateways[0], sim.serial)
     assert info is not None

@@ -23,6 +23,10 @@ not at all, and nothing half-written is ever replayed.
   the oldest rows (the payload is scaled by the measured pages-per-payload
   ratio), with a WARNING and a persistent count of what was dropped. The
   ``-wal`` file adds at most a few MiB (checkpointed every ~4 MiB, truncated).
+  With ``min_free_bytes``, the file also stops growing before its filesystem
+  has less than that free (plus room for the WAL): the oldest rows go the same
+  way. When not even the new batch fits, :meth:`Spool.append` raises and
+  :class:`envoy_ingest.sink.durable.DurableQueue` holds points in memory.
 - **One process**: an exclusive ``flock`` on ``<path>.lock`` stops two workers
   from delivering the same rows twice; the kernel releases it on any exit.
 """
