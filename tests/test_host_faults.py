@@ -377,3 +377,20 @@ def test_sigterm_during_an_outage_with_an_unwritable_spool_stops_in_time_and_cou
     assert f"stopping: {polled} points held in memory could not be delivered or spooled" in log
     influxdb1.start()
     assert influxdb1.count() == 0
+
+
+def test_a_state_directory_removed_while_running_loses_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "state"
+    spool = DurableQueue(state / "spool.sqlite", 64 * MiB, 0, 1000)
+    rows = [("totals", b"m v=%d %d\n" % (i, T0 + i), 1) for i in range(5)]
+    spool.append(rows[:3])
+    shutil.rmtree(state)  # a clean-up script, a wrong `rm -rf`
+    spool.append(rows[3:])  # the open file is gone: rescued, the spool made anew
+    assert spool.degraded.reason is None and spool.pending_points == 5
+    assert [e.body for e in spool.peek(100)] == [b for _, b, _ in rows]
+    assert (state / "spool.sqlite").is_file()
+    assert errors(caplog, "vanished or was replaced") == 1  # the start, then the end
+    assert errors(caplog, "the spool works again") == 1
+    spool.close()
