@@ -55,6 +55,7 @@ class CycleResult:
     ok: bool
     points: list[Point] = field(default_factory=list)
     error: str | None = None
+    sink_failed: bool = False  # the gateway answered, but the sink refused the points
 
 
 class GatewayPoller:
@@ -156,6 +157,7 @@ class GatewayPoller:
         except EnvoyIngestError as exc:
             self._reconnect = True
             metrics.record_poll(self.label, job, "error")
+            metrics.last_error(self.label, self.clock())
             log.error("%s: %s poll failed: %s", self.label, job, exc)
             return CycleResult(self.label, job, ok=False, error=str(exc))
         tagged = self._plausible(job, self._tag(points))
@@ -164,8 +166,9 @@ class GatewayPoller:
                 self.sink.submit(tagged)
             except SinkError as exc:  # e.g. the disk is full: these points are lost
                 metrics.record_poll(self.label, job, "error")
+                metrics.last_error(self.label, self.clock())
                 log.error("%s: %s points could not be stored: %s", self.label, job, exc)
-                return CycleResult(self.label, job, ok=False, error=str(exc))
+                return CycleResult(self.label, job, ok=False, error=str(exc), sink_failed=True)
             metrics.record_points(tagged)
         metrics.record_poll(self.label, job, "ok")
         metrics.last_success(self.label, self.clock())
