@@ -42,6 +42,7 @@ __all__ = [
     "gateway_info",
     "last_error",
     "last_success",
+    "record_counter_correction",
     "record_dead_letter",
     "record_dropped",
     "record_points",
@@ -139,6 +140,13 @@ _faults_lock = threading.Lock()
 MEMORY_POINTS = Gauge(
     f"{PREFIX}_memory_points",
     "Points held in memory because the spool cannot be written.",
+    registry=REGISTRY,
+)
+COUNTER_CORRECTIONS = Counter(
+    f"{PREFIX}_counter_corrections",
+    "Energy counter corrections by gateway and kind (glitch, wrap, reset, jump: "
+    "held readings decided; reboot: every lifetime counter read 0).",
+    ["gateway", "kind"],
     registry=REGISTRY,
 )
 LAST_SUCCESS = Gauge(
@@ -278,6 +286,11 @@ def set_degraded(component: str, fault: str | None) -> None:
 def set_memory_points(n: int) -> None:
     """``n`` points are held in memory, waiting for the spool to be writable."""
     MEMORY_POINTS.set(n)
+
+
+def record_counter_correction(gateway: str, kind: str) -> None:
+    """The energy stage decided a correction of ``kind`` on one of ``gateway``'s counters."""
+    COUNTER_CORRECTIONS.labels(gateway, kind).inc()
 
 
 def set_token_expiry(gateway: str, expires_at: float | None) -> None:

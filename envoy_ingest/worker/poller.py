@@ -15,9 +15,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from envoy_ingest import normalize
+from envoy_ingest.energy.stage import EVENT, EnergyStage
+from envoy_ingest.energy.store import EnergyStore, state_path
 from envoy_ingest.envoy.capabilities import (
     API_V1_PRODUCTION,
     PRODUCTION_JSON,
@@ -30,7 +33,7 @@ from envoy_ingest.envoy.firmware import GatewayInfo
 from envoy_ingest.errors import EnvoyIngestError, GatewayError, SinkError
 from envoy_ingest.point import Point
 from envoy_ingest.service import metrics
-from envoy_ingest.settings import GatewaySettings
+from envoy_ingest.settings import EnergySettings, GatewaySettings
 from envoy_ingest.sink.base import Sink
 from envoy_ingest.timecheck import implausible
 
@@ -67,6 +70,8 @@ class GatewayPoller:
         *,
         clock: Callable[[], float] = time.time,
         steady: Callable[[], float] = time.monotonic,
+        state_dir: Path | None = None,
+        energy: EnergySettings | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -75,6 +80,14 @@ class GatewayPoller:
         self.steady = steady  # intervals: a host clock jump never shortens or stretches them
         self.implausible_dropped = 0
         self._implausible: dict[str, int] = {}  # job -> points dropped in the current episode
+        # Counters and days (energy/): needs the serial, so made at the first poll.
+        self.state_dir = state_dir
+        self.energy_settings = energy or EnergySettings()
+        self.energy: EnergyStage | None = None
+        self._events: list[
+            Point
+        ] = []  # firmware changes, re-probes, reboots: sent with the next points
+        self._unavailable = False
         self.info: GatewayInfo | None = None
         self.caps: Capabilities | None = None
         self.latest: dict[str, Any] = {}
@@ -107,6 +120,9 @@ class GatewayPoller:
                     self.info.firmware,
                     info.firmware,
                 )
+                self._event(
+                    "firmware", f"firmware changed from {self.info.firmware} to {info.firmware}"
+                )
                 self.caps = None
                 self.latest.clear()
             self.info = info
@@ -119,7 +135,10 @@ class GatewayPoller:
                 # Typically right after a reboot (503): decide nothing yet, probe next cycle.
                 detail = "; ".join(f"{p}: {r}" for p, r in self.client.last_errors.items())
                 raise GatewayError(f"the gateway does not serve production data yet ({detail})")
+            reprobe = self._probed_at > 0
             self.caps = detect(self.info, probe)
+            if reprobe:
+                self._event("reprobe", f"capabilities probed again: {self.caps.describe()}")
             self._probed_at = now
             # All-zero /api/v1/production is what 3.x says right after a reboot:
             # such a plan is looked at again within the hour.
@@ -127,6 +146,33 @@ class GatewayPoller:
             self.latest.update(probe)
             log.info("%s: %s", self.label, self.caps.describe())
         return self.caps
+
+    def _event(self, kind: str, text: str) -> None:
+        self._events.append(Point(EVENT, {"text": text}, int(self.clock()), {"kind": kind}))
+
+    def _energy(self, points: list[Point]) -> list[Point]:
+        """Counters corrected, day fields chosen, events added (energy/)."""
+        if self.state_dir is None:
+            return points
+        if self.energy is None:
+            serial = self.serial or "unknown"
+            store = EnergyStore(
+                state_path(self.state_dir, serial),
+                flush_interval=self.energy_settings.state_flush_interval,
+            )
+            self.energy = EnergyStage(
+                store,
+                self.settings.zone,
+                label=self.label,
+                raw_fields=self.energy_settings.raw_counters,
+            )
+        corrected, events = self.energy.apply(points)
+        return corrected + events
+
+    def flush_state(self) -> None:
+        """Write what the energy stage holds (at shutdown)."""
+        if self.energy is not None:
+            self.energy.store.flush()
 
     def _tag(self, points: Sequence[Point]) -> list[Point]:
         serial = self.serial or "unknown"
@@ -159,8 +205,14 @@ class GatewayPoller:
             metrics.record_poll(self.label, job, "error")
             metrics.last_error(self.label, self.clock())
             log.error("%s: %s poll failed: %s", self.label, job, exc)
+            self._seen_unavailable(exc)
             return CycleResult(self.label, job, ok=False, error=str(exc))
-        tagged = self._plausible(job, self._tag(points))
+        self._unavailable = False
+        # Impossible times go before the energy stage sees them (no false "new day").
+        events, self._events = self._events, []
+        believable = {id(p) for p in self._plausible(job, [*points, *events])}
+        points = self._energy([p for p in points if id(p) in believable])
+        tagged = self._tag(points + [e for e in events if id(e) in believable])
         if tagged:
             try:
                 self.sink.submit(tagged)
@@ -218,6 +270,14 @@ class GatewayPoller:
                 self._implausible.pop(job),
             )
         return keep
+
+    def _seen_unavailable(self, exc: EnvoyIngestError) -> None:
+        """A gateway that answered before and now answers only 503 is rebooting
+        (newer firmware does that for a few minutes): one event per episode."""
+        reasons = list(self.client.last_errors.values()) or [str(exc)]
+        if self._probed_at > 0 and not self._unavailable and all("503" in r for r in reasons):
+            self._unavailable = True
+            self._event("reboot", "the gateway answers 503 (service unavailable): it is rebooting")
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -227,7 +227,13 @@ class Worker:
     # --- the gateways' jobs -----------------------------------------------------------
 
     def _add_poller(self, gw: GatewaySettings) -> GatewayPoller:
-        poller = GatewayPoller(gw, EnvoyClient(gw, self.tokens), self.sink)
+        poller = GatewayPoller(
+            gw,
+            EnvoyClient(gw, self.tokens),
+            self.sink,
+            state_dir=self.settings.state.directory,
+            energy=self.settings.energy,
+        )
         self._pollers[poller.label] = poller
         self._locks[poller.label] = asyncio.Lock()
         return poller
@@ -272,6 +278,7 @@ class Worker:
         self.health.unregister_gateway(label)
         metrics.forget_gateway(label)
         async with self._locks.pop(label):  # let a poll in progress finish first
+            poller.flush_state()
             await poller.aclose()
 
     # --- reload -------------------------------------------------------------------------
@@ -334,6 +341,7 @@ class Worker:
     async def _close(self) -> None:
         await self.tokens.aclose()
         for p in self.pollers:
+            p.flush_state()
             await p.aclose()
         await self.sink.close()
 
