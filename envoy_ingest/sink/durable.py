@@ -108,9 +108,11 @@ class DurableQueue:
         )
         return True
 
-    def _lose(self, spool: Spool, exc: SinkError) -> None:
-        """Stop using ``spool`` after ``exc``; keep what can be kept."""
-        if spool.detached():
+    def _lose(self, spool: Spool, exc: SinkError) -> bool:
+        """Stop using ``spool`` after ``exc``; keep what can be kept. True when a
+        fresh spool may work at once (the file was damaged, or is gone)."""
+        detached = spool.detached()
+        if detached:
             with contextlib.suppress(SinkError):  # rescue what the open file still holds
                 self._count(self._memory.append(_rows(spool.peek(self._memory.max_points))))
         else:
@@ -121,6 +123,7 @@ class DurableQueue:
             self._stranded = 0
             self._quarantine(str(exc))
         self._degrade(exc)
+        return detached or isinstance(exc, SpoolCorrupt)
 
     def _degrade(self, exc: BaseException) -> None:
         self.degraded.enter(
@@ -146,7 +149,7 @@ class DurableQueue:
         entries = [e for e in entries if e[1]]
         if not entries:
             return 0
-        for _ in (1, 2):  # a second go after moving a damaged spool aside
+        for _ in (1, 2):  # a second go only after a damaged or vanished file
             spool = self._spool if self._spool is not None else self._open()
             if spool is None:
                 break
@@ -155,8 +158,9 @@ class DurableQueue:
             try:
                 dropped = spool.append(held + entries)
             except SinkError as exc:
-                self._lose(spool, exc)
-                continue
+                if self._lose(spool, exc):
+                    continue
+                break
             self._memory.clear()
             self._count(dropped, None)
             moved = sum(n for _, _, n in held)
