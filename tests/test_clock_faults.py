@@ -12,8 +12,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from envoy_ingest.clock import JumpDetector, SteadyClock
 from envoy_ingest.envoy.client import EnvoyClient
-from envoy_ingest.envoy.token_info import DAY
 from envoy_ingest.envoy.tokens import TokenManager
+from envoy_ingest.envoy.tokens.claims import DAY
 from envoy_ingest.point import Point
 from envoy_ingest.service import metrics
 from envoy_ingest.settings import Settings

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
 from pathlib import Path
 
+from envoy_ingest.commands import Out, print_line
 from envoy_ingest.errors import SettingsError
 from envoy_ingest.settings import Settings
 from envoy_ingest.sink.build import build_writer
 from envoy_ingest.sink.delivery import SpooledDelivery
 from envoy_ingest.sink.spool import Spool
 from envoy_ingest.sink.spool_read import salvage
-
-Out = Callable[[str], None]
 
 
 def _prepare(settings: Settings, path: Path, out: Out) -> Spool:
@@ -49,7 +47,7 @@ def _prepare(settings: Settings, path: Path, out: Out) -> Spool:
     return spool
 
 
-async def replay(settings: Settings, path: Path, timeout: float, out: Out) -> int:  # noqa: ASYNC109
+async def replay(settings: Settings, path: Path, timeout: float, out: Out = print_line) -> int:  # noqa: ASYNC109
     """Deliver the intact rows of the spool file ``path``; 0 when all are delivered."""
     spool = _prepare(settings, path, out)
     assert settings.influxdb is not None
