@@ -31,7 +31,13 @@ def test_every_recorded_gateway_writes_the_contract(tmp_path: Path, fixture: str
     rc, lines, sim = run_once(tmp_path, fixture)
     # The bad-auth set refuses the device endpoints: the run must say so.
     assert rc == (1 if fixture == "3.9.36_bad_auth" else 0)
-    systems = [ln for ln in lines if ln.measurement == "enphase_system"]
+    # The totals point, and where a net-consumption CT measures, the grid
+    # energies of its reading (the devices job's, at the CT's own timestamp).
+    systems = [
+        ln
+        for ln in lines
+        if ln.measurement == "enphase_system" and "grid_import_lifetime_wh" not in ln.fields
+    ]
     assert len(systems) == 1
     for line in lines:
         assert line.tags["gateway"] == sim.serial
@@ -53,8 +59,16 @@ def test_every_recorded_gateway_writes_the_contract(tmp_path: Path, fixture: str
 def test_metered_7_6_175_values(tmp_path: Path) -> None:
     rc, lines, _ = run_once(tmp_path, "7.6.175_with_cts")
     assert rc == 0
-    (system,) = [ln for ln in lines if ln.measurement == "enphase_system"]
+    system, grid = sorted(
+        (ln for ln in lines if ln.measurement == "enphase_system"), key=lambda ln: ln.time
+    )
     assert system.time == 1693745129  # the eim readingTime
+    # The net-consumption CT's reading of /ivp/meters/readings, at its timestamp.
+    assert grid.time == 1693745133
+    assert grid.fields == {
+        "grid_import_lifetime_wh": 3738205.282,
+        "grid_export_lifetime_wh": 1776768.769,
+    }
     expected = {
         "production_w": 488.154,
         "production_today_wh": 4425.303,
