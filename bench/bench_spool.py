@@ -1,7 +1,7 @@
 """Spool benchmark: append and replay throughput, and the time to drain a
 24-hour outage of 100 gateways into a real server.
 
-- **append**: what :meth:`InfluxSink.submit` costs: one SQLite transaction
+- **append**: what :meth:`SpooledDelivery.submit` costs: one SQLite transaction
   (WAL, synchronous=FULL, so one fsync) per batch, for the worker's two batch
   shapes: a totals cycle (1 system + 6 meter points) and a devices cycle
   (24 inverters + 2 batteries).
@@ -10,7 +10,7 @@
   the spool's own ceiling.
 - **drain**: a spool holding 24 hours of 100 gateways (totals every minute,
   devices every 5 minutes: 1,756,800 points) delivered by
-  :meth:`InfluxSink.drain` into a real VictoriaMetrics (v2 writer,
+  :meth:`SpooledDelivery.drain` into a real VictoriaMetrics (v2 writer,
   influxdb-client) and InfluxDB 1.6.7 (v1 writer, httpx), gzip on, 5000 points
   per request, as configured by default.
 
@@ -38,9 +38,10 @@ sys.path.insert(0, str(REPO))
 
 from envoy_ingest.point import Point  # noqa: E402
 from envoy_ingest.settings import InfluxDBSettings  # noqa: E402
-from envoy_ingest.sink import Backoff, InfluxSink, Spool, build_writer  # noqa: E402
+from envoy_ingest.sink import Backoff, Spool, SpooledDelivery, build_writer  # noqa: E402
 from envoy_ingest.sink.lineprotocol import encode  # noqa: E402
-from tests.servers import InfluxDB1, VictoriaMetrics, device_points, totals_points  # noqa: E402
+from tests.support.builders import device_points, totals_points  # noqa: E402
+from tests.support.servers import InfluxDB1, VictoriaMetrics  # noqa: E402
 
 GiB = 1024**3
 
@@ -132,7 +133,7 @@ async def drain_once(kind: str, gateways: int, hours: int) -> tuple[int, float, 
         server.first_start()
         try:
             settings = InfluxDBSettings(**server.influxdb_settings())
-            sink = InfluxSink(
+            sink = SpooledDelivery(
                 build_writer(settings),
                 spool,
                 root / "dead-letter.lp",

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+# The test support (real servers, fakes, the `servers` marker): see tests/support/.
+pytest_plugins = ["tests.support.servers", "tests.support.fakes", "tests.support.markers"]
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES_ROOT = Path(
     os.environ.get("ENVOY_FIXTURES", REPO.parent / "shared" / "fixtures" / "envoy")
@@ -38,9 +41,6 @@ def require_fixtures() -> Path:
 @pytest.fixture
 def fixtures_root() -> Path:
     return require_fixtures()
-
-
-from tests.servers import *  # noqa: E402, F403  (real InfluxDB 1.x / VictoriaMetrics fixtures)
 
 
 @pytest.fixture(autouse=True)

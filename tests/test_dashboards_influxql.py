@@ -41,7 +41,7 @@ from envoy_ingest.sink.base import DeliveryReport
 from envoy_ingest.sink.lineprotocol import encode
 from envoy_ingest.worker.poller import GatewayPoller, Job
 from tests.lp import FieldValue, Line, parse
-from tests.servers import InfluxDB1
+from tests.support.servers import InfluxDB1
 
 DASHBOARD = (
     Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "dashboard-influxql.json"

@@ -11,8 +11,15 @@ import pytest
 
 from envoy_ingest.errors import SinkError
 from envoy_ingest.settings import Settings
-from envoy_ingest.sink import FanoutSink, FileSink, InfluxSink, StdoutSink, build_sink, check_sink
-from tests.servers import influx_sink, totals_points
+from envoy_ingest.sink import (
+    FanoutSink,
+    FileSink,
+    SpooledDelivery,
+    StdoutSink,
+    build_sink,
+    check_sink,
+)
+from tests.support.builders import influx_sink, totals_points
 
 T0 = 1748995140
 
@@ -52,7 +59,7 @@ async def test_influxdb_behind_the_spool_in_the_state_directory(
 ) -> None:
     s = settings(tmp_path, influxdb=table, spool={"max_bytes": 2 * 1024 * 1024})
     sink = build_sink(s)
-    assert isinstance(sink, InfluxSink)
+    assert isinstance(sink, SpooledDelivery)
     assert sink.spool.path == tmp_path / "state" / "spool.sqlite"
     assert sink.spool.max_bytes == 2 * 1024 * 1024
     assert sink.dead_letter_path == tmp_path / "state" / "dead-letter.lp"

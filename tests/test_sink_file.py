@@ -18,7 +18,7 @@ from envoy_ingest.point import Point
 from envoy_ingest.sink import FileSink, StdoutSink
 from envoy_ingest.sink._append import LineAppender
 from tests.lp import parse, read_dir
-from tests.servers import device_points, totals_points
+from tests.support.builders import device_points, totals_points
 
 # 2026-11-23 23:59:00 UTC and one minute later, the next UTC day.
 LATE = 1795478340

@@ -10,13 +10,8 @@ from envoy_ingest.point import Point
 from envoy_ingest.settings import Settings
 from envoy_ingest.sink import check_sink
 from tests.lp import parse
-from tests.servers import (
-    InfluxDB1,
-    device_points,
-    expected_lines,
-    influx_sink,
-    totals_points,
-)
+from tests.support.builders import device_points, expected_lines, influx_sink, totals_points
+from tests.support.servers import InfluxDB1
 
 T0 = 1748995140  # Tue 2025-06-03 23:59 UTC: past (VictoriaMetrics exports up to now), mid-shard
 

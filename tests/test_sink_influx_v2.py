@@ -14,16 +14,10 @@ import pytest
 from envoy_ingest.service import metrics
 from envoy_ingest.settings import Settings
 from envoy_ingest.sink import check_sink
-from envoy_ingest.sink.writer import parse_retry_after
-from tests.servers import (
-    FakeInflux,
-    FakeRequest,
-    VictoriaMetrics,
-    device_points,
-    expected_samples,
-    influx_sink,
-    totals_points,
-)
+from envoy_ingest.sink.answers import parse_retry_after
+from tests.support.builders import device_points, expected_samples, influx_sink, totals_points
+from tests.support.fakes import FakeInflux, FakeRequest
+from tests.support.servers import VictoriaMetrics
 
 T0 = 1748995140  # Tue 2025-06-03 23:59 UTC: past (VictoriaMetrics exports up to now), mid-shard
 TOKEN = "secret-token-abc123"

@@ -17,15 +17,14 @@ from pathlib import Path
 import pytest
 
 from envoy_ingest.point import Point
-from tests.servers import (
-    InfluxDB1,
-    VictoriaMetrics,
+from tests.support.builders import (
     device_points,
     expected_lines,
     expected_samples,
     influx_sink,
     totals_points,
 )
+from tests.support.servers import InfluxDB1, VictoriaMetrics
 
 T0 = 1748995140  # Tue 2025-06-03 23:59 UTC: past (VictoriaMetrics exports up to now), mid-shard
 CYCLE = 0.05  # seconds of test time per simulated minute
@@ -85,7 +84,7 @@ async def test_server_outage_while_polling_loses_and_duplicates_nothing(
 CHILD = """
 import asyncio, sys
 from pathlib import Path
-from tests.servers import influx_sink
+from tests.support.builders import influx_sink
 from tests.test_sink_outage import cycle_points
 
 async def main() -> None:

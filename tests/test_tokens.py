@@ -1,6 +1,6 @@
-"""Token manager logic, fast: an in-process fake gateway and fake Enphase cloud
-(httpx.MockTransport) and a fake clock. The same flows over real HTTP against the
-simulator are in test_tokens_sim.py."""
+"""Token manager logic, fast: the simulator's firmware-7 gateway and Enphase cloud
+served in-process (tests/support/fakes.py) on a fake clock. The same flows over
+real HTTP against the running simulator are in test_tokens_sim.py."""
 
 from __future__ import annotations
 
@@ -30,26 +30,13 @@ from envoy_ingest.errors import (
     TokenError,
 )
 from envoy_ingest.settings import Settings
+from envoy_ingest.simulator.auth import TokenAuthority
+from tests.support.fakes import T0, FakeClock, InProcessEnphase
 
-SERIAL = "122238082690"
+SERIAL = "122238082690"  # the simulator's
 EMAIL = "owner@example.com"
-PASSWORD = "secret-password"
-SESSION = "session-0123456789abcdef"
-T0 = 1_800_000_000.0
-
-
-class FakeClock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += seconds
-        await asyncio.sleep(0)
+PASSWORD = "secret-password"  # the simulator's account
+PATH = "/ivp/meters"  # a data request behind the token (and cheap for the simulator)
 
 
 def make_token(clock: Callable[[], float], lifetime: float, user: str = "owner") -> str:
@@ -58,74 +45,12 @@ def make_token(clock: Callable[[], float], lifetime: float, user: str = "owner")
     return jwt.encode(claims, "test-key-that-is-long-enough-for-hs256", algorithm="HS256")
 
 
-class FakeCloud:
-    """Enlighten login + Entrez tokens, issuing JWTs on the fake clock."""
-
-    def __init__(self, clock: Callable[[], float], lifetime: float = 365 * DAY) -> None:
-        self.clock = clock
-        self.lifetime = lifetime
-        self.mode = "ok"
-        self.login_calls = 0
-        self.token_calls = 0
-        self.issued: list[str] = []
-        self.token_times: list[float] = []
-        self.on_issue: Callable[[str], None] = lambda token: None
-
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("/login.json"):
-            self.login_calls += 1
-            if self.mode == "timeout":
-                raise httpx.ReadTimeout("timed out", request=request)
-            if self.mode.startswith("http_"):
-                return httpx.Response(int(self.mode[5:]), text="<html>error</html>")
-            form = dict(x.split("=", 1) for x in request.content.decode().split("&"))
-            if self.mode == "wrong_password" or form.get("user%5Bpassword%5D") != PASSWORD:
-                return httpx.Response(401, json={"message": "Invalid email or password"})
-            if self.mode == "mfa":
-                return httpx.Response(200, json={"message": "success", "session_id": None})
-            return httpx.Response(200, json={"message": "success", "session_id": SESSION})
-        self.token_calls += 1
-        body = json.loads(request.content)
-        assert body == {"session_id": SESSION, "serial_num": SERIAL, "username": EMAIL}
-        token = make_token(self.clock, self.lifetime)
-        self.issued.append(token)
-        self.token_times.append(self.clock())
-        self.on_issue(token)
-        return httpx.Response(200, text=token)
-
-
-class FakeGateway:
-    """A firmware-7 gateway: /info, /auth/check_jwt, and JSON endpoints behind a Bearer."""
-
-    INFO = (
-        "<envoy_info><time>1</time><device><sn>{serial}</sn><pn>800-00654-r08</pn>"
-        "<software>D7.6.175</software><imeter>true</imeter></device>"
-        "<web-tokens>true</web-tokens></envoy_info>"
-    )
-
-    def __init__(self) -> None:
-        self.accepted: set[str] = set()
-        self.requests: list[tuple[str, str]] = []
-        self.refuse: dict[str, int] = {}  # path -> 401s to answer whatever the token
-
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path
-        self.requests.append((request.url.scheme, path))
-        if path == "/info":
-            return httpx.Response(200, text=self.INFO.format(serial=SERIAL))
-        auth = request.headers.get("authorization", "")
-        ok = auth.startswith("Bearer ") and auth[7:] in self.accepted
-        if self.refuse.get(path):
-            self.refuse[path] -= 1
-            ok = False
-        if not ok:
-            return httpx.Response(401, text="<html>redirect to /home</html>")
-        if path == "/auth/check_jwt":
-            return httpx.Response(200, text="<!DOCTYPE html><h2>Valid token.</h2>")
-        return httpx.Response(200, json={"path": path})
-
-    def count(self, path: str) -> int:
-        return sum(1 for _, p in self.requests if p == path)
+def production(body: Any) -> bool:
+    """The gateway's data answer for PATH (its meters, not an error page)."""
+    return isinstance(body, list) and [m["measurementType"] for m in body] == [
+        "production",
+        "net-consumption",
+    ]
 
 
 def settings_for(tmp_path: Path, **gw: Any) -> Settings:
@@ -136,6 +61,7 @@ def settings_for(tmp_path: Path, **gw: Any) -> Settings:
         enlighten={
             "login_url": "https://cloud.test/login/login.json",
             "token_url": "https://cloud.test/tokens",
+            "timeout": 0.25,  # the cloud's "timeout" mode holds the request
         },
     )
 
@@ -145,19 +71,24 @@ def creds() -> dict[str, Any]:
 
 
 class Rig:
-    """A manager, a client and their fakes, on one fake clock."""
+    """A manager, a client and the in-process gateway and cloud, on one fake clock."""
 
-    def __init__(self, tmp_path: Path, lifetime: float = 365 * DAY, **gw: Any) -> None:
-        self.clock = FakeClock()
-        self.cloud = FakeCloud(self.clock, lifetime)
-        self.gateway = FakeGateway()
-        self.cloud.on_issue = self.gateway.accepted.add
+    def __init__(
+        self,
+        tmp_path: Path,
+        lifetime: float = 365 * DAY,
+        enphase: InProcessEnphase | None = None,
+        **gw: Any,
+    ) -> None:
+        """``enphase``: the gateway and cloud of an earlier rig (a restart of the worker)."""
+        self.enphase = enphase or InProcessEnphase(FakeClock(), lifetime=lifetime)
+        self.clock = self.enphase.clock
+        self.cloud = self.enphase.cloud
+        self.sim = self.enphase.sim
         self.settings = settings_for(tmp_path, **(gw or creds()))
         self.tokens = self.manager()
         self.client = EnvoyClient(
-            self.settings.gateways[0],
-            self.tokens,
-            transport=httpx.MockTransport(self.gateway.handler),
+            self.settings.gateways[0], self.tokens, transport=self.enphase.gateway_transport()
         )
 
     def manager(self) -> TokenManager:
@@ -166,12 +97,13 @@ class Rig:
             clock=self.clock,
             sleep=self.clock.sleep,
             rng=lambda: 0.5,
-            cloud_transport=httpx.MockTransport(self.cloud.handler),
+            cloud_transport=self.enphase.cloud_transport(),
         )
 
     async def aclose(self) -> None:
         await self.tokens.aclose()
         await self.client.aclose()
+        self.enphase.close()
 
 
 @pytest.fixture
@@ -218,13 +150,13 @@ async def test_login_and_token_fetch_then_bearer_requests(rig: Rig) -> None:
     info = await rig.client.connect()
     assert info.uses_jwt
     assert (rig.cloud.login_calls, rig.cloud.token_calls) == (1, 1)
-    assert await rig.client.get("/api/v1/production") == {"path": "/api/v1/production"}
+    assert production(await rig.client.get(PATH))
     assert rig.client.auth_description.startswith("bearer token (owner, expires ")
     assert "Enlighten" in rig.client.auth_description
     left = rig.tokens.seconds_until_expiry(SERIAL)
     assert left is not None and 364 * DAY < left <= 365 * DAY
     # a fresh token from the cloud is trusted: no check_jwt
-    assert rig.gateway.count("/auth/check_jwt") == 0
+    assert rig.sim.request_count("/auth/check_jwt") == 0
 
 
 async def test_wrong_password_is_clear_and_not_retried_soon(rig: Rig) -> None:
@@ -278,17 +210,17 @@ async def test_cloud_errors_back_off_exponentially_with_jitter(rig: Rig, mode: s
     await rig.tokens.refresh_due()
     assert rig.tokens.seconds_until_expiry(SERIAL) is not None
     await rig.client.connect()
-    assert await rig.client.get("/x") == {"path": "/x"}
+    assert production(await rig.client.get(PATH))
 
 
 async def test_cloud_failure_keeps_the_current_token_in_use(rig: Rig) -> None:
-    rig.cloud.lifetime = 1000.0
+    rig.cloud.token_lifetime = 1000
     await rig.client.connect()
     rig.cloud.mode = "http_500"
     rig.clock.t += 950  # due for renewal (less than 100 s left)
     await rig.tokens.refresh_due()
     assert rig.cloud.token_calls == 1
-    assert await rig.client.get("/x") == {"path": "/x"}  # still the old token, no cloud call
+    assert production(await rig.client.get(PATH))  # still the old token, no cloud call
     assert rig.cloud.login_calls == 2
 
 
@@ -298,22 +230,21 @@ async def test_short_lived_token_is_renewed_ahead_of_expiry_without_a_loop(tmp_p
         await r.client.connect()
         lefts: list[float] = []
 
-        def on_issue(token: str) -> None:
-            r.gateway.accepted.add(token)
+        def on_token_request() -> None:
             left = r.tokens.seconds_until_expiry(SERIAL)  # of the token being replaced
             assert left is not None
             lefts.append(left)
 
-        r.cloud.on_issue = on_issue
+        r.enphase.on_token_request = on_token_request
 
         for _ in range(200):  # 100 s of fake time in 0.5 s steps, polling each step
             r.clock.t += 0.5
             await r.tokens.refresh_due()
-            assert await r.client.get("/x") == {"path": "/x"}  # never a gap
+            assert production(await r.client.get(PATH))  # never a gap
         # renewed about 2 s before each expiry, once per 18 s
         assert all(1.5 <= left <= 2.0 for left in lefts), lefts
         assert 5 <= r.cloud.token_calls - 1 <= 6
-        assert r.gateway.count("/auth/check_jwt") == 0
+        assert r.sim.request_count("/auth/check_jwt") == 0
     finally:
         await r.aclose()
 
@@ -331,8 +262,8 @@ async def test_background_task_sleeps_until_the_renewal_time(tmp_path: Path) -> 
 
         r.tokens._sleep = sleep
         await r.tokens.start()
-        for _ in range(1000):
-            await asyncio.sleep(0)
+        for _ in range(5000):  # the cloud answers from a thread: a few ms per renewal
+            await asyncio.sleep(0.001)
             if r.clock.t > T0 + 100:
                 break
         await r.tokens.aclose()
@@ -346,35 +277,36 @@ async def test_background_task_sleeps_until_the_renewal_time(tmp_path: Path) -> 
 async def test_refused_token_gets_one_refresh_and_one_retry(rig: Rig) -> None:
     await rig.client.connect()
     assert rig.cloud.token_calls == 1
-    rig.gateway.accepted.clear()  # the gateway rebooted and forgot the token
-    assert await rig.client.get("/x") == {"path": "/x"}
+    rig.sim.revoke_tokens()  # the gateway rebooted and forgot the token
+    assert production(await rig.client.get(PATH))
     assert rig.cloud.token_calls == 2
-    assert rig.gateway.count("/auth/check_jwt") == 1
-    assert rig.gateway.count("/x") == 2  # the 401, then the retry
+    assert rig.sim.request_count("/auth/check_jwt") == 1
+    assert rig.sim.request_count(PATH) == 2  # the 401, then the retry
 
 
 async def test_gateway_refusing_every_token_is_no_loop(rig: Rig) -> None:
     await rig.client.connect()
-    rig.cloud.on_issue = lambda token: None  # the gateway accepts nothing new
-    rig.gateway.accepted.clear()
+    # the gateway accepts nothing new: the cloud signs with a key it does not know
+    rig.cloud.authority = TokenAuthority(SERIAL, clock=rig.clock)
+    rig.sim.revoke_tokens()
     with pytest.raises(GatewayAuthError, match="again after re-validating"):
-        await rig.client.get("/x")
+        await rig.client.get(PATH)
     assert rig.cloud.token_calls == 2
     for _ in range(30):  # 30 more cycles, a minute apart
         rig.clock.t += 60
         await rig.tokens.refresh_due()
         with pytest.raises((GatewayAuthError, TokenError)):
-            await rig.client.get("/x")
+            await rig.client.get(PATH)
     # backoff: 45 s, 90 s, 180 s, 360 s, 720 s ... -> a handful of calls in 30 min
     assert rig.cloud.token_calls <= 7
 
 
 async def test_401_with_a_token_the_gateway_still_accepts_is_retried_once(rig: Rig) -> None:
     await rig.client.connect()
-    rig.gateway.refuse["/x"] = 1
-    assert await rig.client.get("/x") == {"path": "/x"}
+    rig.sim.fail_next(PATH, 401)
+    assert production(await rig.client.get(PATH))
     assert rig.cloud.token_calls == 1  # check_jwt said yes: no refresh
-    assert rig.gateway.count("/auth/check_jwt") == 1
+    assert rig.sim.request_count("/auth/check_jwt") == 1
 
 
 # --- cache ---------------------------------------------------------------------------
@@ -388,15 +320,16 @@ async def test_cache_file_is_private_and_reused_after_restart(tmp_path: Path) ->
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp files
-    assert json.loads(path.read_text())["token"] == r.cloud.issued[0]
+    assert json.loads(path.read_text())["token"] == r.enphase.issued[0]
 
     # restart: a new manager and client reuse it, validated once with check_jwt
-    r2 = Rig(tmp_path)
-    r2.gateway.accepted.add(r.cloud.issued[0])
+    r2 = Rig(tmp_path, enphase=r.enphase)  # the same gateway, which still accepts the token
+    calls = (r2.cloud.login_calls, r2.cloud.token_calls)
+    r2.sim.clear_requests()
     await r2.client.connect()
-    assert await r2.client.get("/x") == {"path": "/x"}
-    assert (r2.cloud.login_calls, r2.cloud.token_calls) == (0, 0)
-    assert r2.gateway.count("/auth/check_jwt") == 1
+    assert production(await r2.client.get(PATH))
+    assert (r2.cloud.login_calls, r2.cloud.token_calls) == calls  # no cloud call
+    assert r2.sim.request_count("/auth/check_jwt") == 1
     assert "cached" in r2.client.auth_description
     await r2.aclose()
 
@@ -408,8 +341,8 @@ async def test_cached_token_refused_at_start_is_replaced(tmp_path: Path) -> None
     r2 = Rig(tmp_path)  # its gateway knows no token: as after a reboot
     await r2.client.connect()
     assert r2.cloud.token_calls == 1
-    assert r2.gateway.count("/auth/check_jwt") == 1
-    assert await r2.client.get("/x") == {"path": "/x"}
+    assert r2.sim.request_count("/auth/check_jwt") == 1
+    assert production(await r2.client.get(PATH))
     await r2.aclose()
 
 
@@ -448,14 +381,14 @@ async def test_pasted_token_warnings_at_30_7_1_days_once_each(
 
 
 async def test_expired_pasted_token_says_what_to_do(tmp_path: Path) -> None:
-    clock = FakeClock()
-    token = make_token(lambda: T0 - 10 * DAY, DAY)
-    gateway = FakeGateway()
-    gateway.accepted.add(token)
+    clock = FakeClock(T0 - 10 * DAY)
+    enphase = InProcessEnphase(clock)
+    token = enphase.issue(DAY)  # ten days ago, for a day
+    clock.t = T0
     settings = settings_for(tmp_path, token=token)
     tokens = TokenManager(settings, clock=clock)
     async with EnvoyClient(
-        settings.gateways[0], tokens, transport=httpx.MockTransport(gateway.handler)
+        settings.gateways[0], tokens, transport=enphase.gateway_transport()
     ) as client:
         with pytest.raises(TokenError, match=r"expired on .*get a new one at https://entrez"):
             await client.connect()
@@ -463,30 +396,32 @@ async def test_expired_pasted_token_says_what_to_do(tmp_path: Path) -> None:
 
 async def test_pasted_token_is_validated_once_and_used(tmp_path: Path) -> None:
     clock = FakeClock()
-    token = make_token(clock, 300 * DAY)
-    gateway = FakeGateway()
-    gateway.accepted.add(token)
+    enphase = InProcessEnphase(clock)
+    sim = enphase.sim
+    token = enphase.issue(300 * DAY)
     settings = settings_for(tmp_path, token=token, serial=SERIAL)
     tokens = TokenManager(settings, clock=clock)
     await tokens.start()
     left = tokens.seconds_until_expiry(SERIAL)
     assert left is not None and abs(left - 300 * DAY) < 2
     async with EnvoyClient(
-        settings.gateways[0], tokens, transport=httpx.MockTransport(gateway.handler)
+        settings.gateways[0], tokens, transport=enphase.gateway_transport()
     ) as client:
         await client.connect()
         for _ in range(3):
-            await client.get("/x")
-        assert gateway.count("/auth/check_jwt") == 1
+            await client.get(PATH)
+        assert sim.request_count("/auth/check_jwt") == 1
         assert "pasted" in client.auth_description
-        gateway.accepted.clear()
+        # the gateway refuses the token for a while (starting up)
+        sim.fail_next(PATH, 401)
+        sim.fail_next("/auth/check_jwt", 401, count=2)
         with pytest.raises(GatewayAuthError, match="refuses the pasted token"):
-            await client.get("/x")
+            await client.get(PATH)
         with pytest.raises(GatewayAuthError, match="refuses the pasted token"):
-            await client.get("/x")  # checked again each cycle: one check_jwt, no data request
-        assert (gateway.count("/auth/check_jwt"), gateway.count("/x")) == (3, 4)
-        gateway.accepted.add(token)  # it was only the gateway starting up
-        assert await client.get("/x") == {"path": "/x"}
+            await client.get(PATH)  # checked again each cycle: one check_jwt, no data request
+        assert (sim.request_count("/auth/check_jwt"), sim.request_count(PATH)) == (3, 4)
+        # it was only the gateway starting up: it accepts the token again
+        assert production(await client.get(PATH))
     await tokens.aclose()
 
 
@@ -495,13 +430,12 @@ async def test_pasted_token_is_validated_once_and_used(tmp_path: Path) -> None:
 
 async def test_one_refresh_at_a_time_per_account(tmp_path: Path) -> None:
     clock = FakeClock()
-    cloud = FakeCloud(clock)
-    gateway = FakeGateway()
-    cloud.on_issue = gateway.accepted.add
+    enphase = InProcessEnphase(clock)
+    cloud = enphase.cloud
     settings = settings_for(tmp_path, **creds())
-    tokens = TokenManager(settings, clock=clock, cloud_transport=httpx.MockTransport(cloud.handler))
+    tokens = TokenManager(settings, clock=clock, cloud_transport=enphase.cloud_transport())
     clients = [
-        EnvoyClient(settings.gateways[0], tokens, transport=httpx.MockTransport(gateway.handler))
+        EnvoyClient(settings.gateways[0], tokens, transport=enphase.gateway_transport())
         for _ in range(5)
     ]
     await asyncio.gather(*(c.connect() for c in clients))
@@ -514,17 +448,19 @@ async def test_gateways_sharing_an_account_refresh_one_at_a_time(tmp_path: Path)
     clock = FakeClock()
     in_flight = {"now": 0, "max": 0}
     serials: list[str] = []
-    cloud = FakeCloud(clock)
+    enphase = InProcessEnphase(clock)
+    cloud = enphase.cloud
 
     async def handler(request: httpx.Request) -> httpx.Response:
         in_flight["now"] += 1
         in_flight["max"] = max(in_flight["max"], in_flight["now"])
         await asyncio.sleep(0.01)
-        in_flight["now"] -= 1
         if request.url.path == "/tokens":
             serials.append(json.loads(request.content)["serial_num"])
-            return httpx.Response(200, text=make_token(clock, 365 * DAY))
-        return cloud.handler(request)
+        try:
+            return await enphase.cloud_handler(request)
+        finally:
+            in_flight["now"] -= 1
 
     settings = Settings(
         gateways=[{"host": f"10.0.0.{i}", **creds()} for i in range(3)],
@@ -548,11 +484,11 @@ async def test_gateways_sharing_an_account_refresh_one_at_a_time(tmp_path: Path)
 
 
 async def test_renewal_never_happens_in_a_poll(rig: Rig) -> None:
-    rig.cloud.lifetime = 1000.0
+    rig.cloud.token_lifetime = 1000
     await rig.client.connect()
     rig.clock.t += 990  # due for renewal, still valid
     for _ in range(3):
-        assert await rig.client.get("/x") == {"path": "/x"}
+        assert production(await rig.client.get(PATH))
     assert rig.cloud.token_calls == 1  # the background pass renews, not the poll
     await rig.tokens.refresh_due()
     assert rig.cloud.token_calls == 2
@@ -588,7 +524,7 @@ async def test_background_task_idles_with_a_long_token(tmp_path: Path, with_cred
 
 
 async def test_token_command_fetches_and_shows_only_when_asked(rig: Rig) -> None:
-    transport = httpx.MockTransport(rig.gateway.handler)
+    transport = rig.enphase.gateway_transport()
     lines: list[str] = []
     status = await token_command(
         rig.settings, None, False, out=lines.append, tokens=rig.tokens, transport=transport
@@ -597,11 +533,11 @@ async def test_token_command_fetches_and_shows_only_when_asked(rig: Rig) -> None
     text = "\n".join(lines)
     assert "owner token, expires" in text and "fetched from Enlighten now" in text
     assert "the gateway accepts it" in text
-    assert all(t not in text for t in rig.cloud.issued)
+    assert all(t not in text for t in rig.enphase.issued)
     lines.clear()
     status = await token_command(
         rig.settings, "envoy.local", True, out=lines.append, tokens=rig.tokens, transport=transport
     )
-    assert status == 0 and rig.cloud.issued[-1] in lines
+    assert status == 0 and rig.enphase.issued[-1] in lines
     with pytest.raises(SettingsError, match="--gateway 'nope'"):
         await token_command(rig.settings, "nope", False, out=lines.append, tokens=rig.tokens)

@@ -20,7 +20,7 @@ from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.errors import CloudError, CloudLoginRefused, MultiFactorAccount, TokenError
 from envoy_ingest.settings import Settings
 from envoy_ingest.simulator import Simulator, SimulatorConfig
-from tests.test_tokens import FakeClock
+from tests.support.fakes import FakeClock
 
 EMAIL = "owner@example.com"
 PASSWORD = "secret-password"  # the simulator's account

@@ -23,13 +23,8 @@ from envoy_ingest.cli import main
 from envoy_ingest.point import Point
 from envoy_ingest.simulator import Simulator, SimulatorConfig
 from tests.lp import Line, parse, read_dir
-from tests.servers import (
-    InfluxDB1,
-    Sample,
-    VictoriaMetrics,
-    expected_lines,
-    expected_samples,
-)
+from tests.support.builders import expected_lines, expected_samples
+from tests.support.servers import InfluxDB1, Sample, VictoriaMetrics
 from tests.worker_settings import gateway_table, write_settings
 
 NOON = 1718971200

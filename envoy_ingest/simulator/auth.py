@@ -17,6 +17,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from urllib.request import parse_http_list, parse_keqv_list
 
 import jwt
@@ -84,10 +85,15 @@ class DigestAuth:
 
 
 class TokenAuthority:
-    """Issues and checks the JWTs of one gateway (shared with its fake cloud)."""
+    """Issues and checks the JWTs of one gateway (shared with its fake cloud).
 
-    def __init__(self, serial: str) -> None:
+    ``clock`` (unix seconds) dates the tokens and decides when they expire; a
+    test may set it to a fake clock.
+    """
+
+    def __init__(self, serial: str, clock: Callable[[], float] = time.time) -> None:
         self.serial = serial
+        self.clock = clock
         self._secret = secrets.token_bytes(32)
         self._accepted: set[str] = set()
         self._sessions: dict[str, tuple[str, float]] = {}  # sessionId -> (jti, exp)
@@ -104,7 +110,7 @@ class TokenAuthority:
         """A token for ``serial`` (default: this gateway) valid ``lifetime`` seconds."""
         if user not in ("owner", "installer"):
             raise ValueError(f"user must be 'owner' or 'installer', not {user!r}")
-        now = int(time.time())
+        now = int(self.clock())
         jti = str(uuid.uuid4())
         claims = {
             "aud": serial or self.serial,
@@ -129,12 +135,18 @@ class TokenAuthority:
                 self._secret,
                 algorithms=["HS256"],
                 audience=self.serial,
-                options={"require": ["exp", "iat", "jti"]},
+                options={
+                    "require": ["exp", "iat", "jti"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                },
             )
         except jwt.PyJWTError:
             return None
         jti, exp = claims.get("jti"), claims.get("exp")
-        return (jti, float(exp)) if isinstance(jti, str) and isinstance(exp, int | float) else None
+        if not isinstance(jti, str) or not isinstance(exp, int | float) or exp <= self.clock():
+            return None
+        return (jti, float(exp))
 
     def verify(self, token: str) -> bool:
         claims = self._claims(token)
@@ -154,7 +166,7 @@ class TokenAuthority:
     def session_ok(self, session: str) -> bool:
         with self._lock:
             jti, exp = self._sessions.get(session, ("", 0.0))
-            return jti in self._accepted and exp > time.time()
+            return jti in self._accepted and exp > self.clock()
 
     def revoke_all(self) -> None:
         """Refuse every token issued so far (as a gateway does after a reboot)."""

@@ -9,7 +9,7 @@
 ``mode`` switches the cloud into the failures real users meet: ``"ok"``,
 ``"wrong_password"`` (logins refused with 401, and open sessions too, as after a
 password change), ``"mfa"`` (logins answer without ``session_id``),
-``"http_400"``, ``"http_403"``, ``"http_500"`` (both endpoints), ``"timeout"``
+``"http_400"``, ``"http_403"``, ``"http_500"``, ``"http_503"`` (both endpoints), ``"timeout"``
 (accept the request and never answer). Tokens come from the
 paired gateway's :class:`TokenAuthority`, so the gateway accepts them.
 """
@@ -27,7 +27,7 @@ from envoy_ingest.simulator.answer import Answer, json_answer
 from envoy_ingest.simulator.auth import INSTALLER_LIFETIME, OWNER_LIFETIME, TokenAuthority
 from envoy_ingest.simulator.httpbase import BackgroundServer, Request
 
-MODES = ("ok", "wrong_password", "mfa", "http_400", "http_403", "http_500", "timeout")
+MODES = ("ok", "wrong_password", "mfa", "http_400", "http_403", "http_500", "http_503", "timeout")
 LOGIN_PATH = "/login/login.json"
 TOKEN_PATH = "/tokens"  # noqa: S105 - a URL path, not a secret
 _TIMEOUT_HOLD = 300.0  # seconds a "timeout" request is held open at most
@@ -44,7 +44,7 @@ class FakeCloud:
         self.authority = authority or TokenAuthority("")
         self.accounts: dict[str, str] = {"owner@example.com": "secret-password"}
         self._mode = "ok"
-        self.token_lifetime = OWNER_LIFETIME
+        self.token_lifetime: float = OWNER_LIFETIME
         self.installer = False
         self.login_calls = 0
         self.token_calls = 0

@@ -117,6 +117,11 @@ class Simulator:
         return ".".join(map(str, version)) if version else self.software
 
     @property
+    def app(self) -> GatewayApp:
+        """What answers the gateway's requests: serve it in-process, without the server."""
+        return self._app
+
+    @property
     def cert_fingerprint(self) -> str | None:
         """SHA-256 of the certificate (lowercase hex, no colons); None for legacy."""
         return self._cert.fingerprint if self._cert else None

@@ -7,8 +7,8 @@ behind the durable spool, plus stdout); :func:`check_sink` checks it for
 
 from envoy_ingest.sink.base import DeliveryReport, FanoutSink, Sink
 from envoy_ingest.sink.build import build_sink, build_writer, check_sink
+from envoy_ingest.sink.delivery import Backoff, SinkStats, SpooledDelivery
 from envoy_ingest.sink.file import FileSink
-from envoy_ingest.sink.influx import Backoff, InfluxSink, SinkStats
 from envoy_ingest.sink.spool import Spool, SpoolStats
 from envoy_ingest.sink.stdout import StdoutSink
 
@@ -17,11 +17,11 @@ __all__ = [
     "DeliveryReport",
     "FanoutSink",
     "FileSink",
-    "InfluxSink",
     "Sink",
     "SinkStats",
     "Spool",
     "SpoolStats",
+    "SpooledDelivery",
     "StdoutSink",
     "build_sink",
     "build_writer",

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from envoy_ingest.errors import SinkError
 from envoy_ingest.settings import InfluxDBSettings, Settings
+from envoy_ingest.sink.answers import Writer
 from envoy_ingest.sink.base import FanoutSink, Sink
+from envoy_ingest.sink.delivery import SpooledDelivery
 from envoy_ingest.sink.file import FileSink
-from envoy_ingest.sink.influx import InfluxSink
 from envoy_ingest.sink.spool import Spool
 from envoy_ingest.sink.stdout import StdoutSink
-from envoy_ingest.sink.writer import Writer
 
 
 def build_writer(influx: InfluxDBSettings) -> Writer:
@@ -40,7 +40,7 @@ def build_sink(settings: Settings) -> Sink:
         except BaseException:
             spool.close()
             raise
-        main = InfluxSink(
+        main = SpooledDelivery(
             writer,
             spool,
             settings.dead_letter_path,

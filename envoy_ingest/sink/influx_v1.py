@@ -15,7 +15,7 @@ import json
 import httpx
 
 from envoy_ingest.settings import InfluxDBSettings
-from envoy_ingest.sink.writer import (
+from envoy_ingest.sink.answers import (
     Outcome,
     Target,
     WriteResult,

@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from envoy_ingest.settings import InfluxDBSettings
-from envoy_ingest.sink.writer import (
+from envoy_ingest.sink.answers import (
     Outcome,
     Target,
     WriteResult,

@@ -1,11 +1,11 @@
-"""The InfluxDB sink: the durable spool in front of a v1 or v2 writer.
+"""Spooled delivery: the durable spool in front of any writer (InfluxDB v1 or v2).
 
-:meth:`InfluxSink.submit` only commits the points to the spool (no network),
+:meth:`SpooledDelivery.submit` only commits the points to the spool (no network),
 so polling never waits for InfluxDB. A background task (:meth:`start`) sends
 the oldest spooled rows in order, up to ``batch_size`` points per request,
 split by target (``bucket`` / ``device_bucket``), and deletes them only when
 the server acknowledged them. What it does with each answer
-(:mod:`envoy_ingest.sink.writer` classifies them):
+(:mod:`envoy_ingest.sink.answers` classifies them):
 
 - **OK**: delete from the spool.
 - **REJECTED** (400/422): bisect by spool row until the rejected rows are
@@ -39,10 +39,10 @@ from envoy_ingest.errors import SinkError
 from envoy_ingest.point import Point
 from envoy_ingest.service import metrics
 from envoy_ingest.sink._append import LineAppender
+from envoy_ingest.sink.answers import OK, TARGETS, Outcome, Target, Writer, WriteResult
 from envoy_ingest.sink.base import DeliveryReport
 from envoy_ingest.sink.lineprotocol import encode_point
 from envoy_ingest.sink.spool import Spool, SpoolEntry
-from envoy_ingest.sink.writer import OK, TARGETS, Outcome, Target, Writer, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _points(entries: Sequence[SpoolEntry]) -> int:
     return sum(e.points for e in entries)
 
 
-class InfluxSink:
+class SpooledDelivery:
     def __init__(
         self,
         writer: Writer,

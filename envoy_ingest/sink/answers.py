@@ -2,7 +2,7 @@
 
 A writer sends one body of line protocol to the bucket (v2) or database (v1)
 of a target and turns the server's answer into a :class:`WriteResult`; the
-sink (:mod:`envoy_ingest.sink.influx`) decides what to do with it:
+sink (:mod:`envoy_ingest.sink.delivery`) decides what to do with it:
 
 ===========================  ===========  =============================================
 answer                       outcome      the sink

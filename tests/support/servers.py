@@ -1,4 +1,4 @@
-"""Real servers for the tests: InfluxDB 1.x (``influxd``) and VictoriaMetrics.
+"""Real servers: InfluxDB 1.x (``influxd``) and VictoriaMetrics, and their fixtures.
 
 Each fixture starts its own server on free loopback ports with a temporary data
 directory and stops it afterwards (both start in well under a second). Without
@@ -12,10 +12,6 @@ the binary the tests skip on a developer machine and FAIL under ``CI=true``
 - ``victoria_metrics``: the real server behind influxdb-client's
   ``/api/v2/write``; read back with :meth:`VictoriaMetrics.samples` (strings are
   stored as 0, booleans as 0/1; ``bucket`` is not stored).
-- ``fake_influx``: a scripted HTTP server for answers the real servers here
-  cannot give (429/503 with ``Retry-After``, a v2 401, the bucket query
-  parameter). InfluxDB 2.x and 3.x cannot be installed here, so what only they
-  would answer is tested against it.
 
 ``server.influxdb_settings()`` gives the ``[influxdb]`` table for a settings
 file, for end-to-end tests of the worker.
@@ -24,7 +20,6 @@ file, for end-to-end tests of the worker.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import json
 import math
 import os
@@ -33,25 +28,16 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
-from envoy_ingest.point import Point
-from envoy_ingest.settings import InfluxDBSettings
-from envoy_ingest.sink import Backoff, InfluxSink, Spool, build_writer
 from tests.lp import FieldValue, Line
-
-# What `from tests.servers import *` in conftest.py brings in: the fixtures.
-__all__ = ["fake_influx", "influxdb1", "influxdb1_auth", "victoria_metrics"]
 
 START_TIMEOUT = 15.0
 
@@ -367,85 +353,6 @@ class VictoriaMetrics(ServerProcess):
         return table
 
 
-# --- a scripted fake ---------------------------------------------------------------
-
-
-@dataclass
-class FakeRequest:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes  # decompressed
-    at: float = field(default_factory=time.monotonic)
-
-
-Answer = tuple[int, dict[str, str], bytes]
-
-
-class FakeInflux:
-    """An HTTP server answering from a script; records every request.
-
-    ``answers`` is consumed in order; when empty, ``default`` answers.
-    """
-
-    def __init__(self) -> None:
-        self.requests: list[FakeRequest] = []
-        self.answers: list[Answer | Callable[[FakeRequest], Answer]] = []
-        self.default: Answer = (204, {}, b"")
-        self._lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                if self.headers.get("Content-Encoding") == "gzip" and body:
-                    body = gzip.decompress(body)
-                parts = urlsplit(self.path)
-                query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-                req = FakeRequest(self.command, parts.path, query, dict(self.headers), body)
-                status, headers, payload = fake._answer(req)
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = do_HEAD = _handle
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-
-    def _answer(self, req: FakeRequest) -> Answer:
-        with self._lock:
-            self.requests.append(req)
-            if req.path == "/ping":
-                return (204, {"X-Influxdb-Version": "fake"}, b"")
-            if self.answers:
-                answer = self.answers.pop(0)
-                return answer(req) if callable(answer) else answer
-            return self.default
-
-    def writes(self) -> list[FakeRequest]:
-        with self._lock:
-            return [r for r in self.requests if r.path.endswith("/write")]
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 # --- fixtures ------------------------------------------------------------------------
 
 
@@ -490,141 +397,3 @@ def victoria_metrics() -> Iterator[VictoriaMetrics]:
             yield server
         finally:
             server.stop()
-
-
-@pytest.fixture
-def fake_influx() -> Iterator[FakeInflux]:
-    server = FakeInflux()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-# --- points of the data contract, built by hand, for the sink tests -------------------
-
-GATEWAY = "122238082690"
-
-
-def totals_points(t: int, gateway: str = GATEWAY, site: str | None = "home") -> list[Point]:
-    """What one totals cycle writes for a 3-phase metered site with batteries: 1 + 6 points."""
-    k = t % 997
-    system = Point(
-        "enphase_system",
-        {
-            "production_w": 1234.5 + k,
-            "production_today_wh": 8123.25 + k,
-            "production_lifetime_wh": 31_234_567.0 + k,
-            "consumption_w": 456.75,
-            "net_w": -777.75 + k,
-            "inverters": 24,
-            "batteries": 2,
-            "battery_w": -300.5,
-            "battery_soc_pct": 57.0,
-            "battery_state": "charging",
-        },
-        t,
-    )
-    meters = [
-        Point(
-            "enphase_meter",
-            {
-                "power_w": 400.125 + i + k,
-                "voltage_v": 230.5,
-                "current_a": 1.75,
-                "power_factor": 0.98,
-            },
-            t,
-            {"flow": flow, "phase": phase},
-        )
-        for i, (flow, phase) in enumerate(
-            (f, p) for f in ("production", "net") for p in ("l1", "l2", "l3")
-        )
-    ]
-    return [p.with_tags(gateway=gateway, site=site) for p in [system, *meters]]
-
-
-def device_points(
-    t: int, gateway: str = GATEWAY, site: str | None = "home", inverters: int = 24
-) -> list[Point]:
-    """What one devices cycle writes: ``inverters`` microinverters and 2 IQ batteries."""
-    points = [
-        Point(
-            "enphase_inverter",
-            {
-                "power_w": 200.5 + i,
-                "max_power_w": 295.0,
-                "producing": True,
-                "communicating": True,
-                "provisioned": True,
-                "lifetime_wh": 1_000_000.25 + t % 997,
-            },
-            t,
-            {"serial": f"48221{i:07d}"},
-        )
-        for i in range(inverters)
-    ]
-    points += [
-        Point(
-            "enphase_battery",
-            {
-                "power_w": -150.25,
-                "soc_pct": 57.0,
-                "max_power_w": 3840.0,
-                "temperature_c": 21.0,
-                "producing": False,
-                "communicating": True,
-                "state": "charging",
-            },
-            t,
-            {"serial": f"4823{i:08d}", "type": "encharge"},
-        )
-        for i in range(2)
-    ]
-    return [p.with_tags(gateway=gateway, site=site) for p in points]
-
-
-def influx_sink(
-    directory: Path,
-    influxdb: dict[str, Any],
-    *,
-    batch_size: int = 5000,
-    max_bytes: int = 64 * 1024 * 1024,
-    backoff: tuple[float, float] = (0.02, 0.2),
-) -> InfluxSink:
-    """An InfluxDB sink on ``directory/spool.sqlite`` (dead letters in
-    ``directory/dead-letter.lp``), built from an ``[influxdb]`` table such as
-    ``server.influxdb_settings()``, with a fast backoff for tests."""
-    writer = build_writer(InfluxDBSettings(**influxdb))
-    return InfluxSink(
-        writer,
-        Spool(directory / "spool.sqlite", max_bytes),
-        directory / "dead-letter.lp",
-        batch_size=batch_size,
-        backoff=Backoff(*backoff),
-        close_grace=2.0,
-    )
-
-
-def expected_lines(points: list[Point]) -> list[Line]:
-    """The points as :class:`tests.lp.Line`, sorted as :meth:`InfluxDB1.lines` sorts.
-    Points of one series at one time are one line, as InfluxDB stores them (e.g. a
-    meter's power and the CT energies read by the other job at the same second)."""
-    merged: dict[tuple[str, tuple[tuple[str, str], ...], int], Line] = {}
-    for p in points:
-        key = (p.measurement, tuple(sorted(p.tags.items())), p.time)
-        line = merged.setdefault(key, Line(p.measurement, dict(p.tags), {}, p.time))
-        line.fields.update(p.fields)
-    return [merged[key] for key in sorted(merged, key=lambda k: (k[0], k[1], k[2]))]
-
-
-def expected_samples(points: list[Point]) -> list[Sample]:
-    """The points as VictoriaMetrics stores them: strings 0, booleans 0/1."""
-    out = []
-    for p in points:
-        labels = tuple(sorted(p.tags.items()))
-        for key, value in p.fields.items():
-            number = 0.0 if isinstance(value, str) else float(value)
-            out.append(Sample(f"{p.measurement}_{key}", labels, p.time, number))
-    return sorted(out, key=lambda s: (s.name, s.labels, s.time, s.value))
