@@ -6,6 +6,11 @@ HTTP layer replaced by the recorded files, so it sees exactly what a gateway
 answered, status codes included. Our side is the worker's path: probe,
 capabilities, the request plan, the normalizers.
 
+Grid import and export are the net-consumption CT's ``energy_delivered`` /
+``energy_received`` (``ctmeters["net-consumption"]``), and every enabled CT's
+energies per phase agree with ``ctmeters_phases`` (single phase: with the CT's
+total, pyenphase having no phases there).
+
 Where we legitimately differ, the difference is named in ``LEFT_OUT`` and
 docs/schema.md:
 
