@@ -36,9 +36,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from envoy_ingest.backoff import Backoff  # noqa: E402
 from envoy_ingest.point import Point  # noqa: E402
 from envoy_ingest.settings import InfluxDBSettings  # noqa: E402
-from envoy_ingest.sink import Backoff, Spool, SpooledDelivery, build_writer  # noqa: E402
+from envoy_ingest.sink import Spool, SpooledDelivery, build_writer  # noqa: E402
 from envoy_ingest.sink.lineprotocol import encode  # noqa: E402
 from tests.support.builders import device_points, totals_points  # noqa: E402
 from tests.support.servers import InfluxDB1, VictoriaMetrics  # noqa: E402

@@ -15,12 +15,12 @@ round (:attr:`Capabilities.devices_extra_paths`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from envoy_ingest.envoy.firmware import GatewayInfo
+from envoy_ingest.gateway_json import acb_storage, active, dicts, label, mapping, number
 
 Snapshot = Mapping[str, Any]
 """Request path (exactly as requested) -> parsed JSON, or ``str`` for a non-JSON body.
@@ -201,30 +201,31 @@ def probe_paths(info: GatewayInfo) -> list[str]:
 
 def detect(info: GatewayInfo, probe: Snapshot) -> Capabilities:
     """Decide what the gateway offers from the answers to :func:`probe_paths`."""
-    production = _mapping(probe.get(PRODUCTION_JSON))
+    production = mapping(probe.get(PRODUCTION_JSON))
     production_json = production is not None and isinstance(production.get("production"), list)
     pj: Mapping[str, Any] = production if production is not None and production_json else {}
 
     enabled = _enabled_meters(probe.get(METERS))
-    types = {_text(m.get("measurementType")) for m in enabled}
-    eim_active = _active(_entry(pj.get("production"), "eim"))
+    types = {label(m.get("measurementType")) for m in enabled}
+    eim_active = active(_entry(pj.get("production"), "eim"))
     production_ct = "production" in types or eim_active
     consumption_ct = bool(types & {"net-consumption", "total-consumption"}) or any(
-        _active(e) for e in _dicts(pj.get("consumption"))
+        active(e) for e in dicts(pj.get("consumption"))
     )
     cts = tuple(
         (str(m["eid"]), kind)
         for m in enabled
-        if (kind := _text(m.get("measurementType"))) and m.get("eid") is not None
+        if (kind := label(m.get("measurementType"))) and m.get("eid") is not None
     )
 
-    api = _mapping(probe.get(API_V1_PRODUCTION)) or {}
+    api = mapping(probe.get(API_V1_PRODUCTION)) or {}
     watt_hours = [v for k, v in api.items() if str(k).startswith("wattHours")]
     api_v1 = bool(watt_hours)
-    api_v1_zero = api_v1 and all(_number(v) == 0 for v in watt_hours)
+    api_v1_zero = api_v1 and all(number(v) == 0 for v in watt_hours)
     api_v1_stale = bool(info.imeter) and info.at_least(*API_V1_STALE_FROM) and not enabled
 
-    acb_count = _acb_count(pj)
+    acb = acb_storage(pj)
+    acb_count = acb[1] if acb else 0
     source: ProductionSource | None
     if production_json and (production_ct or consumption_ct or acb_count):
         # production.json is polled anyway: one request gives everything.
@@ -271,7 +272,7 @@ def device_data_usable(body: Any) -> bool:
     ``deviceDataLimit`` and at least one active ``pcu`` with a serial."""
     if not isinstance(body, Mapping):
         return False
-    count, limit = _number(body.get("deviceCount")), _number(body.get("deviceDataLimit"))
+    count, limit = number(body.get("deviceCount")), number(body.get("deviceDataLimit"))
     if count is None or limit is None or count >= limit:
         return False
     return any(
@@ -286,71 +287,31 @@ def device_data_usable(body: Any) -> bool:
 # --- helpers -----------------------------------------------------------------
 
 
-def _mapping(value: Any) -> Mapping[str, Any] | None:
-    return value if isinstance(value, Mapping) else None
-
-
-def _dicts(value: Any) -> list[Mapping[str, Any]]:
-    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
-
-
-def _text(value: Any) -> str:
-    return value.strip().lower() if isinstance(value, str) else ""
-
-
-def _number(value: Any) -> float | None:
-    """A finite number from a JSON number or numeric string; else ``None``."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float | str):
-        try:
-            number = float(value)
-        except (ValueError, OverflowError):
-            return None
-        return number if math.isfinite(number) else None
-    return None
-
-
-def _active(entry: Mapping[str, Any] | None) -> bool:
-    return entry is not None and (_number(entry.get("activeCount")) or 0) > 0
-
-
 def _entry(entries: Any, type_: str) -> Mapping[str, Any] | None:
-    return next((e for e in _dicts(entries) if e.get("type") == type_), None)
+    return next((e for e in dicts(entries) if e.get("type") == type_), None)
 
 
 def _enabled_meters(body: Any) -> list[Mapping[str, Any]]:
     """Enabled CTs of ``/ivp/meters`` (``[]`` or ``{"error": ...}`` where none)."""
-    return [m for m in _dicts(body) if _text(m.get("state")) == "enabled"]
+    return [m for m in dicts(body) if label(m.get("state")) == "enabled"]
 
 
 def _phase_count(enabled: list[Mapping[str, Any]], pj: Mapping[str, Any]) -> int | None:
-    counts = [int(n) for m in enabled if (n := _number(m.get("phaseCount")))]
+    counts = [int(n) for m in enabled if (n := number(m.get("phaseCount")))]
     if counts:
         return max(counts)
-    entries = [*_dicts(pj.get("production")), *_dicts(pj.get("consumption"))]
+    entries = [*dicts(pj.get("production")), *dicts(pj.get("consumption"))]
     live = [
-        sum(1 for line in _dicts(e.get("lines")) if any(_number(v) for v in line.values()))
+        sum(1 for line in dicts(e.get("lines")) if any(number(v) for v in line.values()))
         for e in entries
-        if e.get("type") == "eim" and _active(e) and isinstance(e.get("lines"), list)
+        if e.get("type") == "eim" and active(e) and isinstance(e.get("lines"), list)
     ]
     if not live or max(live) == 0:
         return None
     return max(live)
 
 
-def _acb_count(pj: Mapping[str, Any]) -> int:
-    """ACB batteries: ``storage[0]`` with ``activeCount`` > 0 and a ``percentFull``
-    (some gateways report a count without it: not a working ACB)."""
-    storage = _dicts(pj.get("storage"))
-    if not storage or "percentFull" not in storage[0]:
-        return 0
-    return int(_number(storage[0].get("activeCount")) or 0)
-
-
 def _encharge_count(body: Any) -> int:
     return sum(
-        len(_dicts(group.get("devices")))
-        for group in _dicts(body)
-        if group.get("type") == "ENCHARGE"
+        len(dicts(group.get("devices"))) for group in dicts(body) if group.get("type") == "ENCHARGE"
     )

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import httpx
 
+from envoy_ingest.backoff import Backoff
 from envoy_ingest.envoy.enlighten import TOKEN_PAGE, EnlightenClient, Session
 from envoy_ingest.envoy.token_cache import TokenCache
 from envoy_ingest.envoy.token_info import (
@@ -71,8 +72,8 @@ REASON_REFUSED = "the gateway refused the current one"
 class _Account:
     username: str
     password: str = field(repr=False)
+    backoff: Backoff = field(repr=False)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
-    failures: int = 0
     retry_at: float = 0.0
     last_error: str | None = None
     session: Session | None = field(default=None, repr=False)
@@ -128,7 +129,11 @@ class TokenManager:
             if gw.enlighten_username and gw.enlighten_password is not None:
                 self._accounts.setdefault(
                     gw.enlighten_username,
-                    _Account(gw.enlighten_username, gw.enlighten_password.get_secret_value()),
+                    _Account(
+                        gw.enlighten_username,
+                        gw.enlighten_password.get_secret_value(),
+                        Backoff(BACKOFF_BASE, BACKOFF_CAP, rng=self._rng),
+                    ),
                 )
 
     # --- lifecycle -------------------------------------------------------------
@@ -191,7 +196,8 @@ class TokenManager:
         if entry is None or entry.current is None or entry.current.value != token:
             return
         if entry.replaces_refused and (acct := self._account(entry.gw)) is not None:
-            acct.failures, acct.retry_at, acct.last_error = 0, 0.0, None
+            acct.backoff.reset()
+            acct.retry_at, acct.last_error = 0.0, None
         entry.validated, entry.replaces_refused, entry.refused = True, False, False
 
     def rejected(self, serial: str, token: str) -> None:
@@ -292,11 +298,9 @@ class TokenManager:
         return entry.current.value
 
     def _failed(self, acct: _Account, reason: str, *, permanent: bool = False) -> None:
-        acct.failures += 1
-        delay = BACKOFF_CAP
-        if not permanent:
-            delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (acct.failures - 1))
-            delay = delay / 2 + self._rng() * delay / 2
+        delay = acct.backoff.next()
+        if permanent:
+            delay = BACKOFF_CAP
         acct.retry_at = self.clock() + delay
         acct.last_error = reason
         acct.session = None
@@ -349,7 +353,8 @@ class TokenManager:
                 self._failed(acct, "Enlighten answered a token that is about to expire")
             elif not entry.replaces_refused:
                 # (after a refusal, the backoff ends only once the gateway accepts the new one)
-                acct.failures, acct.retry_at, acct.last_error = 0, 0.0, None
+                acct.backoff.reset()
+                acct.retry_at, acct.last_error = 0.0, None
             log.info(
                 "%s: new %s token from Enlighten, valid until %s",
                 entry.where,

@@ -23,6 +23,7 @@ from typing import Any
 import httpcore
 import httpx
 
+from envoy_ingest.backoff import Backoff
 from envoy_ingest.errors import (
     CertificateMismatch,
     GatewayResponseError,
@@ -225,6 +226,7 @@ async def send(
     for a pinned certificate that does not match.
     """
     attempt = 0
+    pace = Backoff(backoff, MAX_BACKOFF, jitter=False)
     max_attempts = MAX_ATTEMPTS if deadline is not None else MAX_ATTEMPTS_WITHOUT_DEADLINE
     path = httpx.URL(url).raw_path.decode("ascii", "replace")
     while True:
@@ -255,7 +257,7 @@ async def send(
             if response.status_code != RETRY_STATUS:
                 return response
             failure = "503 service unavailable"
-        delay = min(backoff * 2 ** (attempt - 1), MAX_BACKOFF)
+        delay = pace.next()
         out_of_time = deadline is not None and _now() + delay >= deadline
         if attempt >= max_attempts or out_of_time:
             if response is not None:

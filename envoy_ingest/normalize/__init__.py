@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from envoy_ingest.envoy.capabilities import Capabilities
+from envoy_ingest.gateway_json import count
 from envoy_ingest.normalize import batteries, ct_readings, inverters, production
-from envoy_ingest.normalize._coerce import count as coerce_count
 from envoy_ingest.point import FieldValue, Point
 
 __all__ = ["devices", "totals"]
@@ -52,11 +52,11 @@ def totals(snapshot: Mapping[str, Any], caps: Capabilities, now: int) -> list[Po
         return []
     body = production.production_json(snapshot)
     inverters_entry = production.entries(body, caps).inverters or {}
-    count = coerce_count(inverters_entry.get("activeCount"))
-    if count is None:
-        count = inverters.count(snapshot, caps)
-    if count is not None:
-        fields["inverters"] = count
+    n_inverters = count(inverters_entry.get("activeCount"))
+    if n_inverters is None:
+        n_inverters = inverters.count(snapshot, caps)
+    if n_inverters is not None:
+        fields["inverters"] = n_inverters
     fields.update(batteries.system_fields(body, snapshot))
     time = max(times, default=now)
     points: list[Point] = []

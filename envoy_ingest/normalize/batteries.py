@@ -39,10 +39,8 @@ from envoy_ingest.envoy.capabilities import (
     ENSEMBLE_POWER,
     INVENTORY,
 )
-from envoy_ingest.normalize._coerce import (
-    count as coerce_count,
-)
-from envoy_ingest.normalize._coerce import (
+from envoy_ingest.gateway_json import (
+    acb_storage,
     dicts,
     flag,
     integer,
@@ -76,13 +74,10 @@ class Aggregate:
 
 def acb_aggregate(production: Mapping[str, Any] | None) -> Aggregate | None:
     """The ACBs from ``storage[0]`` of production.json."""
-    storage = dicts(production.get("storage")) if production is not None else []
-    if not storage or "percentFull" not in storage[0]:
+    found = acb_storage(production)
+    if found is None:
         return None
-    acb = storage[0]
-    count = coerce_count(acb.get("activeCount")) or 0
-    if count <= 0:
-        return None
+    acb, count = found
     soc = number(acb.get("percentFull"))
     capacity = count * ACB_CAPACITY_WH
     energy = number(acb.get("whNow"))

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from envoy_ingest.envoy.capabilities import METERS_READINGS, Capabilities
-from envoy_ingest.normalize._coerce import dicts, number, put, report_time
+from envoy_ingest.gateway_json import dicts, number, put, report_time
 from envoy_ingest.normalize.production import PHASES
 from envoy_ingest.point import FieldValue, Point
 

@@ -41,7 +41,7 @@ from envoy_ingest.envoy.capabilities import (
     Capabilities,
     device_data_usable,
 )
-from envoy_ingest.normalize._coerce import dicts, integer, mapping, path, put, report_time, serial
+from envoy_ingest.gateway_json import dicts, integer, mapping, path, put, report_time, serial
 from envoy_ingest.normalize.batteries import inventory_devices, status_fields
 from envoy_ingest.point import FieldValue, Point
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envoy_ingest.envoy.capabilities import API_V1_PRODUCTION, PRODUCTION_JSON, Capabilities
-from envoy_ingest.normalize._coerce import dicts, mapping, number, put, report_time
+from envoy_ingest.gateway_json import active, dicts, mapping, number, put, report_time
 from envoy_ingest.point import FieldValue, Point
 
 #: Firmware that copies net consumption into total consumption (wNow, whLifetime).
@@ -96,7 +96,7 @@ def entries(body: Mapping[str, Any] | None, caps: Capabilities) -> Entries:
     consumption = dicts(body.get("consumption"))
     total = _by_type(consumption, "total-consumption", 0)
     net = _by_type(consumption, "net-consumption", 1)
-    total, net = (e if _measures(e) else None for e in (total, net))
+    total, net = (e if active(e) else None for e in (total, net))
     total_is_net = (
         caps.firmware >= TOTAL_IS_NET_FROM
         and total is not None
@@ -105,7 +105,7 @@ def entries(body: Mapping[str, Any] | None, caps: Capabilities) -> Entries:
         and _same(total, net, "whLifetime")
     )
     return Entries(
-        eim=eim if _measures(eim) else None,
+        eim=eim if active(eim) else None,
         inverters=inverters,
         total=total,
         net=net,
@@ -207,10 +207,6 @@ def _by_type(entries: list[Mapping[str, Any]], kind: str, index: int) -> Mapping
     if index < len(entries) and "measurementType" not in entries[index]:
         return entries[index]
     return None
-
-
-def _measures(entry: Mapping[str, Any] | None) -> bool:
-    return entry is not None and (number(entry.get("activeCount")) or 0) > 0
 
 
 def _same(a: Mapping[str, Any], b: Mapping[str, Any], key: str) -> bool:

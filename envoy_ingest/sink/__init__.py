@@ -7,13 +7,12 @@ behind the durable spool, plus stdout); :func:`check_sink` checks it for
 
 from envoy_ingest.sink.base import DeliveryReport, FanoutSink, Sink
 from envoy_ingest.sink.build import build_sink, build_writer, check_sink
-from envoy_ingest.sink.delivery import Backoff, SinkStats, SpooledDelivery
+from envoy_ingest.sink.delivery import SinkStats, SpooledDelivery
 from envoy_ingest.sink.file import FileSink
 from envoy_ingest.sink.spool import Spool, SpoolStats
 from envoy_ingest.sink.stdout import StdoutSink
 
 __all__ = [
-    "Backoff",
     "DeliveryReport",
     "FanoutSink",
     "FileSink",

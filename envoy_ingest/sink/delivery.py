@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from envoy_ingest.backoff import Backoff
 from envoy_ingest.errors import SinkError
 from envoy_ingest.point import Point
 from envoy_ingest.service import metrics
@@ -48,23 +48,6 @@ log = logging.getLogger(__name__)
 
 # Repeat an unchanged delivery error in the log at most this often.
 REPEAT_LOG_INTERVAL = 600.0
-
-
-class Backoff:
-    """Exponential backoff with jitter: ``initial * 2**n``, capped, times U(0.5, 1)."""
-
-    def __init__(self, initial: float = 1.0, maximum: float = 60.0) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self.failures = 0
-
-    def next(self) -> float:
-        delay = min(self.maximum, self.initial * 2 ** min(self.failures, 30))
-        self.failures += 1
-        return float(delay * random.uniform(0.5, 1.0))
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from envoy_ingest.backoff import Backoff
 from envoy_ingest.point import Point
 from envoy_ingest.settings import InfluxDBSettings
-from envoy_ingest.sink import Backoff, Spool, SpooledDelivery, build_writer
+from envoy_ingest.sink import Spool, SpooledDelivery, build_writer
 from tests.lp import Line
 from tests.support.servers import Sample
 

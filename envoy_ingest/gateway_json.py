@@ -1,9 +1,11 @@
-"""Reading values out of gateway JSON without trusting it.
+"""Reading gateway JSON without trusting it, and the rules over it that the
+capability probe (envoy/capabilities.py) and the normalizers (normalize/) share.
 
 Gateways send numbers as strings (some 8.3 builds), HTML where JSON was asked
 for, ``{"error": ...}`` instead of a list, and keys that come and go between
 firmware. Every reader here returns ``None`` for what it cannot read, so a
-normalizer leaves the field out instead of raising or writing 0.
+normalizer leaves the field out instead of raising or writing 0, and the probe
+decides nothing from it. Imports neither envoy/ nor normalize/.
 """
 
 from __future__ import annotations
@@ -21,14 +23,11 @@ def number(value: Any) -> float | None:
     (``bool`` is not a number here)."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, int | float):
+    if not isinstance(value, int | float | str):
+        return None
+    try:
         result = float(value)
-    elif isinstance(value, str):
-        try:
-            result = float(value.strip())
-        except ValueError:
-            return None
-    else:
+    except (ValueError, OverflowError):  # OverflowError: an int past the float range
         return None
     return result if math.isfinite(result) else None
 
@@ -65,6 +64,12 @@ def text(value: Any) -> str | None:
     if isinstance(value, str) and value.strip():
         return value.strip()
     return None
+
+
+def label(value: Any) -> str:
+    """A string compared as a name (``state``, ``measurementType``): stripped and
+    lower-cased, ``""`` for anything else."""
+    return value.strip().lower() if isinstance(value, str) else ""
 
 
 def report_time(value: Any) -> int | None:
@@ -109,3 +114,23 @@ def serial(value: Any) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return text(value)
+
+
+# --- rules ------------------------------------------------------------------------
+
+
+def active(entry: Mapping[str, Any] | None) -> bool:
+    """A production.json entry that measures: ``activeCount`` > 0. An ``eim``
+    entry with ``activeCount`` 0 is a CT that does not measure: its numbers are noise."""
+    return entry is not None and (number(entry.get("activeCount")) or 0) > 0
+
+
+def acb_storage(production: Any) -> tuple[Mapping[str, Any], int] | None:
+    """The AC Batteries of production.json, as (``storage[0]``, how many): only
+    with ``activeCount`` > 0 and a ``percentFull`` (some gateways report a count
+    without it: not a working ACB)."""
+    storage = dicts(production.get("storage")) if isinstance(production, Mapping) else []
+    if not storage or "percentFull" not in storage[0]:
+        return None
+    n = count(storage[0].get("activeCount")) or 0
+    return (storage[0], n) if n > 0 else None
