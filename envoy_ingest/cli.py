@@ -16,6 +16,7 @@ from pathlib import Path
 from envoy_ingest import __version__
 from envoy_ingest.errors import EnvoyIngestError, SettingsError
 from envoy_ingest.settings import Settings, load_settings
+from envoy_ingest.shard import parse_shard
 
 log = logging.getLogger("envoy_ingest")
 
@@ -99,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--summary", action="store_true", help="print one line per cycle with the main values"
+    )
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="poll only shard I of N (from 0) of the gateways; auto/N takes I from the host "
+        "name's trailing number (a StatefulSet pod's); default: ENVOY_INGEST_SHARD, else all",
     )
 
     p = sub.add_parser(
@@ -198,12 +205,29 @@ def _dispatch(args: argparse.Namespace) -> int:
         _setup_logging(args, None)
         args.data = args.data.resolve()
         return asyncio.run(commands.demo(args))
-    settings = load_settings(args.config)
+    shard = getattr(args, "shard", None)
+
+    def load() -> Settings:
+        settings = load_settings(args.config)
+        if shard is not None:  # the command line wins over ENVOY_INGEST_SHARD
+            try:
+                parse_shard(shard)
+            except ValueError as exc:
+                raise SettingsError(f"--shard: {exc}") from None
+            settings = settings.model_copy(update={"shard": shard})
+        register_settings_secrets(settings)  # (again on a reload: new secrets)
+        return settings
+
+    settings = load()
     _setup_logging(args, settings)
     if args.command == "run":
         return asyncio.run(
             commands.run(
-                settings, once=args.once, summary=args.summary, drain_timeout=args.drain_timeout
+                settings,
+                once=args.once,
+                summary=args.summary,
+                drain_timeout=args.drain_timeout,
+                reload=load,
             )
         )
     if args.command == "discover":

@@ -21,6 +21,7 @@ from envoy_ingest.point import Point
 from envoy_ingest.settings import GatewaySettings, Settings
 from envoy_ingest.sink import check_sink
 from envoy_ingest.worker import CycleResult, Worker
+from envoy_ingest.worker.scheduler import SettingsLoader
 from envoy_ingest.worker.summary import summarize
 
 Out = Callable[[str], None]
@@ -37,6 +38,7 @@ async def run(
     summary: bool,
     drain_timeout: float = 30.0,
     out: Out = _print,
+    reload: SettingsLoader | None = None,
 ) -> int:
     on_result: Callable[[CycleResult], None] | None = None
     if summary:
@@ -44,7 +46,7 @@ async def run(
         def on_result(result: CycleResult) -> None:
             out(summarize(result))
 
-    worker = Worker(settings, on_result=on_result)
+    worker = Worker(settings, on_result=on_result, reload=reload)
     if once:
         return await worker.run_once(drain_timeout)
     await worker.run_forever()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +28,10 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from envoy_ingest.energy.localday import host_zone, zone
 from envoy_ingest.errors import SettingsError
+from envoy_ingest.gateways_file import check_unique, read_rows
+from envoy_ingest.shard import Shard, parse_shard
 
 DEFAULT_CONFIG_PATHS = (Path("settings.toml"), Path("/etc/envoy-ingest/settings.toml"))
 ENV_PREFIX = "ENVOY_INGEST_"
@@ -77,6 +81,20 @@ class GatewaySettings(_Section):
     tls_fingerprint: str | None = None
     connect_timeout: float = Field(default=10.0, gt=0)
     read_timeout: float = Field(default=45.0, gt=0)
+    timezone: str | None = None  # IANA name; None: the host's zone
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        zone(v.strip())  # raises ValueError naming the problem
+        return v.strip()
+
+    @property
+    def zone(self) -> tzinfo:
+        """The gateway's local time zone (its day counters restart at its midnight)."""
+        return zone(self.timezone) if self.timezone else host_zone()
 
     @field_validator("host")
     @classmethod
@@ -185,6 +203,11 @@ class StateSettings(_Section):
     directory: Path = Field(default_factory=_default_state_dir)
 
 
+class EnergySettings(_Section):
+    raw_counters: bool = False
+    state_flush_interval: float = Field(default=300.0, ge=0)
+
+
 class HealthSettings(_Section):
     enabled: bool = False
     listen: str = "127.0.0.1:9842"
@@ -203,7 +226,9 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    gateways: list[GatewaySettings] = Field(min_length=1)
+    gateways: list[GatewaySettings] = []
+    gateways_file: Path | None = None  # CSV, merged with gateways (see gateways_file.py)
+    shard: str | None = None  # "I/N" or "auto/N": poll only this shard's gateways
     file: FileSettings = FileSettings()
     stdout: StdoutSettings = StdoutSettings()
     schedule: ScheduleSettings = ScheduleSettings()
@@ -211,6 +236,7 @@ class Settings(BaseSettings):
     spool: SpoolSettings = SpoolSettings()
     enlighten: EnlightenSettings = EnlightenSettings()
     state: StateSettings = Field(default_factory=StateSettings)
+    energy: EnergySettings = EnergySettings()
     health: HealthSettings = HealthSettings()
     log: LogSettings = LogSettings()
 
@@ -225,6 +251,26 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML file arrives through init kwargs (see load_settings); env wins over it.
         return (env_settings, init_settings)
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_shard(v)  # raises ValueError naming the problem
+        return v
+
+    @model_validator(mode="after")
+    def _some_gateways(self) -> Settings:
+        if not self.gateways and self.gateways_file is None:
+            raise ValueError(
+                "gateways: required key is missing (give [[gateways]] tables or a gateways_file)"
+            )
+        return self
+
+    @property
+    def shard_spec(self) -> Shard | None:
+        """This worker's shard (``auto/N`` resolved from the host name), or None."""
+        return parse_shard(self.shard) if self.shard is not None else None
 
     @property
     def spool_path(self) -> Path:
@@ -250,14 +296,14 @@ def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors(include_url=False, include_input=False):
         loc = tuple(p for p in err["loc"] if p not in {"function-after"})
-        key = _loc(loc) or "settings"
+        key = _loc(loc)  # empty for Settings' own checks: their message names the key
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "required key is missing"
         msg = msg.removeprefix("Value error, ")
-        lines.append(f"{key}: {msg}")
+        lines.append(f"{key}: {msg}" if key else msg)
     return "\n".join(lines)
 
 
@@ -296,8 +342,33 @@ def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = N
         raise SettingsError(
             f"no settings file: pass -c/--config, or create {where} (see settings.example.toml)"
         )
+    prefix = f"{config}: " if config else ""
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
-        prefix = f"{config}: " if config else ""
         raise SettingsError(prefix + _describe(exc).replace("\n", "\n" + prefix)) from None
+    places = [f"{prefix}gateways[{i}]" for i in range(len(settings.gateways))]
+    gateways = list(settings.gateways)
+    if settings.gateways_file is not None:
+        path = settings.gateways_file.expanduser()
+        if config is not None and not path.is_absolute():
+            path = config.parent / path  # next to the settings file (a ConfigMap, /etc/...)
+        for line, gw in _read_gateways_file(path):
+            gateways.append(gw)
+            places.append(f"{path}: line {line}")
+    check_unique(gateways, places)
+    return settings.model_copy(update={"gateways": gateways})
+
+
+def _read_gateways_file(path: Path) -> list[tuple[int, GatewaySettings]]:
+    """The gateways of a ``gateways_file``, validated like ``[[gateways]]`` tables."""
+    out, problems = [], []
+    for line, cells in read_rows(path, GatewaySettings.model_fields):
+        try:
+            out.append((line, GatewaySettings(**cells)))
+        except ValidationError as exc:
+            for problem in _describe(exc).splitlines():
+                problems.append(f"{path}: line {line}: {problem}")
+    if problems:
+        raise SettingsError("\n".join(problems))
+    return out

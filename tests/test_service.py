@@ -15,8 +15,9 @@ import pytest
 from envoy_ingest.errors import SettingsError
 from envoy_ingest.point import Point
 from envoy_ingest.service import metrics
-from envoy_ingest.service.health import HealthState, parse_listen, start_health_server
+from envoy_ingest.service.health import HEARTBEAT_LIMIT, HealthState
 from envoy_ingest.service.logging import clear_secrets, redact, register_secret, setup_logging
+from envoy_ingest.service.server import parse_listen, start_health_server
 from envoy_ingest.settings import load_settings
 
 
@@ -52,85 +53,152 @@ async def test_healthz_is_503_until_the_scheduler_runs_then_200() -> None:
         state.scheduler_running(True)
         r = await get(f"{server.url}/healthz")
         assert r.status_code == 200, r.text
-        body = r.json()
-        assert body["status"] == "ok"
-        assert "reason" not in body
-        assert body["gateways"]["home"]["totals"]["seconds_since_success"] is None
+        assert r.json() == {
+            "status": "ok",
+            "scheduler_running": True,
+            "gateways": {"total": 1, "failing": 0},
+        }
     finally:
         await server.close()
 
 
-async def test_healthz_turns_503_after_three_intervals_without_success() -> None:
+async def test_a_silent_gateway_never_makes_the_worker_unhealthy() -> None:
     clock = FakeClock()
-    state = HealthState(clock)
-    state.register_gateway("home", "totals", 60)
-    state.register_gateway("home", "devices", 300)
-    state.register_gateway("barn", "totals", 60)
+    wall = FakeClock()
+    state = HealthState(clock, wall)
+    for name in ("home", "barn"):
+        state.register_gateway(name, "totals", 60)
+        state.register_gateway(name, "devices", 300)
     state.scheduler_running(True)
     server = await start_health_server("127.0.0.1:0", state)
     try:
-        clock.now += 100
-        for name, job in (("home", "totals"), ("home", "devices"), ("barn", "totals")):
-            state.poll_succeeded(name, job)
-        clock.now += 180  # exactly three totals intervals: still fine
-        assert (await get(f"{server.url}/healthz")).status_code == 200
-
+        clock.now += 9
+        wall.now = 1_700_000_000.0
+        for job in ("totals", "devices"):
+            state.poll_succeeded("home", job)
+            state.poll_succeeded("barn", job)
+        state.gateway_facts("home", host="10.0.0.1", serial="1222", firmware="D8.2.4264")
+        state.gateway_facts("home", token_expires=1_800_000_000, firmware=None)
+        state.heartbeat()
+        clock.now += 181  # barn answers, home stays silent beyond three totals intervals
+        state.heartbeat()
         state.poll_succeeded("barn", "totals")
-        clock.now += 1
+        state.poll_failed("home", "totals", "connection refused")
         r = await get(f"{server.url}/healthz")
-        assert r.status_code == 503
-        body = r.json()
-        assert body["reason"] == "home: no successful totals poll for 181 s (limit 180 s)"
-        assert body["gateways"]["home"]["totals"]["healthy"] is False
-        assert body["gateways"]["home"]["devices"]["healthy"] is True
-        assert body["gateways"]["barn"]["totals"]["seconds_since_success"] == 1.0
+        assert r.status_code == 200, r.text
+        assert r.json()["gateways"] == {"total": 2, "failing": 1}
 
-        state.poll_succeeded("home", "totals")
-        assert (await get(f"{server.url}/healthz")).status_code == 200
+        r = await get(f"{server.url}/gateways")
+        assert r.status_code == 200
+        home = r.json()["gateways"]["home"]
+        assert home == {
+            "host": "10.0.0.1",
+            "serial": "1222",
+            "firmware": "D8.2.4264",
+            "token_expires": 1_800_000_000,
+            "healthy": False,
+            "last_success": 1_700_000_000.0,
+            "last_error": {"time": 1_700_000_000.0, "job": "totals", "error": "connection refused"},
+            "jobs": {
+                "devices": {
+                    "interval_seconds": 300.0,
+                    "seconds_since_success": 181.0,
+                    "healthy": True,
+                },
+                "totals": {
+                    "interval_seconds": 60.0,
+                    "seconds_since_success": 181.0,
+                    "healthy": False,
+                },
+            },
+        }
+        assert r.json()["gateways"]["barn"]["healthy"] is True
 
-        state.scheduler_running(False)
-        r = await get(f"{server.url}/healthz")
-        assert r.status_code == 503
-        assert r.json()["reason"] == "the scheduler is not running"
+        state.unregister_gateway("home")
+        r = await get(f"{server.url}/gateways")
+        assert list(r.json()["gateways"]) == ["barn"]
     finally:
         await server.close()
 
 
-async def test_healthz_names_a_gateway_that_never_succeeded() -> None:
+async def test_liveness_follows_the_heartbeat_and_process_problems() -> None:
     clock = FakeClock()
     state = HealthState(clock)
-    state.register_gateway("home", "totals", 60)
     state.scheduler_running(True)
-    clock.now += 200
+    clock.now += HEARTBEAT_LIMIT
+    assert state.report().healthy
+    clock.now += 1
     report = state.report()
     assert not report.healthy
     assert report.body["reason"] == (
-        "home: no successful totals poll in the 200 s since start (limit 180 s)"
+        "the scheduler has not run its heartbeat job for 61 s (limit 60 s)"
     )
-    assert report.body["gateways"]["home"]["totals"]["seconds_since_success"] is None
+    state.heartbeat()
+    assert state.report().healthy
+    state.set_problem("sink", "points cannot be stored: disk full")
+    report = state.report()
+    assert not report.healthy
+    assert report.body["reasons"] == ["sink: points cannot be stored: disk full"]
+    state.set_problem("sink", None)
+    assert state.report().healthy
+    state.scheduler_running(False)
+    assert state.report().body["reason"] == "the scheduler is not running"
+
+
+async def test_ready_once_every_gateway_was_polled_once() -> None:
+    state = HealthState(FakeClock())
+    server = await start_health_server("127.0.0.1:0", state)
+    try:
+        state.register_gateway("home", "totals", 60)
+        state.register_gateway("barn", "totals", 60)
+        state.scheduler_running(True)
+        r = await get(f"{server.url}/readyz")
+        assert r.status_code == 503
+        assert r.json() == {
+            "status": "not ready",
+            "reason": "2 gateway(s) not polled yet since start",
+            "reasons": ["2 gateway(s) not polled yet since start"],
+            "waiting": 2,
+        }
+        state.poll_succeeded("home", "totals")
+        state.poll_failed("barn", "totals", "timeout")  # a failed poll counts: it was tried
+        r = await get(f"{server.url}/readyz")
+        assert r.status_code == 200
+        assert r.json() == {"status": "ready", "waiting": 0}
+        state.scheduler_running(False)
+        assert (await get(f"{server.url}/readyz")).status_code == 503
+    finally:
+        await server.close()
 
 
 async def test_unknown_paths_methods_and_garbage() -> None:
     server = await start_health_server("127.0.0.1:0", HealthState())
     try:
-        assert (await get(f"{server.url}/nope")).status_code == 404
+        r = await get(f"{server.url}/nope")
+        assert r.status_code == 404
+        assert r.json() == {"error": "try /healthz, /readyz, /gateways, /metrics"}
         async with httpx.AsyncClient(timeout=5) as client:
             r = await client.post(f"{server.url}/healthz", content=b"x")
             assert r.status_code == 405
             assert r.headers["allow"] == "GET, HEAD"
+            r = await client.post(f"{server.url}/metrics", content=b"x")
+            assert r.status_code == 405
             r = await client.head(f"{server.url}/metrics")
             assert r.status_code == 200
             assert r.content == b""
-        # Garbage and a silent client are dropped; the server keeps answering.
+            r = await client.head(f"{server.url}/healthz")
+            assert r.status_code == 503
+            assert r.content == b""
+        # Garbage gets a 400 and a silent client its own thread; the server keeps answering.
         reader, writer = await asyncio.open_connection(server.host, server.port)
         writer.write(b"\x00\x01 not http\r\n\r\n")
         await writer.drain()
-        assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert b"400 - Bad request" in await asyncio.wait_for(reader.read(), 5)
         writer.close()
         _, idle = await asyncio.open_connection(server.host, server.port)
         assert (await get(f"{server.url}/healthz")).status_code == 503
     finally:
-        await server.close()  # also ends the idle connection
+        await server.close()
     idle.close()
 
 
@@ -170,6 +238,9 @@ EXPECTED_METRICS = {
     "envoy_ingest_dropped_points_total": set(),
     "envoy_ingest_token_expiry_seconds": {"gateway"},
     "envoy_ingest_last_success_timestamp_seconds": {"gateway"},
+    "envoy_ingest_last_error_timestamp_seconds": {"gateway"},
+    "envoy_ingest_gateway_up": {"gateway"},
+    "envoy_ingest_gateway_info": {"gateway", "serial", "firmware"},
     "process_resident_memory_bytes": set(),
 }
 
@@ -217,6 +288,9 @@ async def test_metrics_endpoint_exposes_every_metric_with_its_labels(
     metrics.set_token_expiry("gone", 5.0)
     metrics.set_token_expiry("gone", None)
     metrics.last_success("home", 1_700_000_000.0)
+    metrics.last_error("barn", 1_700_000_001.0)
+    metrics.gateway_info("home", "1222", "D7.6.175")
+    metrics.gateway_info("home", "1222", "D8.2.4264")  # a firmware update replaces the series
 
     server = await start_health_server("127.0.0.1:0", HealthState())
     try:
@@ -244,6 +318,12 @@ async def test_metrics_endpoint_exposes_every_metric_with_its_labels(
         is None
     )
     assert sample("envoy_ingest_last_success_timestamp_seconds", gateway="home") == 1_700_000_000
+    assert sample("envoy_ingest_gateway_up", gateway="home") == 1
+    assert sample("envoy_ingest_gateway_up", gateway="barn") == 0
+    assert sample("envoy_ingest_last_error_timestamp_seconds", gateway="barn") == 1_700_000_001
+    assert [labels for labels, _ in samples["envoy_ingest_gateway_info"]] == [
+        {"gateway": "home", "serial": "1222", "firmware": "D8.2.4264"}
+    ]
     slow = sample(
         "envoy_ingest_request_duration_seconds_bucket",
         gateway="metrics-test",
@@ -251,6 +331,21 @@ async def test_metrics_endpoint_exposes_every_metric_with_its_labels(
         le="20.0",
     )
     assert slow == 0  # 45 s is above the 20 s bucket
+
+
+def test_forget_gateway_drops_every_series_of_that_gateway() -> None:
+    metrics.record_poll("gone-gw", "totals", "ok")
+    metrics.record_request("gone-gw", "/info", 200, 0.1)
+    metrics.last_success("gone-gw", 1.0)
+    metrics.last_error("gone-gw", 2.0)
+    metrics.gateway_info("gone-gw", "9", "D8")
+    metrics.set_token_expiry("gone-gw", 5.0)
+    metrics.record_poll("kept-gw", "totals", "ok")
+    assert "gone-gw" in metrics.exposition().decode()
+    metrics.forget_gateway("gone-gw")
+    text = metrics.exposition().decode()
+    assert "gone-gw" not in text
+    assert 'envoy_ingest_polls_total{gateway="kept-gw",job="totals",outcome="ok"}' in text
 
 
 # --- logging -----------------------------------------------------------------------

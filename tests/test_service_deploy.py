@@ -21,7 +21,8 @@ from typing import NoReturn
 
 import pytest
 
-from envoy_ingest.service.health import HealthState, start_health_server
+from envoy_ingest.service.health import HealthState
+from envoy_ingest.service.server import start_health_server
 from envoy_ingest.settings import load_settings
 
 REPO = Path(__file__).resolve().parent.parent

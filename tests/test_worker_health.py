@@ -1,10 +1,9 @@
-"""/healthz and /metrics of a running worker: healthy while the gateway answers,
-503 with a reason once it has not answered for three of its intervals."""
+"""/healthz, /readyz, /gateways and /metrics of a running worker: a gateway that
+stops answering shows in /gateways and /metrics, never in /healthz."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +12,13 @@ import httpx
 from envoy_ingest.settings import load_settings
 from envoy_ingest.simulator import Simulator, SimulatorConfig
 from envoy_ingest.worker import Worker
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.support.servers import free_port
 
 
 def test_health_follows_the_gateway_and_metrics_count_the_polls(tmp_path: Path) -> None:
     port = free_port()
     sim = Simulator(SimulatorConfig(family="legacy", cts="1phase", inverters=3)).start()
+    host, serial = sim.host, sim.serial
     path = tmp_path / "settings.toml"
     path.write_text(
         f'[[gateways]]\nhost = "{sim.host}"\nname = "home"\n'
@@ -40,11 +34,15 @@ def test_health_follows_the_gateway_and_metrics_count_the_polls(tmp_path: Path) 
             await asyncio.sleep(3.5)
             healthy = await http.get("/healthz")
             seen["healthy"] = (healthy.status_code, healthy.json())
+            seen["ready"] = (await http.get("/readyz")).status_code
             seen["metrics"] = (await http.get("/metrics")).text
+            seen["gateways"] = (await http.get("/gateways")).json()
             sim.stop()  # the gateway goes away
-            await asyncio.sleep(7)  # more than three totals and devices intervals
-            sick = await http.get("/healthz")
-            seen["sick"] = (sick.status_code, sick.json())
+            await asyncio.sleep(4)  # more than three totals intervals
+            still = await http.get("/healthz")
+            seen["still"] = (still.status_code, still.json())
+            seen["gateways_after"] = (await http.get("/gateways")).json()
+            seen["metrics_after"] = (await http.get("/metrics")).text
         worker.stop()
 
     async def go() -> None:
@@ -63,6 +61,21 @@ def test_health_follows_the_gateway_and_metrics_count_the_polls(tmp_path: Path) 
         'envoy_ingest_requests_total{endpoint="/production.json?details=1",gateway="home",'
         'status="200"}'
     ) in metrics
-    status, body = seen["sick"]
-    assert status == 503
-    assert "home" in str(body["reason"])
+    assert seen["ready"] == 200
+    home = seen["gateways"]["gateways"]["home"]
+    assert home["host"] == host
+    assert home["serial"] == serial
+    assert home["firmware"] == "5.0.62"
+    assert home["healthy"] is True and home["last_error"] is None
+    assert (
+        f'envoy_ingest_gateway_info{{firmware="5.0.62",gateway="home",serial="{serial}"}} 1.0'
+        in metrics
+    )
+    status, body = seen["still"]
+    assert status == 200, body  # a dead gateway never makes the worker unhealthy
+    assert body["gateways"] == {"total": 1, "failing": 1}
+    home = seen["gateways_after"]["gateways"]["home"]
+    assert home["healthy"] is False
+    assert home["jobs"]["totals"]["healthy"] is False
+    assert home["last_error"]["job"] in ("totals", "devices")
+    assert 'envoy_ingest_gateway_up{gateway="home"} 0.0' in str(seen["metrics_after"])

@@ -1,55 +1,49 @@
-"""The health listener: ``/healthz`` and ``/metrics`` over plain HTTP/1.1.
+"""What the health endpoints judge by: :class:`HealthState`, which the worker updates.
 
-Off unless ``[health].enabled``; listens on ``[health].listen``
-(``127.0.0.1:9842`` by default). Built on asyncio streams so it needs nothing
-beyond the standard library and runs on the worker's event loop.
+Three questions, three answers (served by ``service/server.py``):
 
-``/healthz`` answers 200 while the scheduler runs and every registered gateway
-job had a successful poll within three of its intervals (counted from its
-registration until the first success, so a fresh start is healthy), else 503.
-Both carry a JSON body; the 503 one names the reason::
+- **live** (``/healthz``): the process works. The scheduler runs and its
+  heartbeat job fired within :data:`HEARTBEAT_LIMIT` seconds, and no
+  process-wide problem is set (e.g. the sink refused points: disk full). A
+  gateway that does not answer never makes the worker unhealthy: in a fleet
+  some gateway is always offline, and restarting the worker would not help it.
+- **ready** (``/readyz``): live, and every gateway's totals job ran at least
+  once since it was added (successfully or not), so a rolling restart moves on
+  only once the new worker has been round its gateways.
+- **per gateway** (``/gateways``): for each gateway its host, serial, firmware,
+  token expiry, last success, last error and, per job, whether it succeeded
+  within three of its intervals.
 
-    {"status": "unhealthy",
-     "reason": "home: no successful totals poll for 245 s (limit 180 s)",
-     "reasons": [...], "scheduler_running": true, "gateways": {...}}
-
-The worker drives a :class:`HealthState`::
+The worker drives it::
 
     health = HealthState()
-    server = await start_health_server("127.0.0.1:9842", health)
     health.register_gateway("home", "totals", 60.0)
     health.scheduler_running(True)
-    health.poll_succeeded("home", "totals")
-    ...
-    await server.close()
+    health.heartbeat()                      # from a scheduler job, every few seconds
+    health.poll_succeeded("home", "totals") # or poll_failed("home", "totals", "timeout")
+    health.gateway_facts("home", serial="1222...", firmware="D8.2.4264")
+    health.set_problem("sink", "points cannot be stored: disk full")   # None clears it
+
+Another process-wide condition is one more :meth:`set_problem` name. Times
+for staleness come from ``clock`` (monotonic: a wall-clock jump never makes
+anything look stale); the Unix times shown come from ``wall``. Thread-safe:
+the HTTP server reads it from its own threads.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from http import HTTPStatus
+from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST
-
-from envoy_ingest.errors import SettingsError
-from envoy_ingest.service import metrics
-
-log = logging.getLogger(__name__)
-
-#: A gateway job is unhealthy after this many intervals without a successful poll.
+#: A gateway job counts as failing after this many intervals without a successful poll.
 STALE_INTERVALS = 3
-
-# A client gets this long to send its request line and headers.
-_READ_TIMEOUT = 5.0
-_MAX_HEADER_LINES = 100
+#: The worker is not live when the scheduler's heartbeat job has not run for this long.
+HEARTBEAT_LIMIT = 60.0
+#: How often the worker's heartbeat job runs.
+HEARTBEAT_INTERVAL = 10.0
 
 
 @dataclass(slots=True)
@@ -57,229 +51,183 @@ class _Job:
     interval: float
     registered: float
     last_success: float | None = None
+    attempted: bool = False
+
+
+@dataclass(slots=True)
+class _Gateway:
+    jobs: dict[str, _Job] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    last_success: float | None = None  # Unix time
+    last_error: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class HealthReport:
-    """The verdict and the JSON body of ``/healthz``."""
+    """A verdict and the JSON body that explains it."""
 
     healthy: bool
     body: dict[str, Any]
 
 
 class HealthState:
-    """What ``/healthz`` judges by; the worker updates it, the server reads it.
-
-    Times are taken from ``clock`` (monotonic by default, so a wall-clock jump
-    never makes the worker look stale). Thread-safe, cheap to update.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.clock = clock
+        self.wall = wall
         self._running = False
-        self._jobs: dict[tuple[str, str], _Job] = {}
-        self._successes: dict[tuple[str, str], float] = {}
+        self._since = clock()  # of the scheduler's start, or of the last heartbeat
+        self._problems: dict[str, str] = {}
+        self._gateways: dict[str, _Gateway] = {}
         self._lock = threading.Lock()
+
+    # --- process -------------------------------------------------------------
 
     def scheduler_running(self, running: bool) -> None:
         """The scheduler started (``True``) or stopped (``False``)."""
         with self._lock:
             self._running = running
+            self._since = self.clock()
+
+    def heartbeat(self) -> None:
+        """The scheduler ran its heartbeat job just now."""
+        with self._lock:
+            self._since = self.clock()
+
+    def set_problem(self, name: str, reason: str | None) -> None:
+        """A process-wide problem ``name`` (``"sink"``...) now has ``reason``; None clears it."""
+        with self._lock:
+            if reason is None:
+                self._problems.pop(name, None)
+            else:
+                self._problems[name] = reason
+
+    # --- gateways ------------------------------------------------------------
 
     def register_gateway(self, name: str, job: str, interval: float) -> None:
         """Watch ``job`` of gateway ``name``, which should succeed every ``interval`` s."""
         if interval <= 0:
             raise ValueError("interval must be positive")
         with self._lock:
-            now = self.clock()
-            self._jobs[(name, job)] = _Job(interval, now, self._successes.get((name, job)))
+            gw = self._gateways.setdefault(name, _Gateway())
+            old = gw.jobs.get(job)
+            gw.jobs[job] = _Job(interval, self.clock(), old.last_success if old else None)
 
     def unregister_gateway(self, name: str) -> None:
-        """Stop watching every job of gateway ``name``."""
+        """Forget gateway ``name``: it is no longer polled."""
         with self._lock:
-            for key in [k for k in self._jobs if k[0] == name]:
-                del self._jobs[key]
+            self._gateways.pop(name, None)
 
     def poll_succeeded(self, name: str, job: str) -> None:
         """A poll of ``job`` of gateway ``name`` succeeded just now."""
         with self._lock:
-            now = self.clock()
-            self._successes[(name, job)] = now
-            entry = self._jobs.get((name, job))
-            if entry is not None:
-                entry.last_success = now
+            gw = self._gateways.get(name)
+            entry = gw.jobs.get(job) if gw else None
+            if gw is None or entry is None:
+                return
+            entry.last_success, entry.attempted = self.clock(), True
+            gw.last_success = self.wall()
+
+    def poll_failed(self, name: str, job: str, error: str) -> None:
+        """A poll of ``job`` of gateway ``name`` failed just now with ``error``."""
+        with self._lock:
+            gw = self._gateways.get(name)
+            entry = gw.jobs.get(job) if gw else None
+            if gw is None or entry is None:
+                return
+            entry.attempted = True
+            gw.last_error = {"time": round(self.wall(), 3), "job": job, "error": error}
+
+    def gateway_facts(self, name: str, **facts: Any) -> None:
+        """What is known about gateway ``name`` (host, serial, firmware, token_expires...);
+        a None value is left out."""
+        with self._lock:
+            gw = self._gateways.get(name)
+            if gw is not None:
+                gw.facts.update({k: v for k, v in facts.items() if v is not None})
+
+    # --- verdicts --------------------------------------------------------------
 
     def report(self) -> HealthReport:
-        """Judge now: healthy or not, and why."""
+        """Live: the scheduler runs, its heartbeat is recent, no process-wide problem."""
         with self._lock:
             now = self.clock()
-            running = self._running
-            jobs = sorted(self._jobs.items())
-        reasons: list[str] = []
-        if not running:
-            reasons.append("the scheduler is not running")
-        gateways: dict[str, dict[str, Any]] = {}
-        for (name, job), entry in jobs:
-            limit = STALE_INTERVALS * entry.interval
-            since = entry.last_success if entry.last_success is not None else entry.registered
-            age = now - since
-            ok = age <= limit
-            detail: dict[str, Any] = {
-                "interval_seconds": entry.interval,
-                "seconds_since_success": (
-                    round(now - entry.last_success, 1) if entry.last_success is not None else None
-                ),
-                "healthy": ok,
-            }
-            gateways.setdefault(name, {})[job] = detail
-            if not ok and entry.last_success is None:
-                reasons.append(
-                    f"{name}: no successful {job} poll in the {age:.0f} s since start "
-                    f"(limit {limit:g} s)"
-                )
-            elif not ok:
-                reasons.append(
-                    f"{name}: no successful {job} poll for {age:.0f} s (limit {limit:g} s)"
-                )
-        body: dict[str, Any] = {"status": "ok" if not reasons else "unhealthy"}
-        if reasons:
-            body["reason"] = reasons[0] if len(reasons) == 1 else "; ".join(reasons)
-            body["reasons"] = reasons
-        body["scheduler_running"] = running
-        body["gateways"] = gateways
+            reasons = self._process_reasons(now)
+            body: dict[str, Any] = {"status": "ok" if not reasons else "unhealthy"}
+            if reasons:
+                body["reason"] = "; ".join(reasons)
+                body["reasons"] = reasons
+            body["scheduler_running"] = self._running
+            failing = sum(
+                1
+                for gw in self._gateways.values()
+                if not all(self._job_ok(j, now) for j in gw.jobs.values())
+            )
+            body["gateways"] = {"total": len(self._gateways), "failing": failing}
         return HealthReport(not reasons, body)
 
+    def readiness(self) -> HealthReport:
+        """Ready: live, and every gateway's totals job ran at least once."""
+        live = self.report()
+        with self._lock:
+            waiting = sorted(
+                name
+                for name, gw in self._gateways.items()
+                if any(not j.attempted for job, j in gw.jobs.items() if job == "totals")
+            )
+        reasons = list(live.body.get("reasons", []))
+        if waiting:
+            reasons.append(f"{len(waiting)} gateway(s) not polled yet since start")
+        body: dict[str, Any] = {"status": "ready" if not reasons else "not ready"}
+        if reasons:
+            body["reason"] = "; ".join(reasons)
+            body["reasons"] = reasons
+        body["waiting"] = len(waiting)
+        return HealthReport(not reasons, body)
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """``host:port``, ``[v6]:port`` or ``:port`` (all interfaces) -> (host, port)."""
-    text = listen.strip()
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit():
-        raise SettingsError(f"health.listen: {listen!r} is not host:port (e.g. 127.0.0.1:9842)")
-    port = int(port_text)
-    if not 0 <= port <= 65535:
-        raise SettingsError(f"health.listen: port {port} is not between 0 and 65535")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise SettingsError(f"health.listen: write an IPv6 address in brackets: [{host}]:{port}")
-    return host or "0.0.0.0", port  # noqa: S104 - ':9842' asks for every interface
+    def gateways(self) -> dict[str, Any]:
+        """The per-gateway state ``/gateways`` serves, by gateway name."""
+        with self._lock:
+            now = self.clock()
+            out: dict[str, Any] = {}
+            for name, gw in sorted(self._gateways.items()):
+                jobs = {
+                    job: {
+                        "interval_seconds": entry.interval,
+                        "seconds_since_success": (
+                            round(now - entry.last_success, 1)
+                            if entry.last_success is not None
+                            else None
+                        ),
+                        "healthy": self._job_ok(entry, now),
+                    }
+                    for job, entry in sorted(gw.jobs.items())
+                }
+                out[name] = {
+                    **gw.facts,
+                    "healthy": all(j["healthy"] for j in jobs.values()),
+                    "last_success": gw.last_success,
+                    "last_error": gw.last_error,
+                    "jobs": jobs,
+                }
+        return out
 
+    def _process_reasons(self, now: float) -> list[str]:
+        reasons = []
+        if not self._running:
+            reasons.append("the scheduler is not running")
+        elif now - self._since > HEARTBEAT_LIMIT:
+            reasons.append(
+                f"the scheduler has not run its heartbeat job for {now - self._since:.0f} s "
+                f"(limit {HEARTBEAT_LIMIT:g} s)"
+            )
+        reasons += [f"{name}: {why}" for name, why in sorted(self._problems.items())]
+        return reasons
 
-class HealthServer:
-    """A running listener; :meth:`close` stops it and its open connections."""
-
-    def __init__(self, state: HealthState) -> None:
-        self.state = state
-        self._server: asyncio.Server | None = None
-        self._clients: set[asyncio.Task[None]] = set()
-
-    async def _listen(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._serve, host, port, reuse_address=True)
-
-    @property
-    def host(self) -> str:
-        assert self._server is not None
-        return str(self._server.sockets[0].getsockname()[0])
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
-
-    @property
-    def url(self) -> str:
-        host = self.host
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
-
-    async def close(self) -> None:
-        if self._server is None:
-            return
-        self._server.close()
-        for task in list(self._clients):
-            task.cancel()
-        for task in list(self._clients):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self._server.wait_closed()
-        self._server = None
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._clients.add(task)
-        try:
-            await _handle(reader, writer, self.state)
-        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, ValueError):
-            pass  # a client that hangs up or sends garbage gets nothing more
-        except Exception:
-            log.exception("health server: request failed")
-        finally:
-            if task is not None:
-                self._clients.discard(task)
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
-
-
-async def start_health_server(listen: str, state: HealthState) -> HealthServer:
-    """Listen on ``listen`` (``host:port``; port 0 picks a free one) and serve ``state``.
-
-    Raises :class:`SettingsError` naming ``health.listen`` when that is not an
-    address, or when the port cannot be bound (in use, no permission).
-    """
-    host, port = parse_listen(listen)
-    server = HealthServer(state)
-    try:
-        await server._listen(host, port)
-    except OSError as exc:
-        raise SettingsError(
-            f"health.listen: cannot listen on {listen} ({exc.strerror or exc})"
-        ) from None
-    log.info("health and metrics on %s (/healthz, /metrics)", server.url)
-    return server
-
-
-async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str]:
-    line = await reader.readline()
-    parts = line.decode("latin-1").split()
-    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-        raise ValueError("not an HTTP request line")
-    for _ in range(_MAX_HEADER_LINES):
-        header = await reader.readline()
-        if header in (b"\r\n", b"\n", b""):
-            return parts[0], parts[1]
-    raise ValueError("too many header lines")
-
-
-async def _handle(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: HealthState
-) -> None:
-    method, target = await asyncio.wait_for(_read_request(reader), _READ_TIMEOUT)
-    path = target.split("?", 1)[0]
-    content_type = "application/json"
-    if method not in ("GET", "HEAD"):
-        status, body = HTTPStatus.METHOD_NOT_ALLOWED, _json({"error": "use GET"})
-    elif path == "/healthz":
-        report = state.report()
-        status = HTTPStatus.OK if report.healthy else HTTPStatus.SERVICE_UNAVAILABLE
-        body = _json(report.body)
-    elif path == "/metrics":
-        status, body, content_type = HTTPStatus.OK, metrics.exposition(), CONTENT_TYPE_LATEST
-    else:
-        status, body = HTTPStatus.NOT_FOUND, _json({"error": "try /healthz or /metrics"})
-    head = (
-        f"HTTP/1.1 {status.value} {status.phrase}\r\n"
-        f"Content-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Cache-Control: no-store\r\n"
-        "Connection: close\r\n"
-    )
-    if status == HTTPStatus.METHOD_NOT_ALLOWED:
-        head += "Allow: GET, HEAD\r\n"
-    writer.write(head.encode("latin-1") + b"\r\n" + (b"" if method == "HEAD" else body))
-    await writer.drain()
-
-
-def _json(obj: dict[str, Any]) -> bytes:
-    return (json.dumps(obj, sort_keys=False) + "\n").encode("utf-8")
+    @staticmethod
+    def _job_ok(job: _Job, now: float) -> bool:
+        since = job.last_success if job.last_success is not None else job.registered
+        return now - since <= STALE_INTERVALS * job.interval

@@ -39,7 +39,10 @@ __all__ = [
     "Outcome",
     "exposition",
     "forget_gateway",
+    "gateway_info",
+    "last_error",
     "last_success",
+    "record_counter_correction",
     "record_dead_letter",
     "record_dropped",
     "record_points",
@@ -119,11 +122,46 @@ DROPPED = Counter(
     "Points dropped without delivery (the spool was full).",
     registry=REGISTRY,
 )
+COUNTER_CORRECTIONS = Counter(
+    f"{PREFIX}_counter_corrections",
+    "Energy counter corrections by gateway and kind (glitch, wrap, reset, jump: "
+    "held readings decided; reboot: every lifetime counter read 0).",
+    ["gateway", "kind"],
+    registry=REGISTRY,
+)
 LAST_SUCCESS = Gauge(
     f"{PREFIX}_last_success_timestamp_seconds",
     "Unix time of the last successful poll of each gateway (any job).",
     ["gateway"],
     registry=REGISTRY,
+)
+GATEWAY_UP = Gauge(
+    f"{PREFIX}_gateway_up",
+    "1 if the gateway's latest poll (any job) succeeded, else 0.",
+    ["gateway"],
+    registry=REGISTRY,
+)
+LAST_ERROR = Gauge(
+    f"{PREFIX}_last_error_timestamp_seconds",
+    "Unix time of the last failed poll of each gateway (any job); the error is in /gateways.",
+    ["gateway"],
+    registry=REGISTRY,
+)
+GATEWAY_INFO = Gauge(
+    f"{PREFIX}_gateway_info",
+    "Always 1: what each gateway is (serial number, firmware version).",
+    ["gateway", "serial", "firmware"],
+    registry=REGISTRY,
+)
+# The metrics above whose first label is the gateway, with their label names.
+_PER_GATEWAY = (
+    (POLLS, ("gateway", "job", "outcome")),
+    (REQUESTS, ("gateway", "endpoint", "status")),
+    (REQUEST_SECONDS, ("gateway", "endpoint")),
+    (LAST_SUCCESS, ("gateway",)),
+    (GATEWAY_UP, ("gateway",)),
+    (LAST_ERROR, ("gateway",)),
+    (GATEWAY_INFO, ("gateway", "serial", "firmware")),
 )
 
 
@@ -214,6 +252,11 @@ def record_dropped(n: int) -> None:
         DROPPED.inc(n)
 
 
+def record_counter_correction(gateway: str, kind: str) -> None:
+    """The energy stage decided a correction of ``kind`` on one of ``gateway``'s counters."""
+    COUNTER_CORRECTIONS.labels(gateway, kind).inc()
+
+
 def set_token_expiry(gateway: str, expires_at: float | None) -> None:
     """The token now used for ``gateway`` expires at Unix time ``expires_at``.
 
@@ -226,13 +269,40 @@ def set_token_expiry(gateway: str, expires_at: float | None) -> None:
 def last_success(gateway: str, ts: float | None = None) -> None:
     """``gateway`` was polled successfully at Unix time ``ts`` (default: now)."""
     LAST_SUCCESS.labels(gateway).set(time.time() if ts is None else ts)
+    GATEWAY_UP.labels(gateway).set(1)
+
+
+def last_error(gateway: str, ts: float | None = None) -> None:
+    """A poll of ``gateway`` failed at Unix time ``ts`` (default: now)."""
+    LAST_ERROR.labels(gateway).set(time.time() if ts is None else ts)
+    GATEWAY_UP.labels(gateway).set(0)
+
+
+def gateway_info(gateway: str, serial: str, firmware: str) -> None:
+    """``gateway`` is the gateway with this serial number, running this firmware."""
+    for family in GATEWAY_INFO.collect():
+        for s in family.samples:
+            if s.labels["gateway"] == gateway and (s.labels["serial"], s.labels["firmware"]) != (
+                serial,
+                firmware,
+            ):
+                GATEWAY_INFO.remove(gateway, s.labels["serial"], s.labels["firmware"])
+    GATEWAY_INFO.labels(gateway, serial, firmware).set(1)
 
 
 def forget_gateway(gateway: str) -> None:
-    """Drop the per-gateway gauges of a gateway that is no longer polled."""
+    """Drop every series of a gateway that is no longer polled."""
     TOKEN_EXPIRY.set(gateway, None)
-    with contextlib.suppress(KeyError):
-        LAST_SUCCESS.remove(gateway)
+    for metric, names in _PER_GATEWAY:
+        keys = {
+            tuple(s.labels[n] for n in names)
+            for family in metric.collect()
+            for s in family.samples
+            if s.labels.get("gateway") == gateway
+        }
+        for key in keys:
+            with contextlib.suppress(KeyError):
+                metric.remove(*key)
 
 
 def exposition() -> bytes:
