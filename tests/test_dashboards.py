@@ -31,6 +31,8 @@ CONTRACT: dict[str, tuple[set[str], set[str]]] = {
             *(f"{k}_lifetime_wh" for k in ("production", "consumption", "net")),
             "grid_import_lifetime_wh",
             "grid_export_lifetime_wh",
+            "grid_import_today_wh",
+            "grid_export_today_wh",
             "inverters",
             "batteries",
             "battery_w",
