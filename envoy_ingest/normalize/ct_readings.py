@@ -24,11 +24,8 @@ does not enable. Each reading is written at its own ``timestamp``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from envoy_ingest.envoy.capabilities import METERS_READINGS, Capabilities
-from envoy_ingest.gateway_json import dicts, number, put, report_time
+from envoy_ingest.envoy.capabilities import METERS_READINGS, Capabilities, Snapshot
+from envoy_ingest.gateway_json import JsonObject, dicts, number, put, report_time
 from envoy_ingest.normalize.production import PHASES
 from envoy_ingest.point import FieldValue, Point
 
@@ -66,7 +63,7 @@ _MEASURED = (
 )
 
 
-def ct_points(snapshot: Mapping[str, Any], caps: Capabilities, default_time: int) -> list[Point]:
+def ct_points(snapshot: Snapshot, caps: Capabilities, default_time: int) -> list[Point]:
     """``enphase_meter`` per enabled CT and wired phase (its energies; the storage
     CT's power too), and ``enphase_system`` grid import / export from the
     net-consumption CT, each at the reading's ``timestamp``."""
@@ -100,7 +97,7 @@ def ct_points(snapshot: Mapping[str, Any], caps: Capabilities, default_time: int
     return points
 
 
-def _channels(reading: Mapping[str, Any], caps: Capabilities) -> list[Mapping[str, Any]]:
+def _channels(reading: JsonObject, caps: Capabilities) -> list[JsonObject]:
     """The per-phase channels of the phases ``/ivp/meters`` says are metered
     (channels beyond them are not wired and may carry copies of other CTs'
     numbers, as on 8.2.127 split phase). A single-phase reading without
@@ -111,5 +108,5 @@ def _channels(reading: Mapping[str, Any], caps: Capabilities) -> list[Mapping[st
     return dicts(reading.get("channels"))[:wanted]
 
 
-def _measures(values: Mapping[str, Any]) -> bool:
+def _measures(values: JsonObject) -> bool:
     return any(number(values.get(key)) for key in _MEASURED)
