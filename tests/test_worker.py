@@ -16,7 +16,7 @@ from envoy_ingest.simulator import Simulator, SimulatorConfig
 from envoy_ingest.simulator.render_totals import api_v1_production
 from envoy_ingest.worker import CycleResult, Worker
 from tests.lp import Line, read_dir
-from tests.worker_settings import gateway_table, write_settings
+from tests.worker_settings import gateway_table, midday_timezone, write_settings
 
 NOON = 1718971200  # 2024-06-21 12:00 UTC
 
@@ -99,7 +99,8 @@ def test_legacy_http_digest_site_without_cts(tmp_path: Path) -> None:
         r = sim.model.reading(NOON)
         api = api_v1_production(sim.model, NOON)
         before = int(time.time())
-        rc = main(["run", "--once", "-c", str(write_settings(tmp_path, gateway_table(sim)))])
+        table = gateway_table(sim) + f'\ntimezone = "{midday_timezone()}"'
+        rc = main(["run", "--once", "-c", str(write_settings(tmp_path, table))])
         after = int(time.time())
     assert rc == 0
     lines = read_dir(tmp_path / "data")

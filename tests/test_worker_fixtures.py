@@ -12,17 +12,18 @@ from envoy_ingest.cli import main
 from envoy_ingest.simulator import Simulator, SimulatorConfig
 from tests.conftest import fixture_sets, require_fixtures
 from tests.lp import Line, read_dir
-from tests.worker_settings import gateway_table, write_settings
+from tests.worker_settings import gateway_table, midday_timezone, write_settings
 
 COUNT_FIELDS = {"inverters", "batteries"}
 FLAG_FIELDS = {"provisioned", "communicating", "producing"}
 STRING_FIELDS = {"battery_state", "state"}
 
 
-def run_once(tmp_path: Path, fixture: str) -> tuple[int, list[Line], Simulator]:
+def run_once(tmp_path: Path, fixture: str, more: str = "") -> tuple[int, list[Line], Simulator]:
     root = require_fixtures()
     with Simulator(SimulatorConfig(fixture=root / fixture)) as sim:
-        rc = main(["run", "--once", "-c", str(write_settings(tmp_path, gateway_table(sim)))])
+        table = gateway_table(sim) + more
+        rc = main(["run", "--once", "-c", str(write_settings(tmp_path, table))])
     return rc, read_dir(tmp_path / "data"), sim
 
 
@@ -96,7 +97,7 @@ def test_metered_7_6_175_values(tmp_path: Path) -> None:
 
 
 def test_legacy_3_9_36_falls_back_to_api_v1(tmp_path: Path) -> None:
-    rc, lines, sim = run_once(tmp_path, "3.9.36")
+    rc, lines, sim = run_once(tmp_path, "3.9.36", f'\ntimezone = "{midday_timezone()}"')
     assert rc == 0
     (system,) = [ln for ln in lines if ln.measurement == "enphase_system"]
     assert {
