@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 from pathlib import Path
 
 from envoy_ingest.simulator import Simulator
 
 
-def afternoon_zone() -> str:
-    """An IANA zone where it is afternoon now (13:00 to 22:59), for a gateway whose
-    totals carry no report time: the poll time is used, and the energy stage only
-    believes a day's energy that could have been made since the local midnight."""
-    hour = datetime.now(UTC).hour
-    offset = min(14, 23 - hour) - 1  # local = hour + offset, in 13..22
-    return f"Etc/GMT{-offset:+d}" if offset else "Etc/GMT"  # Etc/GMT-13 is UTC+13
-
-
-def gateway_table(sim: Simulator, name: str = "home", timezone: str | None = None) -> str:
+def gateway_table(sim: Simulator, name: str = "home") -> str:
     """The body of a ``[[gateways]]`` table for ``sim`` (a one-year token when modern)."""
     lines = [f'host = "{sim.host}"', f'name = "{name}"']
-    if timezone is not None:
-        lines.append(f'timezone = "{timezone}"')
     if sim.url.startswith("https://"):
         lines.append(f'token = "{sim.issue_token(lifetime=365 * 86400)}"')
     return "\n".join(lines)
+
+
+def midday_timezone(now: float | None = None) -> str:
+    """A zone where it is about noon now: for sites whose report times are the
+    wall clock (``/api/v1/production``), whose day counter the energy stage
+    does not believe shortly after local midnight (more than could have been
+    produced since)."""
+    hour = time.gmtime(time.time() if now is None else now).tm_hour
+    offset = 12 - hour  # UTC+12 at 00 UTC ... UTC-11 at 23 UTC
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"  # POSIX signs are inverted
 
 
 def write_settings(tmp: Path, *gateways: str, extra: str = "") -> Path:
