@@ -56,6 +56,7 @@ format: $(VENV)/.dev
 bench: $(VENV)/.dev test-servers
 	$(BIN)/python bench/bench_worker.py
 	$(BIN)/python bench/bench_spool.py
+	$(BIN)/python bench/bench_energy.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

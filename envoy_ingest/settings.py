@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from envoy_ingest.energy.localday import host_zone, zone
 from envoy_ingest.errors import SettingsError
 from envoy_ingest.gateways_file import check_unique, read_rows
 from envoy_ingest.shard import Shard, parse_shard
@@ -79,6 +81,20 @@ class GatewaySettings(_Section):
     tls_fingerprint: str | None = None
     connect_timeout: float = Field(default=10.0, gt=0)
     read_timeout: float = Field(default=45.0, gt=0)
+    timezone: str | None = None  # IANA name; None: the host's zone
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        zone(v.strip())  # raises ValueError naming the problem
+        return v.strip()
+
+    @property
+    def zone(self) -> tzinfo:
+        """The gateway's local time zone (its day counters restart at its midnight)."""
+        return zone(self.timezone) if self.timezone else host_zone()
 
     @field_validator("host")
     @classmethod
@@ -188,6 +204,11 @@ class StateSettings(_Section):
     directory: Path = Field(default_factory=_default_state_dir)
 
 
+class EnergySettings(_Section):
+    raw_counters: bool = False
+    state_flush_interval: float = Field(default=300.0, ge=0)
+
+
 class HealthSettings(_Section):
     enabled: bool = False
     listen: str = "127.0.0.1:9842"
@@ -216,6 +237,7 @@ class Settings(BaseSettings):
     spool: SpoolSettings = SpoolSettings()
     enlighten: EnlightenSettings = EnlightenSettings()
     state: StateSettings = Field(default_factory=StateSettings)
+    energy: EnergySettings = EnergySettings()
     health: HealthSettings = HealthSettings()
     log: LogSettings = LogSettings()
 
@@ -296,10 +318,9 @@ def find_config(path: Path | None) -> Path | None:
     return None
 
 
-def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+def load_settings(path: Path | None = None) -> Settings:
     """Read settings from ``path`` (or a default location) and the environment.
 
-    ``overrides`` are merged over the file (used by the quick-start demo).
     Raises :class:`SettingsError` with one line per problem.
     """
     data: dict[str, Any] = {}
@@ -313,8 +334,6 @@ def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = N
             raise SettingsError(f"{config}: cannot read ({exc.strerror or exc})") from None
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"{config}: not valid TOML ({exc})") from None
-    if overrides:
-        data.update(overrides)
     has_env_gateways = any(k.startswith(f"{ENV_PREFIX}GATEWAYS") for k in os.environ)
     if config is None and not data.get("gateways") and not has_env_gateways:
         where = " or ".join(str(p) for p in DEFAULT_CONFIG_PATHS)

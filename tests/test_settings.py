@@ -128,6 +128,14 @@ def test_secret_files_are_read_and_stripped(tmp_path: Path) -> None:
             '[[gateways]]\nhost = "h"\nenlighten_username = "me@example.com"\n',
             "gateways[0]: enlighten_username and enlighten_password go together",
         ),
+        (
+            '[[gateways]]\nhost = "h"\ntimezone = "Europe/Atlantis"\n',
+            "gateways[0].timezone: unknown time zone 'Europe/Atlantis': use an IANA name",
+        ),
+        (
+            '[[gateways]]\nhost = "h"\n[energy]\nstate_flush_interval = -1\n',
+            "energy.state_flush_interval: Input should be greater than or equal to 0",
+        ),
         ("[[gateways]\n", "not valid TOML"),
     ],
 )
@@ -170,3 +178,20 @@ def test_state_directory_follows_systemd(monkeypatch: pytest.MonkeyPatch, tmp_pa
     s = load_settings(write(tmp_path, '[[gateways]]\nhost = "h"\n'))
     assert s.state.directory == Path("/var/lib/envoy-ingest")
     assert s.spool_path == Path("/var/lib/envoy-ingest/spool.sqlite")
+
+
+def test_gateway_time_zone_defaults_to_the_host_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    settings = load_settings(write(tmp_path, '[[gateways]]\nhost = "h"\n'))
+    gw = settings.gateways[0]
+    assert gw.timezone is None
+    winter, summer = datetime(2025, 1, 15, 12), datetime(2025, 7, 15, 12)
+    # with daylight saving, not a fixed offset
+    assert winter.replace(tzinfo=gw.zone).utcoffset() != summer.replace(tzinfo=gw.zone).utcoffset()
+    named = load_settings(write(tmp_path, '[[gateways]]\nhost = "h"\ntimezone = "Asia/Tokyo"\n'))
+    assert named.gateways[0].zone == ZoneInfo("Asia/Tokyo")

@@ -202,6 +202,11 @@ def test_firmware_update_is_noticed_and_the_gateway_probed_again(
     assert paths.count("/production.json?details=1") == 2  # the new probe, then the poll
     (system,) = [p for p in after.points if p.measurement == "enphase_system"]
     assert "consumption_w" in system.fields
+    # Both are annotations (docs/schema.md, enphase_event).
+    events = {p.tags["kind"]: p for p in after.points if p.measurement == "enphase_event"}
+    assert sorted(events) == ["firmware", "reprobe"]
+    assert events["firmware"].fields == {"text": "firmware changed from 5.0.62 to 6.0.4"}
+    assert events["firmware"].tags["gateway"] == poller.serial
 
 
 def test_a_probe_during_a_reboot_decides_nothing(tmp_path: Path) -> None:
@@ -262,3 +267,37 @@ def test_a_plan_made_from_after_reboot_zeros_is_revisited(tmp_path: Path) -> Non
 
         asyncio.run(go())
     assert sources == ["inverters", "inverters", "api_v1"]
+
+
+def test_a_gateway_answering_503_after_it_answered_is_a_reboot_event(tmp_path: Path) -> None:
+    """Newer firmware answers 503 while it boots: one `reboot` event per episode,
+    sent with the first points after it, and the counters carry on unchanged."""
+    from envoy_ingest.settings import load_settings
+
+    with Simulator(frozen(family="modern", cts="1phase", inverters=4)) as sim:
+        worker = Worker(load_settings(write_settings(tmp_path, gateway_table(sim))))
+        poller = worker.pollers[0]
+
+        async def go() -> list[CycleResult]:
+            loop = asyncio.get_running_loop()
+            results = [await poller.poll("totals")]
+            sim.reboot(1.5)
+            for _ in range(2):
+                results.append(await poller.poll("totals", deadline=loop.time() + 0.5))
+            await asyncio.sleep(1.0)
+            sim.advance(60)
+            results.append(await poller.poll("totals", deadline=loop.time() + 5.0))
+            await poller.aclose()
+            return results
+
+        before, down1, down2, after = asyncio.run(go())
+    assert [before.ok, down1.ok, down2.ok, after.ok] == [True, False, False, True]
+    events = [p for p in after.points if p.measurement == "enphase_event"]
+    assert [(e.tags["kind"], e.fields["text"]) for e in events] == [
+        ("reboot", "the gateway answers 503 (service unavailable): it is rebooting")
+    ]
+    (first,) = [p for p in before.points if p.measurement == "enphase_system"]
+    (last,) = [p for p in after.points if p.measurement == "enphase_system"]
+    was, now = first.fields["production_lifetime_wh"], last.fields["production_lifetime_wh"]
+    assert isinstance(was, float) and isinstance(now, float)
+    assert 0 < now - was < 100  # a noon minute later: written as read, no step

@@ -32,17 +32,18 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from envoy_ingest.point import Point
+from envoy_ingest.point import Kind, Point
 
 __all__ = [
     "REGISTRY",
-    "Outcome",
+    "PollOutcome",
     "exposition",
     "forget_gateway",
     "forget_gateways",
     "gateway_info",
     "last_error",
     "last_success",
+    "record_counter_correction",
     "record_dead_letter",
     "record_dropped",
     "record_points",
@@ -59,7 +60,7 @@ PREFIX = "envoy_ingest"
 # graphs them. (A process-wide prometheus_client setting; this process is ours.)
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
-Outcome = Literal["ok", "error"]
+PollOutcome = Literal["ok", "error"]
 
 #: The registry ``/metrics`` serves. Not prometheus_client's global one, so that
 #: importing this module twice (or a library registering its own metrics) never
@@ -120,6 +121,13 @@ DEAD_LETTERED = Counter(
 DROPPED = Counter(
     f"{PREFIX}_dropped_points",
     "Points dropped without delivery (the spool was full).",
+    registry=REGISTRY,
+)
+COUNTER_CORRECTIONS = Counter(
+    f"{PREFIX}_counter_corrections",
+    "Energy counter corrections by gateway and kind (glitch, wrap, reset, jump: "
+    "held readings decided; reboot: every lifetime counter read 0).",
+    ["gateway", "kind"],
     registry=REGISTRY,
 )
 LAST_SUCCESS = Gauge(
@@ -201,7 +209,7 @@ PlatformCollector(registry=REGISTRY)  # python_info
 # --- what the other modules call ---------------------------------------------------
 
 
-def record_poll(gateway: str, job: str, outcome: Outcome) -> None:
+def record_poll(gateway: str, job: Kind, outcome: PollOutcome) -> None:
     """One poll cycle of ``job`` (``totals``/``devices``) ended with ``outcome``."""
     POLLS.labels(gateway, job, outcome).inc()
 
@@ -243,6 +251,11 @@ def record_dropped(n: int) -> None:
     """``n`` points were dropped undelivered."""
     if n > 0:
         DROPPED.inc(n)
+
+
+def record_counter_correction(gateway: str, kind: str) -> None:
+    """The energy stage decided a correction of ``kind`` on one of ``gateway``'s counters."""
+    COUNTER_CORRECTIONS.labels(gateway, kind).inc()
 
 
 def set_token_expiry(gateway: str, expires_at: float | None) -> None:

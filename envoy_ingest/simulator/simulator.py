@@ -15,6 +15,7 @@ from envoy_ingest.envoy.firmware import parse_version
 from envoy_ingest.simulator.auth import OWNER_LIFETIME, TokenAuthority
 from envoy_ingest.simulator.cloud import FakeCloud
 from envoy_ingest.simulator.config import SimulatorConfig
+from envoy_ingest.simulator.faults import Faults
 from envoy_ingest.simulator.fixtures import FixtureGateway
 from envoy_ingest.simulator.gateway import Clock, GatewayApp, Source
 from envoy_ingest.simulator.httpbase import BackgroundServer
@@ -38,6 +39,7 @@ class Simulator:
         start = cfg.start_time if cfg.start_time is not None else time.time()
         self.clock = Clock(start, cfg.time_scale)
         self.model: Model | None = None
+        self.faults: Faults | None = None  # counter faults (synthetic gateways only)
         source: Source
         if cfg.fixture is not None:
             fixture = FixtureGateway(Path(cfg.fixture))
@@ -51,7 +53,9 @@ class Simulator:
             modern = cfg.family == "modern"
             self.serial = cfg.serial
             self.software = cfg.software
-            source = SyntheticGateway(self.model, cfg.software)
+            synthetic = SyntheticGateway(self.model, cfg.software)
+            self.faults = synthetic.faults
+            source = synthetic
             self.fixture = None
         self.family = "modern" if modern else "legacy"
         self.authority = TokenAuthority(self.serial)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
+from envoy_ingest.energy import localday
 from envoy_ingest.errors import SettingsError
 from envoy_ingest.simulator.config import SimulatorConfig
 
@@ -35,7 +36,7 @@ def _serials(seed: str, prefix: str, count: int) -> tuple[str, ...]:
 
 def resolve_tz(name: str) -> tzinfo:
     if name.lower() == "local":
-        return datetime.now().astimezone().tzinfo or UTC
+        return localday.host_zone()
     if name.upper() == "UTC":
         return UTC
     try:
@@ -52,13 +53,11 @@ class Calendar:
 
     def day_of(self, t: float) -> int:
         """The local date of ``t`` as a proleptic ordinal."""
-        return datetime.fromtimestamp(t, self.tz).date().toordinal()
+        return localday.day_of(t, self.tz)
 
     def midnight(self, day: int) -> float:
         """Unix time of the start of local day ``day`` (an ordinal)."""
-        d = date.fromordinal(day)
-        local = datetime(d.year, d.month, d.day, tzinfo=self.tz)
-        return local.astimezone(UTC).timestamp()
+        return float(localday.midnight(day, self.tz))
 
     def standard_offset_hours(self) -> float:
         """UTC offset in January (no daylight saving) in hours."""

@@ -17,13 +17,15 @@ path                           legacy (< 7)              modern (>= 7)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from envoy_ingest.simulator import render_devices as dev
 from envoy_ingest.simulator import render_totals as tot
-from envoy_ingest.simulator.answer import HTML, NOT_FOUND, Answer, json_answer
+from envoy_ingest.simulator.answer import HTML, JSON, NOT_FOUND, Answer, json_answer
+from envoy_ingest.simulator.faults import Faults
 from envoy_ingest.simulator.model import Model
 from envoy_ingest.simulator.render_device_data import device_data
 from envoy_ingest.simulator.site import Site
@@ -93,6 +95,7 @@ class SyntheticGateway:
         self.model = model
         self.site = model.site
         self.software = software
+        self.faults = Faults()
         site = self.site
         modern = site.family == "modern"
         ensemble = modern or (site.battery_kind == "iq" and site.version >= (5,))
@@ -142,7 +145,11 @@ class SyntheticGateway:
         route = self._routes.get(parts.path)
         if route is None:
             return NOT_FOUND
-        return route(now, parse_qs(parts.query), rebooting)
+        answer = route(now, parse_qs(parts.query), rebooting)
+        if self.faults.active and answer.status == 200 and answer.content_type == JSON:
+            doc = self.faults.apply(parts.path, json.loads(answer.body), self.model, now)
+            return json_answer(doc)
+        return answer
 
     def _production_json(self, t: float, query: dict[str, list[str]], zero: bool) -> Answer:
         if self.site.version < (3, 10):

@@ -13,10 +13,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 from envoy_ingest import normalize
+from envoy_ingest.energy.stage import EVENT, EnergyStage
+from envoy_ingest.energy.store import EnergyStore, state_path
 from envoy_ingest.envoy.capabilities import (
     API_V1_PRODUCTION,
     PRODUCTION_JSON,
@@ -27,14 +30,13 @@ from envoy_ingest.envoy.capabilities import (
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.firmware import GatewayInfo
 from envoy_ingest.errors import EnvoyIngestError, GatewayError, SinkError
-from envoy_ingest.point import Point
+from envoy_ingest.point import Kind, Point
 from envoy_ingest.service import metrics
-from envoy_ingest.settings import GatewaySettings
+from envoy_ingest.settings import EnergySettings, GatewaySettings
 from envoy_ingest.sink.base import Sink
 
 log = logging.getLogger(__name__)
 
-Job = Literal["totals", "devices"]
 
 # /info is re-read this often even when all goes well, to notice a firmware
 # update that happened without a failed poll (one cheap request an hour).
@@ -49,7 +51,7 @@ class CycleResult:
     """What one poll of one gateway produced (for the live summary and --once)."""
 
     gateway: str
-    job: Job
+    job: Kind
     ok: bool
     points: list[Point] = field(default_factory=list)
     error: str | None = None
@@ -64,11 +66,21 @@ class GatewayPoller:
         sink: Sink,
         *,
         clock: Callable[[], float] = time.time,
+        state_dir: Path | None = None,
+        energy: EnergySettings | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
         self.sink = sink
         self.clock = clock
+        # Counters and days (energy/): needs the serial, so made at the first poll.
+        self.state_dir = state_dir
+        self.energy_settings = energy or EnergySettings()
+        self.energy: EnergyStage | None = None
+        self._events: list[
+            Point
+        ] = []  # firmware changes, re-probes, reboots: sent with the next points
+        self._unavailable = False
         self.info: GatewayInfo | None = None
         self.caps: Capabilities | None = None
         self.latest: dict[str, Any] = {}
@@ -76,6 +88,7 @@ class GatewayPoller:
         self._reconnect = True
         self._probed_at = 0.0
         self._degraded = False
+        self._no_devices_on: str | None = None  # firmware that serves no device endpoint
 
     @property
     def label(self) -> str:
@@ -101,6 +114,9 @@ class GatewayPoller:
                     self.info.firmware,
                     info.firmware,
                 )
+                self._event(
+                    "firmware", f"firmware changed from {self.info.firmware} to {info.firmware}"
+                )
                 self.caps = None
                 self.latest.clear()
             self.info = info
@@ -113,20 +129,66 @@ class GatewayPoller:
                 # Typically right after a reboot (503): decide nothing yet, probe next cycle.
                 detail = "; ".join(f"{p}: {r}" for p, r in self.client.last_errors.items())
                 raise GatewayError(f"the gateway does not serve production data yet ({detail})")
+            reprobe = self._probed_at > 0
             self.caps = detect(self.info, probe)
+            if reprobe:
+                self._event("reprobe", f"capabilities probed again: {self.caps.describe()}")
             self._probed_at = now
             # All-zero /api/v1/production is what 3.x says right after a reboot:
             # such a plan is looked at again within the hour.
             self._degraded = self.caps.production_source is None or self.caps.api_v1_zero
+            if self._no_devices_on == self.info.software:  # learned before: still none
+                self.caps = replace(self.caps, device_endpoints=False)
             self.latest.update(probe)
             log.info("%s: %s", self.label, self.caps.describe())
         return self.caps
+
+    def _no_device_endpoints(self, caps: Capabilities, paths: Sequence[str]) -> Capabilities:
+        """Every device endpoint answered 404: the gateway has none. Said once; the
+        devices job asks for nothing more (until the firmware changes)."""
+        assert self.info is not None
+        log.warning(
+            "%s: the gateway serves no device endpoint (%s answered 404): no microinverter "
+            "or battery points from it; the devices job stops asking",
+            self.label,
+            ", ".join(paths),
+        )
+        self._no_devices_on = self.info.software
+        self.caps = replace(caps, device_endpoints=False)
+        return self.caps
+
+    def _event(self, kind: str, text: str) -> None:
+        self._events.append(Point(EVENT, {"text": text}, int(self.clock()), {"kind": kind}))
+
+    def _energy(self, points: list[Point]) -> list[Point]:
+        """Counters corrected, day fields chosen, events added (energy/)."""
+        if self.state_dir is None:
+            return points
+        if self.energy is None:
+            serial = self.serial or "unknown"
+            store = EnergyStore(
+                state_path(self.state_dir, serial),
+                flush_interval=self.energy_settings.state_flush_interval,
+            )
+            self.energy = EnergyStage(
+                store,
+                self.settings.zone,
+                label=self.label,
+                raw_fields=self.energy_settings.raw_counters,
+            )
+        corrected, events = self.energy.apply(points)
+        return corrected + events
+
+    def flush_state(self) -> None:
+        """Write what the energy stage holds (at shutdown)."""
+        if self.energy is not None:
+            self.energy.store.flush()
 
     def _tag(self, points: Sequence[Point]) -> list[Point]:
         serial = self.serial or "unknown"
         return [p.with_tags(gateway=serial, site=self.settings.name) for p in points]
 
-    async def poll(self, job: Job, deadline: float | None = None) -> CycleResult:
+    async def poll(self, job: Kind, deadline: float | None = None) -> CycleResult:
         """Run one cycle of ``job``; never raises for gateway trouble."""
         started = self.clock()
         try:
@@ -138,6 +200,10 @@ class GatewayPoller:
             missing = tuple(p for p in extra if p not in self.latest and p not in paths)
             snap = await self.client.fetch(paths + missing, deadline=deadline)
             errors = dict(self.client.last_errors)
+            if job == "devices" and paths and set(paths) <= self.client.not_found:
+                caps = self._no_device_endpoints(caps, paths)
+                paths = caps.devices_paths
+                errors = {p: r for p, r in errors.items() if p not in self.client.not_found}
             if paths and not snap:
                 detail = "; ".join(f"{p}: {r}" for p, r in errors.items())
                 raise GatewayError(f"no endpoint answered ({detail})")
@@ -153,8 +219,12 @@ class GatewayPoller:
             metrics.record_poll(self.label, job, "error")
             metrics.last_error(self.label, self.clock())
             log.error("%s: %s poll failed: %s", self.label, job, exc)
+            self._seen_unavailable(exc)
             return CycleResult(self.label, job, ok=False, error=str(exc))
-        tagged = self._tag(points)
+        self._unavailable = False
+        points = self._energy(points)
+        tagged = self._tag(points + self._events)
+        self._events = []
         if tagged:
             try:
                 self.sink.submit(tagged)
@@ -174,6 +244,14 @@ class GatewayPoller:
             self.clock() - started,
         )
         return CycleResult(self.label, job, ok=True, points=tagged)
+
+    def _seen_unavailable(self, exc: EnvoyIngestError) -> None:
+        """A gateway that answered before and now answers only 503 is rebooting
+        (newer firmware does that for a few minutes): one event per episode."""
+        reasons = list(self.client.last_errors.values()) or [str(exc)]
+        if self._probed_at > 0 and not self._unavailable and all("503" in r for r in reasons):
+            self._unavailable = True
+            self._event("reboot", "the gateway answers 503 (service unavailable): it is rebooting")
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -28,6 +28,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.errors import SettingsError
+from envoy_ingest.point import Kind
 from envoy_ingest.service import metrics
 from envoy_ingest.service.health import HEARTBEAT_INTERVAL, HealthState
 from envoy_ingest.service.logging import redact
@@ -36,7 +37,7 @@ from envoy_ingest.settings import GatewaySettings, Settings
 from envoy_ingest.shard import select
 from envoy_ingest.sink import build_sink
 from envoy_ingest.sink.base import Sink
-from envoy_ingest.worker.poller import CycleResult, GatewayPoller, Job
+from envoy_ingest.worker.poller import CycleResult, GatewayPoller
 from envoy_ingest.worker.reload import gateway_changes, needs_restart
 
 log = logging.getLogger(__name__)
@@ -77,11 +78,11 @@ class Worker:
     def pollers(self) -> list[GatewayPoller]:
         return list(self._pollers.values())
 
-    def _interval(self, job: Job) -> float:
+    def _interval(self, job: Kind) -> float:
         s = self.settings.schedule
         return s.totals_interval if job == "totals" else s.devices_interval
 
-    async def poll(self, poller: GatewayPoller, job: Job) -> CycleResult:
+    async def poll(self, poller: GatewayPoller, job: Kind) -> CycleResult:
         """One cycle of one job of one gateway, within its interval."""
         interval = self._interval(job)
         lock = self._locks.get(poller.label)
@@ -196,7 +197,13 @@ class Worker:
     # --- the gateways' jobs -----------------------------------------------------------
 
     def _add_poller(self, gw: GatewaySettings) -> GatewayPoller:
-        poller = GatewayPoller(gw, EnvoyClient(gw, self.tokens), self.sink)
+        poller = GatewayPoller(
+            gw,
+            EnvoyClient(gw, self.tokens),
+            self.sink,
+            state_dir=self.settings.state.directory,
+            energy=self.settings.energy,
+        )
         self._pollers[poller.label] = poller
         self._locks[poller.label] = asyncio.Lock()
         return poller
@@ -241,6 +248,7 @@ class Worker:
         poller = self._pollers.pop(label)
         self.health.unregister_gateway(label)
         async with self._locks.pop(label):  # let a poll in progress finish first
+            poller.flush_state()
             await poller.aclose()
 
     # --- reload -------------------------------------------------------------------------
@@ -304,6 +312,7 @@ class Worker:
     async def _close(self) -> None:
         await self.tokens.aclose()
         for p in self.pollers:
+            p.flush_state()
             await p.aclose()
         await self.sink.close()
 

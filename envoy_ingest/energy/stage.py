@@ -1,0 +1,243 @@
+"""The energy stage: between normalize/ (pure) and the sink, run by the worker.
+
+For each point of one gateway it corrects every lifetime counter
+(``*_lifetime_wh``, :mod:`envoy_ingest.energy.counter`), then chooses the day
+fields (``*_today_wh``, ``*_7d_wh``, :mod:`envoy_ingest.energy.daily`), and
+returns ``enphase_event`` points for what it decided. docs/schema.md states
+every rule.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import tzinfo
+
+from envoy_ingest.energy import counter, daily
+from envoy_ingest.energy.store import EnergyStore
+from envoy_ingest.point import FieldValue, Point
+from envoy_ingest.service import metrics
+
+log = logging.getLogger(__name__)
+
+EVENT = "enphase_event"
+# The plausible power of a series: this times the highest power seen on its
+# points (or MIN_RATE_W when that is lower).
+RATE_MARGIN = 3.0
+MIN_RATE_W = 3000.0
+# Series that count microinverter joules and so may wrap at 2^32 J.
+_WRAPS = {("enphase_inverter", "lifetime_wh"), ("enphase_system", "production_lifetime_wh")}
+
+
+@dataclass(frozen=True, slots=True)
+class DayField:
+    lifetime: str
+    days: int
+    add: bool  # derived where the gateway does not report the field at all
+    today: str | None = None  # 7-day fields: the day field it must hold at least
+
+
+DAY_FIELDS: Mapping[str, Mapping[str, DayField]] = {
+    "enphase_system": {
+        "production_today_wh": DayField("production_lifetime_wh", 1, True),
+        "production_7d_wh": DayField("production_lifetime_wh", 7, True, "production_today_wh"),
+        "consumption_today_wh": DayField("consumption_lifetime_wh", 1, True),
+        "consumption_7d_wh": DayField("consumption_lifetime_wh", 7, True, "consumption_today_wh"),
+        "grid_import_today_wh": DayField("grid_import_lifetime_wh", 1, True),
+        "grid_export_today_wh": DayField("grid_export_lifetime_wh", 1, True),
+    },
+    "enphase_meter": {
+        "today_wh": DayField("lifetime_wh", 1, False),
+        "last_7d_wh": DayField("lifetime_wh", 7, False, "today_wh"),
+    },
+}
+# Net day fields that real gateways report as 0: consumption minus production.
+NET_FIELDS = {"net_today_wh": "today_wh", "net_7d_wh": "7d_wh"}
+
+
+def is_counter(name: str) -> bool:
+    return name == "lifetime_wh" or name.endswith("_lifetime_wh")
+
+
+def _signed(p: Point, name: str) -> bool:
+    """Net counters (import minus export) may fall; a CT's delivered and received
+    energies (import, export) do not."""
+    if p.measurement == "enphase_meter":
+        return name == "lifetime_wh" and p.tags.get("flow") == "net"
+    return name.startswith("net_")
+
+
+def _group(p: Point) -> str:
+    tags = ",".join(f"{k}={v}" for k, v in sorted(p.tags.items()) if k not in ("gateway", "site"))
+    return f"{p.measurement},{tags}" if tags else p.measurement
+
+
+def _power(fields: Mapping[str, FieldValue]) -> float:
+    """The highest power (W) the point reports, of any sign."""
+    return max(
+        (abs(v) for k, v in fields.items() if k.endswith("_w") and isinstance(v, float) and v == v),
+        default=0.0,
+    )
+
+
+def _merged(events: list[Point]) -> list[Point]:
+    """One event per time and kind, the texts joined: InfluxDB keeps one point
+    per series and time, so separate ones would overwrite each other."""
+    texts: dict[tuple[int, str], list[str]] = {}
+    for e in events:
+        texts.setdefault((e.time, e.tags["kind"]), []).append(str(e.fields["text"]))
+    return [
+        Point(EVENT, {"text": "; ".join(parts)}, t, {"kind": kind})
+        for (t, kind), parts in texts.items()
+    ]
+
+
+class EnergyStage:
+    """One gateway's counters and days; ``apply`` is called with each job's points."""
+
+    def __init__(
+        self, store: EnergyStore, tz: tzinfo, *, label: str, raw_fields: bool = False
+    ) -> None:
+        self.store = store
+        self.tz = tz
+        self.label = label
+        self.raw_fields = raw_fields
+
+    def apply(self, points: Sequence[Point]) -> tuple[list[Point], list[Point]]:
+        """The points with corrected counters and day fields, and the events."""
+        out: list[Point] = []
+        events: list[Point] = []
+        urgent = False
+        for p in points:
+            if not any(is_counter(k) for k in p.fields) and p.measurement not in DAY_FIELDS:
+                out.append(p)
+                continue
+            fields, new_events, decided = self._point(p)
+            events += new_events
+            urgent = urgent or decided
+            out.append(Point(p.measurement, fields, p.time, p.tags))
+        if len(out) != len(points) or any(a is not b for a, b in zip(out, points, strict=True)):
+            self.store.changed(urgent=urgent)
+        return out, _merged(events)
+
+    def _point(self, p: Point) -> tuple[dict[str, FieldValue], list[Point], bool]:
+        state = self.store.state
+        group = _group(p)
+        # The highest power grows at most twofold per point: one absurd power
+        # reading cannot open the bound for an absurd counter.
+        seen = state.peaks.get(group, 0.0)
+        peak = max(seen, min(_power(p.fields), 2 * max(seen, MIN_RATE_W)))
+        state.peaks[group] = peak
+        rate = RATE_MARGIN * max(peak, MIN_RATE_W)
+        fields = dict(p.fields)
+        events: list[Point] = []
+        urgent = False
+        raws: dict[str, float] = {}
+        written: dict[str, bool] = {}
+        for name, value in p.fields.items():
+            if not is_counter(name) or not isinstance(value, float):
+                continue
+            key = f"{group}|{name}"
+            c = state.counters.get(key)
+            if c is None:
+                c = counter.Counter(signed=_signed(p, name), wraps=(p.measurement, name) in _WRAPS)
+                state.counters[key] = c
+            raws[name] = value
+            result = counter.update(c, p.time, value, rate)
+            written[name] = result.value is not None
+            if result.value is None:
+                del fields[name]
+            else:
+                fields[name] = result.value
+                track = state.days.setdefault(key, daily.DayTrack())
+                before = track.day
+                track.advance(p.time, result.value, self.tz)
+                urgent = urgent or (before is not None and track.day != before)
+            if self.raw_fields:
+                fields[f"{name}_raw"] = value
+            if result.correction is not None:
+                urgent = True
+                events += self._correction(key, result.correction)
+        events += self._reboot(p, raws, written)
+        self._days(p, group, fields, raws, written, rate)
+        return fields, events, urgent
+
+    def _correction(self, key: str, corr: counter.Correction) -> list[Point]:
+        """Counted, logged once, and an event; the zeros of a reboot already seen
+        as one are logged at debug level, without an event of their own."""
+        text = corr.describe(key)
+        metrics.record_counter_correction(self.label, corr.kind)
+        reboot = self.store.state.rebooting and not any(corr.held)
+        if corr.kind == "glitch" and reboot:
+            log.debug("%s: %s", self.label, text)
+            return []
+        log.warning("%s: %s", self.label, text)
+        return [Point(EVENT, {"text": text}, corr.since, {"kind": f"counter_{corr.kind}"})]
+
+    def _reboot(
+        self, p: Point, raws: Mapping[str, float], written: Mapping[str, bool]
+    ) -> list[Point]:
+        """All lifetime counters of the system point 0: the gateway rebooted."""
+        if p.measurement != "enphase_system" or not raws:
+            return []
+        state = self.store.state
+        group = _group(p)
+        seen = any(
+            (c := state.counters.get(f"{group}|{name}")) is not None and c.last for name in raws
+        )
+        if all(v == 0 for v in raws.values()) and not any(written.values()):
+            if state.rebooting or not seen:
+                return []
+            state.rebooting = True
+            text = "the gateway answered 0 for every lifetime counter: it rebooted"
+            log.warning("%s: %s", self.label, text)
+            metrics.record_counter_correction(self.label, "reboot")
+            return [Point(EVENT, {"text": text}, p.time, {"kind": "reboot"})]
+        if any(written.values()):
+            state.rebooting = False
+        return []
+
+    def _days(
+        self,
+        p: Point,
+        group: str,
+        fields: dict[str, FieldValue],
+        raws: Mapping[str, float],
+        written: Mapping[str, bool],
+        rate: float,
+    ) -> None:
+        state = self.store.state
+        for name, spec in DAY_FIELDS.get(p.measurement, {}).items():
+            if spec.lifetime not in raws or (p.tags.get("flow") == "net"):
+                continue
+            reported = p.fields.get(name)
+            if reported is None and not spec.add:
+                continue
+            gateway = reported if isinstance(reported, float) else None
+            today = fields.get(spec.today) if spec.today else None
+            floor = today if isinstance(today, float) else None
+            track = state.days.setdefault(f"{group}|{spec.lifetime}", daily.DayTrack())
+            value = daily.resolve(
+                name,
+                track,
+                t=p.time,
+                tz=self.tz,
+                days=spec.days,
+                gateway=gateway,
+                raw_lifetime=raws[spec.lifetime],
+                written=written[spec.lifetime],
+                rate_w=rate,
+                floor=floor,
+            )
+            if value is None:
+                fields.pop(name, None)
+            else:
+                fields[name] = value
+        if p.measurement == "enphase_system":
+            for net, suffix in NET_FIELDS.items():
+                cons, prod = fields.get(f"consumption_{suffix}"), fields.get(f"production_{suffix}")
+                if p.fields.get(net) == 0 and isinstance(cons, float) and isinstance(prod, float):
+                    fields[net] = cons - prod
+                elif p.fields.get(net) == 0:
+                    fields.pop(net, None)
