@@ -84,7 +84,7 @@ class TokenManager:
         self._sleep = sleep
         self._rng = rng
         self.cloud = EnlightenClient(
-            settings.enlighten, transport=cloud_transport, clock=clock, sleep=sleep
+            settings.enlighten, transport=cloud_transport, clock=self.clock, sleep=sleep
         )
         self.cache = TokenCache(settings.state.directory / "tokens", self.clock)
         self._entries: dict[str, _Entry] = {}
