@@ -401,3 +401,21 @@ async def test_a_cycle_out_of_time_does_not_read_info_again(tmp_path: Path) -> N
         assert (await poller.poll("totals", deadline=loop.time() + 10)).ok
         assert sim.requests[0][1] == "/info"
         await poller.aclose()
+
+
+async def test_a_request_cut_short_leaves_the_gateway_usable() -> None:
+    """The deadline cancels the request mid-answer; the gateway's one pooled
+    connection must be free again for the next cycle (it once leaked for good)."""
+    gw = GatewaySettings(host="http://127.0.0.1")
+    server = _SlowServer(30)
+    async with server as base:
+        client = transport.build_client(gw)
+        loop = asyncio.get_running_loop()
+        for _ in range(3):
+            server.delay = 30
+            with pytest.raises(transport.TransportFailure):
+                await transport.send(client, gw, f"{base}/x", deadline=loop.time() + 0.2)
+            server.delay = 0
+            response = await transport.send(client, gw, f"{base}/x", deadline=loop.time() + 2)
+            assert response.status_code == 200
+        await client.aclose()

@@ -30,6 +30,7 @@ import ssl
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+import anyio
 import httpcore
 import httpx
 
@@ -232,10 +233,18 @@ def _timeout(gw: GatewaySettings, deadline: float | None) -> httpx.Timeout:
 
 @contextlib.asynccontextmanager
 async def _within(deadline: float | None, limit: InFlightLimit | None) -> AsyncIterator[None]:
-    """Until ``deadline`` (TimeoutError after it), holding a slot of ``limit``."""
+    """Until ``deadline`` (TimeoutError after it), holding a slot of ``limit``.
+
+    The deadline is an anyio cancel scope, not ``asyncio.timeout``: httpcore
+    (under httpx) closes a cancelled request in anyio scopes shielded from
+    anyio cancellation, which a native asyncio cancellation goes through. Cut
+    short that way, a request could leave its pool's one connection slot taken
+    for good, and every later request to that gateway waited for it and failed
+    (seen with 5,000 gateways).
+    """
     async with contextlib.AsyncExitStack() as stack:
         if deadline is not None:
-            await stack.enter_async_context(asyncio.timeout_at(deadline))
+            stack.enter_context(anyio.fail_after(max(deadline - _now(), 0.0)))
         if limit is not None:
             await stack.enter_async_context(limit)
         yield
