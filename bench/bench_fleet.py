@@ -136,7 +136,11 @@ def run_fleet(
             req1 = sum(g.requests for g in fleet.gateways)
         finally:
             proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
+            try:
+                proc.wait(timeout=300)  # it writes every gateway's energy state first
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         log.flush()
         log.seek(log_pos)
         window_log = log.read()

@@ -160,7 +160,9 @@ class Worker:
 
     def _on_missed(self, event: JobEvent) -> None:
         """A run skipped (the previous one still runs) or started too late."""
-        job = str(event.job_id).rpartition(":")[2]
+        _, sep, job = str(event.job_id).rpartition(":")
+        if not sep:
+            return  # not a gateway's job (the heartbeat)
         metrics.record_missed_cycle(job)
         reason = "still running" if event.code == EVENT_JOB_MAX_INSTANCES else "started too late"
         log.warning("%s: cycle missed (%s)", event.job_id, reason)
