@@ -9,7 +9,7 @@ InfluxQL.
   zeros, a lifetime that reads 0 for ten minutes, a wrap of the inverter total,
   ``whToday`` reset 20 minutes late.
 
-On the way, a two-hour transport gap, a clean restart (state flushed and
+On the way, two hours of failing answers (HTTP 500), a clean restart (state flushed and
 reloaded) and a ``kill -9`` (a new poller on a state file older than the last
 written point). The simulated clock is stepped, so three days take seconds.
 """
@@ -117,11 +117,15 @@ async def run_days(sims: tuple[Simulator, ...], cfg: Settings) -> None:
                     await p.aclose()
                 active = pollers(cfg, sink, sims)
                 restarts += 1
-            if int(t) not in GAP:
-                for p in active:
-                    assert (await p.poll("totals")).ok
-                    if int(t) % 1800 == 0:
-                        assert (await p.poll("devices")).ok
+            for p, sim in zip(active, sims, strict=True):
+                if int(t) in GAP:  # the gateway's answers fail: nothing written
+                    totals = "/production.json" if sim.family == "modern" else "/api/v1/production"
+                    sim.fail_next(totals, 500)
+                    assert not (await p.poll("totals")).ok
+                    continue
+                assert (await p.poll("totals")).ok
+                if int(t) % 1800 == 0:
+                    assert (await p.poll("devices")).ok
             for sim in sims:
                 sim.advance(STEP)
             t += STEP
