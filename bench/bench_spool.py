@@ -48,7 +48,7 @@ GiB = 1024**3
 
 
 def row(points: list[Point]) -> tuple[str, bytes, int]:
-    target = "devices" if points[0].is_device else "totals"
+    target = points[0].kind
     return (target, encode(points).encode(), len(points))
 
 

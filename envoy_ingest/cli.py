@@ -196,15 +196,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from envoy_ingest import commands
-
+    """Run the command's module (imported only when used: a fast start)."""
     if args.command == "simulate":
+        from envoy_ingest.commands.simulate import simulate
+
         _setup_logging(args, None)
-        return commands.simulate(args)
+        return simulate(args)
     if args.command == "demo":
+        from envoy_ingest.commands.demo import demo
+
         _setup_logging(args, None)
         args.data = args.data.resolve()
-        return asyncio.run(commands.demo(args))
+        return asyncio.run(demo(args))
     shard = getattr(args, "shard", None)
 
     def load() -> Settings:
@@ -221,8 +224,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     settings = load()
     _setup_logging(args, settings)
     if args.command == "run":
+        from envoy_ingest.commands.run import run
+
         return asyncio.run(
-            commands.run(
+            run(
                 settings,
                 once=args.once,
                 summary=args.summary,
@@ -231,9 +236,15 @@ def _dispatch(args: argparse.Namespace) -> int:
             )
         )
     if args.command == "discover":
-        return asyncio.run(commands.discover(settings))
+        from envoy_ingest.commands.discover import discover
+
+        return asyncio.run(discover(settings))
     if args.command == "check":
-        return asyncio.run(commands.check(settings))
+        from envoy_ingest.commands.check import check
+
+        return asyncio.run(check(settings))
     if args.command == "token":
-        return asyncio.run(commands.token(settings, gateway=args.gateway, show=args.show))
+        from envoy_ingest.commands.token import token_command
+
+        return asyncio.run(token_command(settings, args.gateway, args.show))
     raise AssertionError(args.command)  # argparse rejects unknown commands

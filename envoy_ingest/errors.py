@@ -28,7 +28,12 @@ class GatewayAuthError(GatewayError):
 
 
 class GatewayResponseError(GatewayError):
-    """The gateway answered, but not with something usable (5xx, HTML, bad JSON)."""
+    """The gateway answered, but not with something usable (5xx, HTML, bad JSON).
+    ``status``: the HTTP status when that was the trouble."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class CertificateMismatch(GatewayError):

@@ -14,6 +14,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+JsonObject = Mapping[str, Any]
+"""A JSON object of a gateway answer (read with the readers below, never trusted)."""
+
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
@@ -78,11 +81,11 @@ def report_time(value: Any) -> int | None:
     return int(n) if n is not None and n > 0 else None
 
 
-def mapping(value: Any) -> Mapping[str, Any] | None:
+def mapping(value: Any) -> JsonObject | None:
     return value if isinstance(value, Mapping) else None
 
 
-def dicts(value: Any) -> list[Mapping[str, Any]]:
+def dicts(value: Any) -> list[JsonObject]:
     """The objects of a JSON list; ``[]`` for anything that is not a list."""
     if not isinstance(value, list):
         return []
@@ -119,13 +122,13 @@ def serial(value: Any) -> str | None:
 # --- rules ------------------------------------------------------------------------
 
 
-def active(entry: Mapping[str, Any] | None) -> bool:
+def active(entry: JsonObject | None) -> bool:
     """A production.json entry that measures: ``activeCount`` > 0. An ``eim``
     entry with ``activeCount`` 0 is a CT that does not measure: its numbers are noise."""
     return entry is not None and (number(entry.get("activeCount")) or 0) > 0
 
 
-def acb_storage(production: Any) -> tuple[Mapping[str, Any], int] | None:
+def acb_storage(production: Any) -> tuple[JsonObject, int] | None:
     """The AC Batteries of production.json, as (``storage[0]``, how many): only
     with ``activeCount`` > 0 and a ``percentFull`` (some gateways report a count
     without it: not a working ACB)."""

@@ -13,11 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 FieldValue = float | int | bool | str
 
 TOTALS_MEASUREMENTS = frozenset({"enphase_system", "enphase_meter"})
 DEVICE_MEASUREMENTS = frozenset({"enphase_inverter", "enphase_battery"})
+
+Kind = Literal["totals", "devices"]
+"""The two halves of the data, each polled by its own job and written to its own
+place: ``totals`` (enphase_system, enphase_meter: every minute, to ``bucket``)
+and ``devices`` (enphase_inverter, enphase_battery: every 5 minutes, to
+``device_bucket``)."""
+KINDS: tuple[Kind, ...] = ("totals", "devices")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +42,6 @@ class Point:
         return Point(self.measurement, self.fields, self.time, merged)
 
     @property
-    def is_device(self) -> bool:
-        """True for per-device points, which go to the device bucket."""
-        return self.measurement in DEVICE_MEASUREMENTS
+    def kind(self) -> Kind:
+        """``devices`` for per-device points (the device bucket), else ``totals``."""
+        return "devices" if self.measurement in DEVICE_MEASUREMENTS else "totals"

@@ -317,10 +317,9 @@ def find_config(path: Path | None) -> Path | None:
     return None
 
 
-def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+def load_settings(path: Path | None = None) -> Settings:
     """Read settings from ``path`` (or a default location) and the environment.
 
-    ``overrides`` are merged over the file (used by the quick-start demo).
     Raises :class:`SettingsError` with one line per problem.
     """
     data: dict[str, Any] = {}
@@ -334,8 +333,6 @@ def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = N
             raise SettingsError(f"{config}: cannot read ({exc.strerror or exc})") from None
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"{config}: not valid TOML ({exc})") from None
-    if overrides:
-        data.update(overrides)
     has_env_gateways = any(k.startswith(f"{ENV_PREFIX}GATEWAYS") for k in os.environ)
     if config is None and not data.get("gateways") and not has_env_gateways:
         where = " or ".join(str(p) for p in DEFAULT_CONFIG_PATHS)

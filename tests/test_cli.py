@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from envoy_ingest.cli import main
+from envoy_ingest.commands.check import sink_report
+from envoy_ingest.settings import Settings
 from envoy_ingest.simulator import Simulator, SimulatorConfig
+from envoy_ingest.sink import check_sink
 from tests.worker_settings import write_settings
 
 NOON = 1718971200
@@ -40,6 +43,17 @@ def test_check_reports_scheme_auth_and_sink(
     )
     assert out[2].startswith("gateway barn: FAILED: gateway barn: no answer at 127.0.0.1:9")
     assert any(line.startswith("sink: ok: ") for line in out[3:])
+
+
+async def test_check_never_calls_a_failed_sink_ok(tmp_path: Path) -> None:
+    settings = Settings(
+        gateways=[{"host": "127.0.0.1:9"}],
+        influxdb={"url": "http://127.0.0.1:9", "api": "v1", "database": "solar"},
+        state={"directory": tmp_path / "state"},
+    )
+    lines = sink_report(await check_sink(settings))
+    assert lines[0].startswith("sink: FAILED: ")
+    assert lines[1:] == [f"sink: spool empty (no file yet at {tmp_path / 'state/spool.sqlite'})"]
 
 
 def test_check_passes_on_a_healthy_modern_gateway(

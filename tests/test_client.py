@@ -13,6 +13,7 @@ import pytest
 
 from envoy_ingest.envoy.client import EnvoyClient, parse_body
 from envoy_ingest.envoy.passwords import installer_password
+from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.envoy.transport import split_host
 from envoy_ingest.errors import (
     CertificateMismatch,
@@ -21,7 +22,7 @@ from envoy_ingest.errors import (
     GatewayUnreachable,
     TokenError,
 )
-from envoy_ingest.settings import GatewaySettings
+from envoy_ingest.settings import GatewaySettings, Settings
 from envoy_ingest.simulator import Simulator, SimulatorConfig
 
 PROTECTED = "/api/v1/production/inverters"  # digest on legacy firmware
@@ -43,8 +44,10 @@ def gw(host: str, **kw: Any) -> GatewaySettings:
     return GatewaySettings(host=host, **kw)
 
 
-def client(settings: GatewaySettings, **kw: Any) -> EnvoyClient:
-    return EnvoyClient(settings, backoff=0.01, **kw)
+def client(settings: GatewaySettings, backoff: float = 0.01, **kw: Any) -> EnvoyClient:
+    """A client with its token manager, as the worker makes them."""
+    tokens = TokenManager(Settings(gateways=[settings]))
+    return EnvoyClient(settings, tokens, backoff=backoff, **kw)
 
 
 # --- scheme detection --------------------------------------------------------------------
@@ -73,7 +76,8 @@ async def test_modern_gateway_is_found_over_https(modern: Simulator) -> None:
         assert (c.scheme, c.base_url) == ("https", modern.url)
         assert info.uses_jwt
         assert c.auth_description.startswith("bearer token (owner, expires ")
-    assert modern.requests == [("GET", "/info")]
+    # a pasted token is checked once before its first use
+    assert modern.requests == [("GET", "/info"), ("GET", "/auth/check_jwt")]
 
 
 async def test_scheme_in_host_forces_it(legacy: Simulator, modern: Simulator) -> None:
@@ -206,7 +210,7 @@ async def test_dropped_connections_and_503_are_retried(legacy: Simulator) -> Non
 
 async def test_retries_stop_at_the_deadline() -> None:
     with Simulator(SimulatorConfig(family="legacy", inverters=1)) as sim:
-        async with EnvoyClient(gw(sim.host), backoff=0.2) as c:
+        async with client(gw(sim.host), backoff=0.2) as c:
             await c.connect()
             sim.fail_next("/api/v1/production", status=503, count=100)
             loop = asyncio.get_running_loop()
@@ -296,6 +300,6 @@ async def test_pasted_token_refused_is_an_auth_error(modern: Simulator) -> None:
     other = Simulator(SimulatorConfig(family="modern", serial="999999999999"))
     token = other.issue_token()  # signed by another gateway
     async with client(gw(modern.host, token=token)) as c:
-        await c.connect()
-        with pytest.raises(GatewayAuthError, match="refused the pasted token"):
-            await c.get("/api/v1/production")
+        # checked with /auth/check_jwt before its first use, as every pasted token
+        with pytest.raises(GatewayAuthError, match="refuses the pasted token"):
+            await c.connect()

@@ -34,13 +34,13 @@ import pytest
 
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.tokens import TokenManager
-from envoy_ingest.point import Point
+from envoy_ingest.point import Kind, Point
 from envoy_ingest.settings import Settings
 from envoy_ingest.simulator import Simulator, SimulatorConfig
-from envoy_ingest.sink.base import DeliveryReport
 from envoy_ingest.sink.lineprotocol import encode
-from envoy_ingest.worker.poller import GatewayPoller, Job
+from envoy_ingest.worker.poller import GatewayPoller
 from tests.lp import FieldValue, Line, parse
+from tests.support.fakes import ListSink
 from tests.support.servers import InfluxDB1
 
 DASHBOARD = (
@@ -81,25 +81,6 @@ DEAD = "482200000003"
 # --- the simulated gateway, polled as the worker does ----------------------------------
 
 
-class ListSink:
-    name = "list"
-
-    def __init__(self) -> None:
-        self.points: list[Point] = []
-
-    def submit(self, points: Any) -> None:
-        self.points.extend(points)
-
-    async def start(self) -> None:
-        return None
-
-    async def drain(self, timeout: float) -> DeliveryReport:
-        return DeliveryReport()
-
-    async def close(self) -> None:
-        return None
-
-
 async def _poll_two_days(sim: Simulator, state: Path) -> list[Point]:
     settings = Settings(
         gateways=[{"host": sim.host, "name": "home", "token": sim.issue_token(lifetime=DAY)}],
@@ -110,7 +91,7 @@ async def _poll_two_days(sim: Simulator, state: Path) -> list[Point]:
     poller = GatewayPoller(gw, EnvoyClient(gw, TokenManager(settings)), sink, clock=sim.now)
     try:
         for step in range(0, 2 * DAY, 300):  # totals every 5 min, devices every 15 min
-            jobs: tuple[Job, ...] = ("totals", "devices") if step % 900 == 0 else ("totals",)
+            jobs: tuple[Kind, ...] = ("totals", "devices") if step % 900 == 0 else ("totals",)
             for job in jobs:
                 result = await poller.poll(job)
                 assert result.ok, result.error

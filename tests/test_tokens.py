@@ -17,10 +17,9 @@ import httpx
 import jwt
 import pytest
 
+from envoy_ingest.commands.token import token_command
 from envoy_ingest.envoy.client import EnvoyClient
-from envoy_ingest.envoy.token_command import token_command
-from envoy_ingest.envoy.token_info import DAY, decode_token
-from envoy_ingest.envoy.tokens import BACKOFF_CAP, TokenManager
+from envoy_ingest.envoy.tokens import BACKOFF_CAP, DAY, TokenManager, decode_token
 from envoy_ingest.errors import (
     CloudError,
     CloudLoginRefused,

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from envoy_ingest.commands.token import token_command
 from envoy_ingest.envoy.client import EnvoyClient
-from envoy_ingest.envoy.token_command import token_command
 from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.errors import CloudError, CloudLoginRefused, MultiFactorAccount, TokenError
 from envoy_ingest.settings import Settings

@@ -79,6 +79,10 @@ class Capabilities:
     encharge_count: int = 0
     #: ``/ivp/pdm/device_data`` lists the microinverters (see :func:`device_data_usable`).
     device_data: bool = False
+    #: The gateway serves its device endpoints. Learned by the worker, not the
+    #: probe: False once every path of the devices plan answered 404 (4.2.27 serves
+    #: none), which empties the plan.
+    device_endpoints: bool = True
 
     def describe(self) -> str:
         """One line for logs and ``discover``: what was found and what will be polled."""
@@ -102,9 +106,8 @@ class Capabilities:
             parts.append(f"{self.encharge_count} IQ batteries")
         if self.device_data:
             parts.append("device data")
-        parts.append(
-            f"totals: {' '.join(self.totals_paths)}; devices: {' '.join(self.devices_paths)}"
-        )
+        devices = " ".join(self.devices_paths) or "none (the gateway serves no device endpoint)"
+        parts.append(f"totals: {' '.join(self.totals_paths)}; devices: {devices}")
         return "; ".join(parts)
 
     @property
@@ -134,7 +137,9 @@ class Capabilities:
 
     @property
     def devices_paths(self) -> tuple[str, ...]:
-        """What the 300 s job fetches."""
+        """What the 300 s job fetches (nothing where the gateway serves none of it)."""
+        if not self.device_endpoints:
+            return ()
         paths: list[str] = []
         # Microinverter watts come from device_data where usable; ACB watts only
         # from /api/v1/production/inverters (devType 11).
@@ -162,7 +167,7 @@ class Capabilities:
         capacities; the storage CT; the microinverter count where production.json
         is not polled."""
         extra: list[str] = []
-        if self.production_source == "api_v1":
+        if self.production_source == "api_v1" and self.device_endpoints:
             extra.append(API_V1_INVERTERS)
         if self.encharge_count:
             extra.append(ENSEMBLE_INVENTORY)

@@ -8,8 +8,8 @@
     await client.aclose()
 
 Firmware < 7: digest auth (httpx sends it only after the gateway asks).
-Firmware >= 7: ``Authorization: Bearer <JWT>`` from the token manager, or the
-pasted ``token`` when there is none.
+Firmware >= 7: ``Authorization: Bearer <JWT>`` from the token manager, whether
+the token was pasted or fetched.
 
 Deadlines are event-loop times (``asyncio.get_running_loop().time() + seconds``).
 """
@@ -27,7 +27,6 @@ import httpx
 from envoy_ingest.envoy import transport as _transport
 from envoy_ingest.envoy.auth import GatewayDigestAuth, describe_digest, digest_auth
 from envoy_ingest.envoy.firmware import GatewayInfo, parse_info
-from envoy_ingest.envoy.token_info import TokenInfo, decode_token
 from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.errors import (
     CertificateMismatch,
@@ -62,7 +61,7 @@ class EnvoyClient:
     def __init__(
         self,
         gw: GatewaySettings,
-        tokens: TokenManager | None = None,
+        tokens: TokenManager,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         backoff: float = 1.0,
@@ -74,9 +73,9 @@ class EnvoyClient:
         self.scheme: str | None = None
         self.info: GatewayInfo | None = None
         self.last_errors: dict[str, str] = {}
+        self.not_found: set[str] = set()  # paths of the last fetch that answered 404
         self._http = _transport.build_client(gw, transport)
         self._digest: GatewayDigestAuth | None = None
-        self._pasted: TokenInfo | None = None
 
     def __repr__(self) -> str:
         return f"EnvoyClient({self.gw.label!r}, base_url={self.base_url!r})"
@@ -182,23 +181,11 @@ class EnvoyClient:
 
     async def _token(self, deadline: float | None = None) -> str:
         _, info = self._require_info()
-        if self.tokens is not None:
 
-            async def check(token: str) -> bool:
-                return await self.check_jwt(token, deadline=deadline)
+        async def check(token: str) -> bool:
+            return await self.check_jwt(token, deadline=deadline)
 
-            return await self.tokens.token_for(self.gw, info.serial, check)
-        if self.gw.token is None:
-            raise TokenError(
-                f"gateway {self.label}: firmware {info.firmware} needs a token: set token "
-                "(or token_file), or enlighten_username and enlighten_password"
-            )
-        if self._pasted is None:
-            try:
-                self._pasted = decode_token(self.gw.token.get_secret_value(), "pasted")
-            except ValueError as exc:
-                raise TokenError(f"gateway {self.label}: the pasted token is {exc}") from None
-        return self._pasted.value
+        return await self.tokens.token_for(self.gw, info.serial, check)
 
     @property
     def auth_description(self) -> str:
@@ -207,11 +194,7 @@ class EnvoyClient:
             return "not connected"
         if not self.info.uses_jwt:
             return describe_digest(self.gw)
-        if self.tokens is not None:
-            return self.tokens.describe(self.info.serial)
-        if self._pasted is not None:
-            return f"bearer token ({self._pasted.describe()})"
-        return "bearer token (none yet)"
+        return self.tokens.describe(self.info.serial)
 
     # --- reading ---------------------------------------------------------------------
 
@@ -243,11 +226,6 @@ class EnvoyClient:
         token = await self._token(deadline)
         response = await self._send(url, deadline=deadline, headers=_bearer(token))
         if response.status_code == 401:
-            if self.tokens is None:
-                raise GatewayAuthError(
-                    f"gateway {self.label}: {path}: the gateway refused the pasted token "
-                    "(expired, revoked, or for another gateway): paste a new one"
-                )
 
             async def check(candidate: str) -> bool:
                 return await self.check_jwt(candidate, deadline=deadline)
@@ -267,17 +245,19 @@ class EnvoyClient:
             raise GatewayAuthError(
                 f"gateway {self.label}: {path}: forbidden (403) for this token's account type"
             )
-        if self.tokens is not None and 200 <= response.status_code < 300:
+        if 200 <= response.status_code < 300:
             self.tokens.accepted(info.serial, token)
         return response
 
     async def fetch(self, paths: Sequence[str], *, deadline: float | None = None) -> dict[str, Any]:
         """Read ``paths`` one after the other (the gateway is weak).
 
-        Failed endpoints are absent from the result; :attr:`last_errors` says why.
+        Failed endpoints are absent from the result; :attr:`last_errors` says why
+        (:attr:`not_found`: those that answered 404).
         Once the gateway stops answering, the remaining paths are not tried.
         """
         self.last_errors = {}
+        self.not_found = set()
         snapshot: dict[str, Any] = {}
         for i, path in enumerate(paths):
             try:
@@ -291,6 +271,8 @@ class EnvoyClient:
                 break
             except GatewayError as exc:
                 self.last_errors[path] = self._reason(exc, path)
+                if isinstance(exc, GatewayResponseError) and exc.status == 404:
+                    self.not_found.add(path)
         return snapshot
 
     def _reason(self, exc: Exception, path: str) -> str:

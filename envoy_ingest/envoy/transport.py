@@ -29,6 +29,7 @@ from envoy_ingest.errors import (
     GatewayResponseError,
     GatewayUnreachable,
 )
+from envoy_ingest.service.logging import install_header_redaction
 from envoy_ingest.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,7 @@ def gateway_transport(gw: GatewaySettings) -> httpx.AsyncBaseTransport:
 def build_client(
     gw: GatewaySettings, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
+    install_header_redaction()
     return httpx.AsyncClient(
         transport=transport if transport is not None else gateway_transport(gw),
         timeout=httpx.Timeout(gw.read_timeout, connect=gw.connect_timeout),
@@ -279,29 +281,6 @@ def check_status(gw: GatewaySettings, path: str, response: httpx.Response) -> No
             "(not followed; usually a missing or refused login)"
         )
     reason = response.reason_phrase or ""
-    raise GatewayResponseError(f"gateway {gw.label}: {path} answered {status} {reason}".rstrip())
-
-
-# --- logging ------------------------------------------------------------------------
-
-
-class _RedactHeaders(logging.Filter):
-    """httpcore logs response headers at DEBUG (``Set-Cookie: sessionId=...``): drop them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        event, sep, _ = str(record.msg).partition(" ")
-        if sep and "headers" in event:
-            record.msg = f"{event} (headers not logged)"
-            record.args = ()
-        return True
-
-
-def install_log_redaction() -> None:
-    flt = _RedactHeaders()
-    for name in ("httpcore.http11", "httpcore.http2", "httpcore.connection", "httpcore.proxy"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _RedactHeaders) for f in logger.filters):
-            logger.addFilter(flt)
-
-
-install_log_redaction()
+    raise GatewayResponseError(
+        f"gateway {gw.label}: {path} answered {status} {reason}".rstrip(), status=status
+    )

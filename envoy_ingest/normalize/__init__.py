@@ -20,9 +20,8 @@ What each field needs (docs/schema.md has the full contract):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
-from envoy_ingest.envoy.capabilities import Capabilities
+from envoy_ingest.envoy.capabilities import Capabilities, Snapshot
 from envoy_ingest.gateway_json import count
 from envoy_ingest.normalize import batteries, ct_readings, inverters, production
 from envoy_ingest.point import FieldValue, Point
@@ -37,7 +36,7 @@ _PRODUCTION_FIELDS = (
 )
 
 
-def totals(snapshot: Mapping[str, Any], caps: Capabilities, now: int) -> list[Point]:
+def totals(snapshot: Snapshot, caps: Capabilities, now: int) -> list[Point]:
     """``enphase_system`` (one point) and ``enphase_meter`` (per flow and phase).
 
     The system point's time is the latest ``readingTime`` of the production and
@@ -65,7 +64,7 @@ def totals(snapshot: Mapping[str, Any], caps: Capabilities, now: int) -> list[Po
     return points
 
 
-def devices(snapshot: Mapping[str, Any], caps: Capabilities, now: int) -> list[Point]:
+def devices(snapshot: Snapshot, caps: Capabilities, now: int) -> list[Point]:
     """``enphase_inverter`` and ``enphase_battery``, one point per device, at the
     device's own report time (``now`` where it has none)."""
     return [

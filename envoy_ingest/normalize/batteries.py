@@ -29,7 +29,6 @@ IQ Batteries, ``/ivp/ensemble/inventory`` group ``ENCHARGE`` and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +37,10 @@ from envoy_ingest.envoy.capabilities import (
     ENSEMBLE_INVENTORY,
     ENSEMBLE_POWER,
     INVENTORY,
+    Snapshot,
 )
 from envoy_ingest.gateway_json import (
+    JsonObject,
     acb_storage,
     dicts,
     flag,
@@ -72,7 +73,7 @@ class Aggregate:
     state: str | None = None
 
 
-def acb_aggregate(production: Mapping[str, Any] | None) -> Aggregate | None:
+def acb_aggregate(production: JsonObject | None) -> Aggregate | None:
     """The ACBs from ``storage[0]`` of production.json."""
     found = acb_storage(production)
     if found is None:
@@ -88,7 +89,7 @@ def acb_aggregate(production: Mapping[str, Any] | None) -> Aggregate | None:
     )
 
 
-def encharge_aggregate(snapshot: Mapping[str, Any]) -> Aggregate | None:
+def encharge_aggregate(snapshot: Snapshot) -> Aggregate | None:
     """The IQ batteries: count and capacity from the inventory, power and charge
     from ``/ivp/ensemble/power`` (charge falls back to the inventory's)."""
     inventory = snapshot.get(ENSEMBLE_INVENTORY)
@@ -126,9 +127,7 @@ def encharge_aggregate(snapshot: Mapping[str, Any]) -> Aggregate | None:
     return Aggregate(len(serials), power_w, soc_pct, energy, capacity)
 
 
-def system_fields(
-    production: Mapping[str, Any] | None, snapshot: Mapping[str, Any]
-) -> dict[str, FieldValue]:
+def system_fields(production: JsonObject | None, snapshot: Snapshot) -> dict[str, FieldValue]:
     """``batteries``, ``battery_w``, ``battery_soc_pct``, ``battery_state`` of
     ``enphase_system``; each only when every kind of battery present gives it."""
     kinds = [a for a in (acb_aggregate(production), encharge_aggregate(snapshot)) if a is not None]
@@ -156,7 +155,7 @@ def system_fields(
     return fields
 
 
-def battery_points(snapshot: Mapping[str, Any], now: int) -> list[Point]:
+def battery_points(snapshot: Snapshot, now: int) -> list[Point]:
     """``enphase_battery``: each IQ battery, then each ACB."""
     return [*_encharge_points(snapshot, now), *_acb_points(snapshot, now)]
 
@@ -172,7 +171,7 @@ def derive_state(power_w: float | None, soc_pct: float | None) -> str | None:
     return "full" if soc_pct is not None and soc_pct >= 100 else "idle"
 
 
-def encharge_devices(inventory: Any) -> list[Mapping[str, Any]]:
+def encharge_devices(inventory: Any) -> list[JsonObject]:
     return [
         d
         for group in dicts(inventory)
@@ -181,16 +180,16 @@ def encharge_devices(inventory: Any) -> list[Mapping[str, Any]]:
     ]
 
 
-def encharge_power(snapshot: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+def encharge_power(snapshot: Snapshot) -> dict[str, JsonObject]:
     body = mapping(snapshot.get(ENSEMBLE_POWER)) or {}
     devices = body.get("devices:", body.get("devices"))
     return {s: d for d in dicts(devices) if (s := serial(d.get("serial_num")))}
 
 
-def inventory_devices(snapshot: Mapping[str, Any], kind: str) -> dict[str, Mapping[str, Any]]:
+def inventory_devices(snapshot: Snapshot, kind: str) -> dict[str, JsonObject]:
     """Devices of one ``/inventory.json`` group by serial, removed ones
     (``admin_state`` 0) left out; the first entry wins for a repeated serial."""
-    found: dict[str, Mapping[str, Any]] = {}
+    found: dict[str, JsonObject] = {}
     for group in dicts(snapshot.get(INVENTORY)):
         if group.get("type") != kind:
             continue
@@ -201,7 +200,7 @@ def inventory_devices(snapshot: Mapping[str, Any], kind: str) -> dict[str, Mappi
     return found
 
 
-def status_fields(device: Mapping[str, Any]) -> dict[str, FieldValue]:
+def status_fields(device: JsonObject) -> dict[str, FieldValue]:
     """``provisioned``, ``communicating``, ``producing`` of an inventory entry."""
     fields: dict[str, FieldValue] = {}
     for name in ("provisioned", "communicating", "producing"):
@@ -218,7 +217,7 @@ def _state(value: Any) -> str | None:
     return state if state in STATES else None
 
 
-def _encharge_points(snapshot: Mapping[str, Any], now: int) -> list[Point]:
+def _encharge_points(snapshot: Snapshot, now: int) -> list[Point]:
     power = encharge_power(snapshot)
     points: list[Point] = []
     seen: set[str] = set()
@@ -251,7 +250,7 @@ def _encharge_points(snapshot: Mapping[str, Any], now: int) -> list[Point]:
     return points
 
 
-def _acb_points(snapshot: Mapping[str, Any], now: int) -> list[Point]:
+def _acb_points(snapshot: Snapshot, now: int) -> list[Point]:
     inventory = inventory_devices(snapshot, "ACB")
     watts = {
         s: e

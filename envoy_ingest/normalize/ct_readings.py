@@ -18,10 +18,7 @@ read here (negative ``activePower`` = charging). Readings are matched by
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from envoy_ingest.envoy.capabilities import METERS_READINGS, Capabilities
+from envoy_ingest.envoy.capabilities import METERS_READINGS, Capabilities, Snapshot
 from envoy_ingest.gateway_json import dicts, number, put, report_time
 from envoy_ingest.normalize.production import PHASES
 from envoy_ingest.point import FieldValue, Point
@@ -48,9 +45,7 @@ _MEASURED = (
 )
 
 
-def storage_points(
-    snapshot: Mapping[str, Any], caps: Capabilities, default_time: int
-) -> list[Point]:
+def storage_points(snapshot: Snapshot, caps: Capabilities, default_time: int) -> list[Point]:
     """``enphase_meter`` with ``flow=storage``, one point per wired phase."""
     eids = set(caps.storage_ct_eids)
     points: list[Point] = []

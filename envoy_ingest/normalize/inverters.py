@@ -39,6 +39,7 @@ from envoy_ingest.envoy.capabilities import (
     API_V1_INVERTERS,
     DEVICE_DATA,
     Capabilities,
+    Snapshot,
     device_data_usable,
 )
 from envoy_ingest.gateway_json import dicts, integer, mapping, path, put, report_time, serial
@@ -50,7 +51,7 @@ _JOULES_PER_WH = 3600.0
 
 
 def microinverters(
-    snapshot: Mapping[str, Any], caps: Capabilities
+    snapshot: Snapshot, caps: Capabilities
 ) -> dict[str, tuple[dict[str, FieldValue], int | None]]:
     """Serial -> (power fields, report time) from the source the capabilities chose:
     device_data where usable (falling back to the v1 list when it failed this
@@ -61,7 +62,7 @@ def microinverters(
     return _from_v1(snapshot.get(API_V1_INVERTERS))
 
 
-def inverter_points(snapshot: Mapping[str, Any], caps: Capabilities, now: int) -> list[Point]:
+def inverter_points(snapshot: Snapshot, caps: Capabilities, now: int) -> list[Point]:
     """``enphase_inverter``: one point per microinverter."""
     readings = microinverters(snapshot, caps)
     status = inventory_devices(snapshot, "PCU")
@@ -77,7 +78,7 @@ def inverter_points(snapshot: Mapping[str, Any], caps: Capabilities, now: int) -
     return points
 
 
-def count(snapshot: Mapping[str, Any], caps: Capabilities) -> int | None:
+def count(snapshot: Snapshot, caps: Capabilities) -> int | None:
     """Number of microinverters the device answers list (``None`` when absent or
     empty: every site has at least one)."""
     usable = caps.device_data and device_data_usable(snapshot.get(DEVICE_DATA))

@@ -34,10 +34,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from envoy_ingest.envoy.capabilities import API_V1_PRODUCTION, PRODUCTION_JSON, Capabilities
-from envoy_ingest.gateway_json import active, dicts, mapping, number, put, report_time
+from envoy_ingest.envoy.capabilities import (
+    API_V1_PRODUCTION,
+    PRODUCTION_JSON,
+    Capabilities,
+    Snapshot,
+)
+from envoy_ingest.gateway_json import JsonObject, active, dicts, mapping, number, put, report_time
 from envoy_ingest.point import FieldValue, Point
 
 #: Firmware that copies net consumption into total consumption (wNow, whLifetime).
@@ -72,22 +76,22 @@ _COPIED_FROM_NET = ("current_a", "power_factor", "apparent_power_va", "reactive_
 class Entries:
     """The entries of one production.json answer that carry data."""
 
-    eim: Mapping[str, Any] | None  # production CT, only when it measures
-    inverters: Mapping[str, Any] | None
-    total: Mapping[str, Any] | None  # total consumption, only when it measures
-    net: Mapping[str, Any] | None
+    eim: JsonObject | None  # production CT, only when it measures
+    inverters: JsonObject | None
+    total: JsonObject | None  # total consumption, only when it measures
+    net: JsonObject | None
     #: 8.3.5433: total consumption equals net (wNow and whLifetime both).
     total_is_net: bool
 
 
-def production_json(snapshot: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def production_json(snapshot: Snapshot) -> JsonObject | None:
     body = mapping(snapshot.get(PRODUCTION_JSON))
     if body is None or not isinstance(body.get("production"), list):
         return None
     return body
 
 
-def entries(body: Mapping[str, Any] | None, caps: Capabilities) -> Entries:
+def entries(body: JsonObject | None, caps: Capabilities) -> Entries:
     if body is None:
         return Entries(None, None, None, None, total_is_net=False)
     production = dicts(body.get("production"))
@@ -114,7 +118,7 @@ def entries(body: Mapping[str, Any] | None, caps: Capabilities) -> Entries:
 
 
 def system_fields(
-    snapshot: Mapping[str, Any], caps: Capabilities
+    snapshot: Snapshot, caps: Capabilities
 ) -> tuple[dict[str, FieldValue], list[int]]:
     """``enphase_system`` production / consumption / net fields, and the report
     times of the entries they came from."""
@@ -154,7 +158,7 @@ def system_fields(
     return fields, times
 
 
-def meter_points(snapshot: Mapping[str, Any], caps: Capabilities, default_time: int) -> list[Point]:
+def meter_points(snapshot: Snapshot, caps: Capabilities, default_time: int) -> list[Point]:
     """``enphase_meter`` per flow and phase from the ``lines`` of measuring CTs.
 
     Without ``lines`` a single-phase site's entry is its L1; a multi-phase (or
@@ -186,7 +190,7 @@ def meter_points(snapshot: Mapping[str, Any], caps: Capabilities, default_time: 
     return points
 
 
-def corrected_total(total: Mapping[str, Any] | None, e: Entries) -> Mapping[str, Any] | None:
+def corrected_total(total: JsonObject | None, e: Entries) -> JsonObject | None:
     """Total consumption with the 8.3.5433 fault repaired (total = net +
     production for ``wNow`` and ``whLifetime``), or ``None`` when it cannot be."""
     if total is None or not e.total_is_net:
@@ -199,7 +203,7 @@ def corrected_total(total: Mapping[str, Any] | None, e: Entries) -> Mapping[str,
 # --- helpers -----------------------------------------------------------------
 
 
-def _by_type(entries: list[Mapping[str, Any]], kind: str, index: int) -> Mapping[str, Any] | None:
+def _by_type(entries: list[JsonObject], kind: str, index: int) -> JsonObject | None:
     """The entry with ``measurementType`` ``kind``; by position when none says."""
     for entry in entries:
         if entry.get("measurementType") == kind:
@@ -209,30 +213,30 @@ def _by_type(entries: list[Mapping[str, Any]], kind: str, index: int) -> Mapping
     return None
 
 
-def _same(a: Mapping[str, Any], b: Mapping[str, Any], key: str) -> bool:
+def _same(a: JsonObject, b: JsonObject, key: str) -> bool:
     x, y = number(a.get(key)), number(b.get(key))
     return x is not None and x == y
 
 
-def _first_nonzero(key: str, *candidates: Mapping[str, Any] | None) -> float | None:
+def _first_nonzero(key: str, *candidates: JsonObject | None) -> float | None:
     values = [number(c.get(key)) for c in candidates if c is not None]
     present = [v for v in values if v is not None]
     return next((v for v in present if v != 0), present[0] if present else None)
 
 
-def _add_time(times: list[int], entry: Mapping[str, Any]) -> None:
+def _add_time(times: list[int], entry: JsonObject) -> None:
     if (t := report_time(entry.get("readingTime"))) is not None:
         times.append(t)
 
 
-def _meter_fields(line: Mapping[str, Any]) -> dict[str, FieldValue]:
+def _meter_fields(line: JsonObject) -> dict[str, FieldValue]:
     fields: dict[str, FieldValue] = {}
     for name, key in _METER_FIELDS:
         put(fields, name, line.get(key))
     return fields
 
 
-def _sum_keys(total: Mapping[str, Any], production: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def _sum_keys(total: JsonObject, production: JsonObject) -> JsonObject | None:
     """``total`` with ``wNow`` and ``whLifetime`` replaced by total + production."""
     out = dict(total)
     for key in ("wNow", "whLifetime"):
@@ -244,15 +248,15 @@ def _sum_keys(total: Mapping[str, Any], production: Mapping[str, Any]) -> Mappin
 
 
 def _repair_line(
-    index: int, total: Mapping[str, Any], e: Entries, whole_entry: bool
+    index: int, total: JsonObject, e: Entries, whole_entry: bool
 ) -> dict[str, FieldValue] | None:
     """Per-phase repair of the 8.3.5433 fault: a phase of total consumption that
     equals the same phase of net gets that phase of production added."""
     if e.eim is None or e.net is None:
         return None
-    line: Mapping[str, Any] | None = total
-    net_line: Mapping[str, Any] | None = e.net
-    prod_line: Mapping[str, Any] | None = e.eim
+    line: JsonObject | None = total
+    net_line: JsonObject | None = e.net
+    prod_line: JsonObject | None = e.eim
     if not whole_entry:
         line, net_line, prod_line = _line(total, index), _line(e.net, index), _line(e.eim, index)
     if line is None or net_line is None:
@@ -267,6 +271,6 @@ def _repair_line(
     return {"power_w": float(repaired["wNow"]), "lifetime_wh": float(repaired["whLifetime"])}
 
 
-def _line(entry: Mapping[str, Any], index: int) -> Mapping[str, Any] | None:
+def _line(entry: JsonObject, index: int) -> JsonObject | None:
     lines = dicts(entry.get("lines"))
     return lines[index] if index < len(lines) else None

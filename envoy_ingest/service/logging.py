@@ -31,6 +31,7 @@ __all__ = [
     "JsonFormatter",
     "RedactingFilter",
     "TextFormatter",
+    "install_header_redaction",
     "redact",
     "register_secret",
     "setup_logging",
@@ -258,3 +259,29 @@ def setup_logging(
     if numeric > logging.DEBUG:
         handler.addFilter(_QuietLibraries())
     logging.captureWarnings(True)
+
+
+class _DropHeaders(logging.Filter):
+    """httpcore logs response headers at DEBUG (``Set-Cookie: sessionId=...``):
+    drop them at the logger, before any handler (a test's too) sees them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        event, sep, _ = str(record.msg).partition(" ")
+        if sep and "headers" in event:
+            record.msg = f"{event} (headers not logged)"
+            record.args = ()
+        return True
+
+
+def install_header_redaction() -> None:
+    """Drop httpcore's header lines (idempotent). Done when this module is first
+    imported, which every HTTP client of ours does (the gateway transport calls it
+    again to say so)."""
+    flt = _DropHeaders()
+    for name in ("httpcore.http11", "httpcore.http2", "httpcore.connection", "httpcore.proxy"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropHeaders) for f in logger.filters):
+            logger.addFilter(flt)
+
+
+install_header_redaction()

@@ -32,11 +32,11 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from envoy_ingest.point import Point
+from envoy_ingest.point import Kind, Point
 
 __all__ = [
     "REGISTRY",
-    "Outcome",
+    "PollOutcome",
     "exposition",
     "forget_gateway",
     "gateway_info",
@@ -59,7 +59,7 @@ PREFIX = "envoy_ingest"
 # graphs them. (A process-wide prometheus_client setting; this process is ours.)
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
-Outcome = Literal["ok", "error"]
+PollOutcome = Literal["ok", "error"]
 
 #: The registry ``/metrics`` serves. Not prometheus_client's global one, so that
 #: importing this module twice (or a library registering its own metrics) never
@@ -208,7 +208,7 @@ PlatformCollector(registry=REGISTRY)  # python_info
 # --- what the other modules call ---------------------------------------------------
 
 
-def record_poll(gateway: str, job: str, outcome: Outcome) -> None:
+def record_poll(gateway: str, job: Kind, outcome: PollOutcome) -> None:
     """One poll cycle of ``job`` (``totals``/``devices``) ended with ``outcome``."""
     POLLS.labels(gateway, job, outcome).inc()
 

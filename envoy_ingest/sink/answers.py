@@ -25,11 +25,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Literal, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-Target = Literal["totals", "devices"]
-TARGETS: tuple[Target, ...] = ("totals", "devices")
+from envoy_ingest.point import Kind
 
 # Longest server reason kept in a log line or error message.
 MAX_REASON = 500
@@ -69,10 +68,10 @@ class Writer(Protocol):
 
     name: str
 
-    def destination(self, target: Target) -> str:
+    def destination(self, target: Kind) -> str:
         """How messages name where ``target`` goes, e.g. ``bucket 'solar'``."""
 
-    async def write(self, target: Target, body: bytes) -> WriteResult:
+    async def write(self, target: Kind, body: bytes) -> WriteResult:
         """Send ``body`` (complete lines, precision s). Never raises for server trouble."""
 
     async def check(self) -> list[tuple[bool, str]]:

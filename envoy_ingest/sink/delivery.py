@@ -36,10 +36,10 @@ from pathlib import Path
 
 from envoy_ingest.backoff import Backoff
 from envoy_ingest.errors import SinkError
-from envoy_ingest.point import Point
+from envoy_ingest.point import KINDS, Kind, Point
 from envoy_ingest.service import metrics
 from envoy_ingest.sink._append import LineAppender
-from envoy_ingest.sink.answers import OK, TARGETS, Outcome, Target, Writer, WriteResult
+from envoy_ingest.sink.answers import OK, Outcome, Writer, WriteResult
 from envoy_ingest.sink.base import DeliveryReport
 from envoy_ingest.sink.lineprotocol import encode_point
 from envoy_ingest.sink.spool import Spool, SpoolEntry
@@ -108,11 +108,11 @@ class SpooledDelivery:
 
     def submit(self, points: Sequence[Point]) -> None:
         """Commit ``points`` to the spool, one transaction; no network."""
-        lines: dict[Target, list[str]] = {t: [] for t in TARGETS}
+        lines: dict[Kind, list[str]] = {t: [] for t in KINDS}
         for point in points:
             line = encode_point(point)
             if line is not None:
-                lines["devices" if point.is_device else "totals"].append(line + "\n")
+                lines[point.kind].append(line + "\n")
         entries = [(t, "".join(ls).encode(), len(ls)) for t, ls in lines.items() if ls]
         try:
             dropped = self.spool.append(entries)
@@ -223,7 +223,7 @@ class SpooledDelivery:
                 return _Step(idle=True)
             step = _Step()
             before = self._delivered + self._dead_lettered
-            for target in TARGETS:
+            for target in KINDS:
                 group = [e for e in entries if e.target == target]
                 if not group:
                     continue
@@ -242,7 +242,7 @@ class SpooledDelivery:
                 self.backoff.reset()
             return step
 
-    async def _send(self, target: Target, entries: list[SpoolEntry]) -> WriteResult:
+    async def _send(self, target: Kind, entries: list[SpoolEntry]) -> WriteResult:
         """Deliver ``entries`` (oldest first), splitting on 400 and 413."""
         queue: deque[list[SpoolEntry]] = deque([entries])
         while queue:
@@ -278,7 +278,7 @@ class SpooledDelivery:
             return result
         return OK
 
-    async def _send_lines(self, target: Target, entry: SpoolEntry) -> WriteResult:
+    async def _send_lines(self, target: Kind, entry: SpoolEntry) -> WriteResult:
         """Deliver one spooled row in pieces; the spool keeps what is not yet sent."""
         lines = entry.body.splitlines(keepends=True)
         mid = len(lines) // 2
@@ -308,7 +308,7 @@ class SpooledDelivery:
             return OK
         return result
 
-    def _dead_letter(self, target: Target, body: bytes, points: int, result: WriteResult) -> bool:
+    def _dead_letter(self, target: Kind, body: bytes, points: int, result: WriteResult) -> bool:
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         where = f"{self.writer.name}, {self.writer.destination(target)}"
         header = f"# {stamp} rejected by {where}: {result.message}\n".encode()
@@ -334,7 +334,7 @@ class SpooledDelivery:
         )
         return True
 
-    def _failed(self, target: Target, result: WriteResult) -> None:
+    def _failed(self, target: Kind, result: WriteResult) -> None:
         metrics.record_write_error(result.error_class)
         now = time.time()
         first = self._failing_since is None

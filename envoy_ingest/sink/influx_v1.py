@@ -14,10 +14,10 @@ import json
 
 import httpx
 
+from envoy_ingest.point import Kind
 from envoy_ingest.settings import InfluxDBSettings
 from envoy_ingest.sink.answers import (
     Outcome,
-    Target,
     WriteResult,
     classify,
     display_url,
@@ -52,7 +52,7 @@ class InfluxV1Writer:
         assert settings.database, "influxdb.database is required with api = 'v1'"
         self.url = settings.url
         self.name = f"InfluxDB 1.x at {display_url(self.url)}"
-        self._databases: dict[Target, str] = {
+        self._databases: dict[Kind, str] = {
             "totals": settings.database,
             "devices": settings.device_database or settings.database,
         }
@@ -72,10 +72,10 @@ class InfluxV1Writer:
             transport=transport,
         )
 
-    def destination(self, target: Target) -> str:
+    def destination(self, target: Kind) -> str:
         return f"database {self._databases[target]!r}"
 
-    def _refused(self, target: Target) -> dict[int, str]:
+    def _refused(self, target: Kind) -> dict[int, str]:
         key = "influxdb.database" if target == "totals" else "influxdb.device_database"
         db = self._databases[target]
         if self._username:
@@ -97,13 +97,13 @@ class InfluxV1Writer:
             404: f'database {db!r} not found: create it (CREATE DATABASE "{db}") or fix {key}',
         }
 
-    def _params(self, target: Target) -> dict[str, str]:
+    def _params(self, target: Kind) -> dict[str, str]:
         params = {"db": self._databases[target], "precision": "s"}
         if self._rp:
             params["rp"] = self._rp
         return params
 
-    async def _post(self, target: Target, body: bytes) -> httpx.Response:
+    async def _post(self, target: Kind, body: bytes) -> httpx.Response:
         headers = {"Content-Type": "text/plain; charset=utf-8"}
         content = body
         if self._gzip and body:
@@ -116,7 +116,7 @@ class InfluxV1Writer:
             "/write", params=self._params(target), content=content, headers=headers
         )
 
-    async def write(self, target: Target, body: bytes) -> WriteResult:
+    async def write(self, target: Kind, body: bytes) -> WriteResult:
         try:
             resp = await self._post(target, body)
         except httpx.HTTPError as exc:

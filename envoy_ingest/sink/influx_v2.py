@@ -17,10 +17,10 @@ import asyncio
 import json
 from typing import Any
 
+from envoy_ingest.point import Kind
 from envoy_ingest.settings import InfluxDBSettings
 from envoy_ingest.sink.answers import (
     Outcome,
-    Target,
     WriteResult,
     classify,
     display_url,
@@ -60,7 +60,7 @@ class InfluxV2Writer:
         self.url = settings.url
         self.name = f"InfluxDB v2 API at {display_url(self.url)}"
         self._org = settings.org or ""
-        self._buckets: dict[Target, str] = {
+        self._buckets: dict[Kind, str] = {
             "totals": settings.bucket,
             "devices": settings.device_bucket or settings.bucket,
         }
@@ -77,10 +77,10 @@ class InfluxV2Writer:
         )
         self._write_api: Any = self._client.write_api(write_options=SYNCHRONOUS)
 
-    def destination(self, target: Target) -> str:
+    def destination(self, target: Kind) -> str:
         return f"bucket {self._buckets[target]!r}"
 
-    def _refused(self, target: Target) -> dict[int, str]:
+    def _refused(self, target: Kind) -> dict[int, str]:
         key = "influxdb.bucket" if target == "totals" else "influxdb.device_bucket"
         bucket = self._buckets[target]
         token = (
@@ -97,7 +97,7 @@ class InfluxV2Writer:
             ),
         }
 
-    def _write_sync(self, target: Target, body: bytes) -> WriteResult:
+    def _write_sync(self, target: Kind, body: bytes) -> WriteResult:
         try:
             if body:
                 self._write_api.write(
@@ -128,7 +128,7 @@ class InfluxV2Writer:
             return unreachable(self.url, exc)
         return WriteResult(Outcome.OK)
 
-    async def write(self, target: Target, body: bytes) -> WriteResult:
+    async def write(self, target: Kind, body: bytes) -> WriteResult:
         return await asyncio.to_thread(self._write_sync, target, body)
 
     def _version(self) -> str:

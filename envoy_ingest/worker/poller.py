@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from envoy_ingest import normalize
 from envoy_ingest.energy.stage import EVENT, EnergyStage
@@ -30,14 +30,13 @@ from envoy_ingest.envoy.capabilities import (
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.firmware import GatewayInfo
 from envoy_ingest.errors import EnvoyIngestError, GatewayError, SinkError
-from envoy_ingest.point import Point
+from envoy_ingest.point import Kind, Point
 from envoy_ingest.service import metrics
 from envoy_ingest.settings import EnergySettings, GatewaySettings
 from envoy_ingest.sink.base import Sink
 
 log = logging.getLogger(__name__)
 
-Job = Literal["totals", "devices"]
 
 # /info is re-read this often even when all goes well, to notice a firmware
 # update that happened without a failed poll (one cheap request an hour).
@@ -52,7 +51,7 @@ class CycleResult:
     """What one poll of one gateway produced (for the live summary and --once)."""
 
     gateway: str
-    job: Job
+    job: Kind
     ok: bool
     points: list[Point] = field(default_factory=list)
     error: str | None = None
@@ -89,6 +88,7 @@ class GatewayPoller:
         self._reconnect = True
         self._probed_at = 0.0
         self._degraded = False
+        self._no_devices_on: str | None = None  # firmware that serves no device endpoint
 
     @property
     def label(self) -> str:
@@ -137,8 +137,24 @@ class GatewayPoller:
             # All-zero /api/v1/production is what 3.x says right after a reboot:
             # such a plan is looked at again within the hour.
             self._degraded = self.caps.production_source is None or self.caps.api_v1_zero
+            if self._no_devices_on == self.info.software:  # learned before: still none
+                self.caps = replace(self.caps, device_endpoints=False)
             self.latest.update(probe)
             log.info("%s: %s", self.label, self.caps.describe())
+        return self.caps
+
+    def _no_device_endpoints(self, caps: Capabilities, paths: Sequence[str]) -> Capabilities:
+        """Every device endpoint answered 404: the gateway has none. Said once; the
+        devices job asks for nothing more (until the firmware changes)."""
+        assert self.info is not None
+        log.warning(
+            "%s: the gateway serves no device endpoint (%s answered 404): no microinverter "
+            "or battery points from it; the devices job stops asking",
+            self.label,
+            ", ".join(paths),
+        )
+        self._no_devices_on = self.info.software
+        self.caps = replace(caps, device_endpoints=False)
         return self.caps
 
     def _event(self, kind: str, text: str) -> None:
@@ -172,7 +188,7 @@ class GatewayPoller:
         serial = self.serial or "unknown"
         return [p.with_tags(gateway=serial, site=self.settings.name) for p in points]
 
-    async def poll(self, job: Job, deadline: float | None = None) -> CycleResult:
+    async def poll(self, job: Kind, deadline: float | None = None) -> CycleResult:
         """Run one cycle of ``job``; never raises for gateway trouble."""
         started = self.clock()
         try:
@@ -184,6 +200,10 @@ class GatewayPoller:
             missing = tuple(p for p in extra if p not in self.latest and p not in paths)
             snap = await self.client.fetch(paths + missing, deadline=deadline)
             errors = dict(self.client.last_errors)
+            if job == "devices" and paths and set(paths) <= self.client.not_found:
+                caps = self._no_device_endpoints(caps, paths)
+                paths = caps.devices_paths
+                errors = {p: r for p, r in errors.items() if p not in self.client.not_found}
             if paths and not snap:
                 detail = "; ".join(f"{p}: {r}" for p, r in errors.items())
                 raise GatewayError(f"no endpoint answered ({detail})")

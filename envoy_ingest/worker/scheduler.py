@@ -28,6 +28,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.errors import SettingsError
+from envoy_ingest.point import Kind
 from envoy_ingest.service import metrics
 from envoy_ingest.service.health import HEARTBEAT_INTERVAL, HealthState
 from envoy_ingest.service.logging import redact
@@ -36,7 +37,7 @@ from envoy_ingest.settings import GatewaySettings, Settings
 from envoy_ingest.shard import select
 from envoy_ingest.sink import build_sink
 from envoy_ingest.sink.base import Sink
-from envoy_ingest.worker.poller import CycleResult, GatewayPoller, Job
+from envoy_ingest.worker.poller import CycleResult, GatewayPoller
 from envoy_ingest.worker.reload import gateway_changes, needs_restart
 
 log = logging.getLogger(__name__)
@@ -77,11 +78,11 @@ class Worker:
     def pollers(self) -> list[GatewayPoller]:
         return list(self._pollers.values())
 
-    def _interval(self, job: Job) -> float:
+    def _interval(self, job: Kind) -> float:
         s = self.settings.schedule
         return s.totals_interval if job == "totals" else s.devices_interval
 
-    async def poll(self, poller: GatewayPoller, job: Job) -> CycleResult:
+    async def poll(self, poller: GatewayPoller, job: Kind) -> CycleResult:
         """One cycle of one job of one gateway, within its interval."""
         interval = self._interval(job)
         async with self._locks[poller.label]:

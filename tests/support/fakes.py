@@ -4,6 +4,8 @@
   real servers here cannot give (429/503 with ``Retry-After``, a v2 401, the
   bucket query parameter). InfluxDB 2.x and 3.x cannot be installed here, so
   what only they would answer is tested against it.
+- :class:`ListSink`: a sink that keeps the points it is given, for the worker's
+  tests that look at points, not at delivery.
 - :class:`InProcessEnphase`: the simulator's firmware-7 gateway and its fake
   Enphase cloud, served in-process through ``httpx.MockTransport`` (no socket,
   no TLS) with their tokens dated by a :class:`FakeClock`, for token logic that
@@ -18,7 +20,7 @@ import contextlib
 import gzip
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -27,10 +29,12 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from envoy_ingest.point import Point
 from envoy_ingest.simulator import Simulator, SimulatorConfig
 from envoy_ingest.simulator.answer import Answer as SimAnswer
 from envoy_ingest.simulator.cloud import TOKEN_PATH
 from envoy_ingest.simulator.httpbase import App, Request
+from envoy_ingest.sink.base import DeliveryReport
 
 
 @dataclass
@@ -117,6 +121,27 @@ def fake_influx() -> Iterator[FakeInflux]:
         yield server
     finally:
         server.stop()
+
+
+class ListSink:
+    """A :class:`envoy_ingest.sink.base.Sink` that keeps what it is given."""
+
+    name = "list"
+
+    def __init__(self) -> None:
+        self.points: list[Point] = []
+
+    def submit(self, points: Sequence[Point]) -> None:
+        self.points.extend(points)
+
+    async def start(self) -> None:
+        return None
+
+    async def drain(self, timeout: float) -> DeliveryReport:
+        return DeliveryReport()
+
+    async def close(self) -> None:
+        return None
 
 
 # --- the Enphase gateway and cloud, in-process ------------------------------------------

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from envoy_ingest.envoy.token_info import TokenInfo, decode_token
+from envoy_ingest.envoy.tokens.claims import TokenInfo, decode_token
 from envoy_ingest.statefile import write_atomic
 
 log = logging.getLogger("envoy_ingest.envoy.tokens")

@@ -15,7 +15,6 @@ never carry the password, the session id or the token, nor any answer body.
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 import httpx
@@ -23,8 +22,6 @@ import httpx
 from envoy_ingest.errors import CloudError, CloudLoginRefused, MultiFactorAccount
 from envoy_ingest.service.logging import register_secret
 from envoy_ingest.settings import EnlightenSettings
-
-log = logging.getLogger(__name__)
 
 TOKEN_PAGE = "https://entrez.enphaseenergy.com"  # noqa: S105 - a web page, not a secret
 
@@ -145,9 +142,3 @@ class EnlightenClient:
         if not token:
             raise CloudError(f"Enlighten token request for gateway {serial} answered an empty body")
         return token
-
-    async def token(self, username: str, password: str, serial: str) -> str:
-        """Log in and fetch the JWT of gateway ``serial``."""
-        session = await self.login(username, password)
-        log.debug("logged in to Enlighten as %s", username)
-        return await self.fetch_token(session, serial)

@@ -4,12 +4,11 @@ token itself is printed only when asked."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import httpx
 
-from envoy_ingest.envoy.token_info import duration_text
-from envoy_ingest.envoy.tokens import TokenManager
+from envoy_ingest.commands import Out, print_line
+from envoy_ingest.envoy.client import EnvoyClient
+from envoy_ingest.envoy.tokens import TokenManager, duration_text
 from envoy_ingest.errors import GatewayError, SettingsError, TokenError
 from envoy_ingest.settings import GatewaySettings, Settings
 
@@ -27,7 +26,7 @@ async def token_command(
     settings: Settings,
     gateway: str | None,
     show: bool,
-    out: Callable[[str], None] = print,
+    out: Out = print_line,
     *,
     tokens: TokenManager | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
@@ -37,12 +36,10 @@ async def token_command(
     The token itself is printed only with ``show``. ``tokens`` and ``transport``
     are for tests.
     """
-    from envoy_ingest.envoy.client import EnvoyClient
-
     status = 0
     manager = tokens if tokens is not None else TokenManager(settings)
     for gw in _select(settings, gateway):
-        client = EnvoyClient(gw, None, transport=transport)
+        client = EnvoyClient(gw, manager, transport=transport)
         try:
             serial = gw.serial
             info = None

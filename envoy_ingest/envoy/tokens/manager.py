@@ -1,22 +1,4 @@
-"""The token manager (firmware >= 7): one JWT per gateway serial, kept usable.
-
-Where a token comes from: pasted (``token`` / ``token_file``), the on-disk
-cache (``<state>/tokens/<serial>.json``, mode 0600), or Enlighten
-(``enlighten_username`` / ``enlighten_password``, see enlighten.py).
-
-- A token from the cache or pasted is checked with ``/auth/check_jwt`` the first
-  time a client uses it; one fresh from Enlighten is trusted.
-- Fetched tokens are renewed in the background (never in a poll's path) once
-  the time left falls below ``min(30 days, lifetime / 10)``.
-- On a 401 the client calls :meth:`TokenManager.unauthorized`: re-validate,
-  refresh once if refused, retry once. A token fetched to replace a refused one
-  that is refused too counts as a cloud failure (backoff): never a loop.
-- Cloud failures back off exponentially with jitter up to 6 hours; the current
-  token stays in use while valid. One refresh at a time per Enlighten account.
-- Pasted tokens cannot be renewed: warnings at 30, 7 and 1 days before expiry.
-
-The token, passwords and session ids never appear in logs, messages or reprs.
-"""
+"""TokenManager: one JWT per gateway serial, kept usable (see the package docstring)."""
 
 from __future__ import annotations
 
@@ -32,14 +14,11 @@ from pathlib import Path
 import httpx
 
 from envoy_ingest.backoff import Backoff
-from envoy_ingest.envoy.enlighten import TOKEN_PAGE, EnlightenClient, Session
-from envoy_ingest.envoy.token_cache import TokenCache
-from envoy_ingest.envoy.token_info import (
-    DAY,
-    TokenInfo,
-    decode_token,
-    duration_text,
-)
+from envoy_ingest.envoy.tokens import renewal
+from envoy_ingest.envoy.tokens.cache import TokenCache
+from envoy_ingest.envoy.tokens.claims import TokenInfo, decode_token, duration_text
+from envoy_ingest.envoy.tokens.cloud import TOKEN_PAGE, EnlightenClient, Session
+from envoy_ingest.envoy.tokens.policy import BACKOFF_BASE, BACKOFF_CAP, SESSION_REUSE, due
 from envoy_ingest.errors import (
     CloudError,
     CloudLoginRefused,
@@ -50,18 +29,12 @@ from envoy_ingest.errors import (
 )
 from envoy_ingest.settings import GatewaySettings, Settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("envoy_ingest.envoy.tokens")
 
 Validator = Callable[[str], Awaitable[bool]]
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
-WARN_DAYS = (30, 7, 1)
-BACKOFF_BASE = 60.0
-BACKOFF_CAP = 6 * 3600.0
-SESSION_REUSE = 300.0  # one Enlighten login serves the account's gateways for a while
-MAX_IDLE = 3600.0  # the background task wakes at least this often
-MIN_SLEEP = 0.5
 REASON_REFUSED = "the gateway refused the current one"
 
 
@@ -144,7 +117,7 @@ class TokenManager:
             if gw.serial and (i in self._pasted or self._account(gw)):
                 self._entry(gw, gw.serial)
         if self._task is None and (self._pasted or self._accounts):
-            self._task = asyncio.create_task(self._run(), name="token-refresh")
+            self._task = asyncio.create_task(renewal.run(self), name="token-refresh")
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -257,17 +230,14 @@ class TokenManager:
         return entry
 
     def _due(self, entry: _Entry, now: float) -> bool:
-        tok = entry.current
-        if tok is None or entry.refused:
-            return True
-        return tok.expires - now <= tok.refresh_ahead(entry.obtained)
+        return due(entry.current, entry.obtained, entry.refused, now)
 
     def _no_token(self, entry: _Entry) -> TokenError | GatewayAuthError:
         tok = entry.current
         if tok is None:
             return TokenError(
-                f"{entry.where}: firmware 7 or later needs a token: paste one from {TOKEN_PAGE} "
-                "as token (or token_file), or set enlighten_username and enlighten_password"
+                f"{entry.where}: firmware 7 or later needs a token: set token (or token_file) "
+                f"to one from {TOKEN_PAGE}, or set enlighten_username and enlighten_password"
             )
         if entry.refused:
             return GatewayAuthError(
@@ -380,92 +350,7 @@ class TokenManager:
 
     async def refresh_due(self) -> None:
         """One pass: renew what is due (outside backoff) and warn about pasted tokens."""
-        for entry in list(self._entries.values()):
-            acct = self._account(entry.gw)
-            now = self.clock()
-            if acct is None or not self._due(entry, now) or acct.retry_at > now:
-                continue
-            try:
-                await self._refresh(entry, seen=entry.current, reason="renewing ahead of expiry")
-            except TokenError as exc:
-                tok = entry.current
-                if tok is not None and not entry.refused and tok.expires > self.clock():
-                    log.warning("%s; the current token stays in use", exc)
-                else:
-                    log.error("%s", exc)
-        self._warn_pasted(self.clock())
-
-    def _warn_pasted(self, now: float) -> None:
-        for i, tok in self._pasted.items():
-            gw = self.settings.gateways[i]
-            if self._account(gw) is not None:
-                continue  # renewed from Enlighten when it runs out
-            warned = self._warned.setdefault(i, set())
-            left = tok.expires - now
-            where = f"gateways[{i}] ({gw.label})"
-            if left <= 0:
-                if 0.0 not in warned:
-                    warned.add(0.0)
-                    log.error(
-                        "%s: the pasted token expired on %s; the gateway will refuse it. Get a "
-                        "new one at %s, set it as token (or token_file) and restart, or set "
-                        "enlighten_username and enlighten_password to fetch tokens automatically",
-                        where,
-                        tok.expiry_text,
-                        TOKEN_PAGE,
-                    )
-                continue
-            due = [d for d in WARN_DAYS if left <= d * DAY and d not in warned]
-            if due:
-                warned.update(d for d in WARN_DAYS if left <= d * DAY)
-                log.warning(
-                    "%s: the pasted token expires in %s (%s); get a new one at %s and set it "
-                    "as token (or token_file), or set enlighten_username and "
-                    "enlighten_password to fetch tokens automatically",
-                    where,
-                    duration_text(left),
-                    tok.expiry_text,
-                    TOKEN_PAGE,
-                )
-
-    def _next_wake(self, now: float) -> float:
-        times = [now + MAX_IDLE]
-        for entry in self._entries.values():
-            acct = self._account(entry.gw)
-            if acct is None:
-                continue
-            tok = entry.current
-            at = (
-                now
-                if tok is None or entry.refused
-                else tok.expires - tok.refresh_ahead(entry.obtained)
-            )
-            times.append(max(at, acct.retry_at))
-        for i, tok in self._pasted.items():
-            if self._account(self.settings.gateways[i]) is not None:
-                continue  # no warnings: renewed from Enlighten
-            warned = self._warned.get(i, set())
-            times += [tok.expires - d * DAY for d in WARN_DAYS if d not in warned]
-            if 0.0 not in warned:
-                times.append(tok.expires)
-        return min(times)
-
-    async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.refresh_due()
-            except Exception as exc:  # never let the renewer die
-                log.error("token renewal failed: %s", type(exc).__name__)
-            now = self.clock()
-            delay = min(max(self._next_wake(now) - now, MIN_SLEEP), MAX_IDLE)
-            sleeper = asyncio.ensure_future(self._sleep(delay))
-            waker = asyncio.ensure_future(self._wake.wait())
-            try:
-                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                sleeper.cancel()
-                waker.cancel()
+        await renewal.refresh_due(self)
 
     # --- for the `token` command -----------------------------------------------------
 

@@ -1,0 +1,26 @@
+"""Connect to a gateway and probe what it offers: shared by discover and check."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from envoy_ingest.envoy.capabilities import Capabilities, detect, probe_paths
+from envoy_ingest.envoy.client import EnvoyClient
+from envoy_ingest.envoy.firmware import GatewayInfo
+from envoy_ingest.envoy.tokens import TokenManager
+from envoy_ingest.settings import GatewaySettings
+
+
+@contextlib.asynccontextmanager
+async def probed(
+    gw: GatewaySettings, tokens: TokenManager
+) -> AsyncIterator[tuple[EnvoyClient, GatewayInfo, Capabilities]]:
+    """A connected client with the gateway's identity and capabilities; closed after."""
+    client = EnvoyClient(gw, tokens)
+    try:
+        info = await client.connect()
+        caps = detect(info, await client.fetch(probe_paths(info)))
+        yield client, info, caps
+    finally:
+        await client.aclose()
