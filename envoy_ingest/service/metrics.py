@@ -49,6 +49,8 @@ __all__ = [
     "record_poll",
     "record_request",
     "record_write_error",
+    "set_degraded",
+    "set_memory_points",
     "set_spool",
     "set_token_expiry",
 ]
@@ -119,7 +121,25 @@ DEAD_LETTERED = Counter(
 )
 DROPPED = Counter(
     f"{PREFIX}_dropped_points",
-    "Points dropped without delivery (the spool was full).",
+    "Points dropped without delivery, by reason: spool_max_bytes, spool_min_free_bytes "
+    "(the spool was full), memory_full (held in memory while the spool could not be "
+    "written), stopped (still in memory at shutdown), file_unwritable (file sink), "
+    "implausible_time (a point's time before 2008 or far in the future).",
+    ["reason"],
+    registry=REGISTRY,
+)
+DEGRADED = Gauge(
+    f"{PREFIX}_degraded",
+    "1 while a component (spool, file) runs degraded, by the kind of fault "
+    "(disk_full, low_space, corrupt, read_only, unavailable); 0 otherwise.",
+    ["component", "fault"],
+    registry=REGISTRY,
+)
+_faults: dict[str, str] = {}
+_faults_lock = threading.Lock()
+MEMORY_POINTS = Gauge(
+    f"{PREFIX}_memory_points",
+    "Points held in memory because the spool cannot be written.",
     registry=REGISTRY,
 )
 COUNTER_CORRECTIONS = Counter(
@@ -246,10 +266,26 @@ def record_dead_letter(n: int) -> None:
         DEAD_LETTERED.inc(n)
 
 
-def record_dropped(n: int) -> None:
-    """``n`` points were dropped undelivered."""
+def record_dropped(n: int, reason: str) -> None:
+    """``n`` points were dropped undelivered, for ``reason`` (see :data:`DROPPED`)."""
     if n > 0:
-        DROPPED.inc(n)
+        DROPPED.labels(reason).inc(n)
+
+
+def set_degraded(component: str, fault: str | None) -> None:
+    """``component`` runs degraded because of ``fault`` (None: no longer degraded)."""
+    with _faults_lock:
+        old = _faults.pop(component, None)
+        if old is not None and old != fault:
+            DEGRADED.labels(component, old).set(0)
+        if fault is not None:
+            _faults[component] = fault
+            DEGRADED.labels(component, fault).set(1)
+
+
+def set_memory_points(n: int) -> None:
+    """``n`` points are held in memory, waiting for the spool to be writable."""
+    MEMORY_POINTS.set(n)
 
 
 def record_counter_correction(gateway: str, kind: str) -> None:
