@@ -196,6 +196,7 @@ class EnlightenSettings(_Section):
     token_url: str = "https://entrez.enphaseenergy.com/tokens"  # noqa: S105 - a URL
     timeout: float = Field(default=30.0, gt=0)
     verify_tls: bool = True
+    request_spacing: float = Field(default=1.0, ge=0)  # seconds between two cloud calls
 
 
 def _default_state_dir() -> Path:

@@ -27,6 +27,8 @@ def run_worker(tmp_path: Path, sim: Simulator, seconds: float, during=None) -> l
         f'[[gateways]]\nhost = "{sim.host}"\nname = "home"\n'
         f'enlighten_username = "{EMAIL}"\nenlighten_password = "{PASSWORD}"\n'
         f'[enlighten]\nlogin_url = "{sim.cloud.login_url}"\ntoken_url = "{sim.cloud.token_url}"\n'
+        # Cycles of 1 s and tokens of 8 s: the cloud calls are not spaced (a fleet's are).
+        "request_spacing = 0\n"
         f'[file]\ndirectory = "{tmp_path / "data"}"\n[state]\ndirectory = "{tmp_path / "state"}"\n'
         "[schedule]\ntotals_interval = 1\ndevices_interval = 5\njitter = 0\n"
     )

@@ -39,6 +39,7 @@ __all__ = [
     "PollOutcome",
     "exposition",
     "forget_gateway",
+    "forget_gateways",
     "gateway_info",
     "last_error",
     "last_success",
@@ -314,27 +315,41 @@ def last_error(gateway: str, ts: float | None = None) -> None:
     GATEWAY_UP.labels(gateway).set(0)
 
 
+_INFO: dict[str, tuple[str, str]] = {}  # gateway -> (serial, firmware) exposed
+_INFO_LOCK = threading.Lock()
+
+
 def gateway_info(gateway: str, serial: str, firmware: str) -> None:
     """``gateway`` is the gateway with this serial number, running this firmware."""
-    for family in GATEWAY_INFO.collect():
-        for s in family.samples:
-            if s.labels["gateway"] == gateway and (s.labels["serial"], s.labels["firmware"]) != (
-                serial,
-                firmware,
-            ):
-                GATEWAY_INFO.remove(gateway, s.labels["serial"], s.labels["firmware"])
-    GATEWAY_INFO.labels(gateway, serial, firmware).set(1)
+    with _INFO_LOCK:
+        old = _INFO.get(gateway)
+        if old == (serial, firmware):
+            return  # the usual case, every poll: nothing to do
+        if old is not None:
+            with contextlib.suppress(KeyError):
+                GATEWAY_INFO.remove(gateway, *old)
+        _INFO[gateway] = (serial, firmware)
+        GATEWAY_INFO.labels(gateway, serial, firmware).set(1)
 
 
 def forget_gateway(gateway: str) -> None:
     """Drop every series of a gateway that is no longer polled."""
-    TOKEN_EXPIRY.set(gateway, None)
+    forget_gateways([gateway])
+
+
+def forget_gateways(gateways: Iterable[str]) -> None:
+    """Drop every series of these gateways (one pass over the metrics for all of them)."""
+    gone = set(gateways)
+    for gateway in gone:
+        TOKEN_EXPIRY.set(gateway, None)
+        with _INFO_LOCK:
+            _INFO.pop(gateway, None)
     for metric, names in _PER_GATEWAY:
         keys = {
             tuple(s.labels[n] for n in names)
             for family in metric.collect()
             for s in family.samples
-            if s.labels.get("gateway") == gateway
+            if s.labels.get("gateway") in gone
         }
         for key in keys:
             with contextlib.suppress(KeyError):

@@ -111,7 +111,10 @@ class Worker:
     async def poll(self, poller: GatewayPoller, job: Kind) -> CycleResult:
         """One cycle of one job of one gateway, within its interval."""
         interval = self._interval(job)
-        async with self._locks[poller.label]:
+        lock = self._locks.get(poller.label)
+        if lock is None or self._pollers.get(poller.label) is not poller:
+            return CycleResult(poller.label, job, ok=False, error="removed by a reload")
+        async with lock:
             deadline = asyncio.get_running_loop().time() + interval * 0.9
             result = await poller.poll(job, deadline=deadline)
         self._record(poller, result)
@@ -122,7 +125,7 @@ class Worker:
     def _record(self, poller: GatewayPoller, result: CycleResult) -> None:
         """Tell health and metrics how a poll went and what the gateway is."""
         label = poller.label
-        if poller not in self._pollers.values():
+        if self._pollers.get(label) is not poller:
             return  # removed by a reload while it polled: its state is gone
         if result.ok:
             self.health.poll_succeeded(label, result.job)
@@ -187,9 +190,7 @@ class Worker:
         await self.sink.start()
         await self.tokens.start()
         self._scheduler = scheduler = AsyncIOScheduler(event_loop=loop)
-        scheduler.add_job(
-            self.health.heartbeat, "interval", seconds=HEARTBEAT_INTERVAL, id="heartbeat"
-        )
+        scheduler.add_job(self._heartbeat, "interval", seconds=HEARTBEAT_INTERVAL, id="heartbeat")
         for index, poller in enumerate(self.pollers):
             self._add_jobs(poller, index)
         scheduler.start()
@@ -216,6 +217,10 @@ class Worker:
             if health_server is not None:
                 await health_server.close()
             await self._close()
+
+    async def _heartbeat(self) -> None:
+        """A job on the event loop: it runs only while the loop and the scheduler do."""
+        self.health.heartbeat()
 
     async def _watch_clock(self, scheduler: AsyncIOScheduler, detector: JumpDetector) -> None:
         """Check for a host clock jump every few seconds (on the monotonic clock)."""
@@ -272,12 +277,12 @@ class Worker:
                 self._scheduler.remove_job(f"{label}:{job}")
 
     async def _remove_gateway(self, label: str) -> None:
-        """Stop polling gateway ``label``: its jobs, health entry and metrics go."""
+        """Stop polling gateway ``label``: its jobs and health entry go (its metrics
+        are dropped by the caller, for all removed gateways at once)."""
         if self._scheduler is not None:
             self._remove_jobs(label)
         poller = self._pollers.pop(label)
         self.health.unregister_gateway(label)
-        metrics.forget_gateway(label)
         async with self._locks.pop(label):  # let a poll in progress finish first
             poller.flush_state()
             await poller.aclose()
@@ -324,6 +329,7 @@ class Worker:
                 await tokens.start()
             for label in changes.removed + [gw.label for gw in changes.changed]:
                 await self._remove_gateway(label)
+            metrics.forget_gateways(changes.removed)
             for poller in self.pollers:
                 poller.client.tokens = self.tokens
             fresh = [self._add_poller(gw) for gw in changes.added + changes.changed]

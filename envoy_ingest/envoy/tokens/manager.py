@@ -83,7 +83,9 @@ class TokenManager:
         self.clock: Clock = clock if clock is not None else SteadyClock()
         self._sleep = sleep
         self._rng = rng
-        self.cloud = EnlightenClient(settings.enlighten, transport=cloud_transport)
+        self.cloud = EnlightenClient(
+            settings.enlighten, transport=cloud_transport, clock=self.clock, sleep=sleep
+        )
         self.cache = TokenCache(settings.state.directory / "tokens", self.clock)
         self._entries: dict[str, _Entry] = {}
         self._accounts: dict[str, _Account] = {}
