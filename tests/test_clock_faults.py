@@ -170,3 +170,34 @@ async def test_a_host_clock_never_set_drops_only_points_without_a_gateway_time(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert sum("have an impossible time" in w for w in warnings) == 1
     assert sum("report times are plausible again" in w for w in warnings) == 1
+
+
+async def test_a_host_clock_days_off_keeps_the_gateways_report_times(
+    tmp_path: Path, influxdb1: InfluxDB1
+) -> None:
+    """A metered gateway dates its totals itself: with the host clock five days
+    ahead (or behind), every point keeps the gateway's time and nothing is dropped."""
+    before = dropped_for_time()
+    cfg = SimulatorConfig(start_time=NOON, time_scale=0, family="legacy", cts="1phase")
+    written: list[Point] = []
+    for offset in (5 * DAY, -5 * DAY):
+        sink = influx_sink(tmp_path / str(offset), influxdb1.influxdb_settings())
+        with Simulator(cfg) as sim:
+            settings = Settings(gateways=[{"host": sim.host}], state={"directory": tmp_path})
+            gw = settings.gateways[0]
+            host = FakeClock(NOON + offset)
+            poller = GatewayPoller(gw, EnvoyClient(gw, TokenManager(settings)), sink, clock=host)
+            try:
+                results = [await poller.poll("totals"), await poller.poll("devices")]
+            finally:
+                await poller.aclose()
+        report = await sink.drain(10)
+        await sink.close()
+        assert all(r.ok for r in results)
+        points = [p for r in results for p in r.points]
+        assert report.delivered == len(points) and report.dropped == 0
+        system = [p for p in points if p.measurement == "enphase_system"]
+        assert system and all(p.time == NOON for p in system)  # the gateway's readingTime
+        written = points  # the second run writes the same points again
+    assert influxdb1.lines() == expected_lines(written)
+    assert dropped_for_time() == before

@@ -31,10 +31,12 @@ from envoy_ingest.service.health import HealthState
 from envoy_ingest.settings import Settings
 from envoy_ingest.simulator import Simulator, SimulatorConfig
 from envoy_ingest.sink import Sink, SpooledDelivery, build_sink
+from envoy_ingest.sink.degraded import SUMMARY_INTERVAL, Degraded
 from envoy_ingest.sink.durable import DurableQueue
 from envoy_ingest.sink.spool_read import salvage
 from tests.lp import parse
 from tests.support.builders import device_points, expected_lines, influx_sink, totals_points
+from tests.support.fakes import FakeClock
 from tests.support.servers import InfluxDB1
 from tests.worker_settings import gateway_table, write_settings
 
@@ -394,3 +396,31 @@ def test_a_state_directory_removed_while_running_loses_nothing(
     assert errors(caplog, "vanished or was replaced") == 1  # the start, then the end
     assert errors(caplog, "the spool works again") == 1
     spool.close()
+
+
+def test_a_degraded_mode_is_said_once_with_a_summary_every_ten_minutes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock(0.0)
+    health = running_health()
+    degraded = Degraded("spool", health, clock)
+    fault = OSError(errno.ENOSPC, "No space left on device")
+    for _ in range(3):  # one poll after another
+        degraded.enter(fault, "it starts")
+        degraded.summary(5)
+    assert health.report().body["degraded"] == {"spool": "[Errno 28] No space left on device"}
+    clock.t += SUMMARY_INTERVAL
+    degraded.drop(3, "memory_full")
+    degraded.summary(7)
+    degraded.summary(7)
+    clock.t += 60
+    degraded.leave("the spool works again")
+    degraded.leave("the spool works again")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "it starts",
+        "spool still degraded for 600 s ([Errno 28] No space left on device): "
+        "7 points held in memory, 3 dropped",
+        "the spool works again after 660 s; 3 points were dropped meanwhile",
+    ]
+    assert health.report().body["status"] == "ok"
+    assert sample("envoy_ingest_degraded", component="spool", fault="disk_full") == 0
