@@ -19,7 +19,7 @@ from pathlib import Path
 from envoy_ingest.errors import SinkError
 from envoy_ingest.point import Point
 from envoy_ingest.sink._append import LineAppender
-from envoy_ingest.sink.base import DeliveryReport
+from envoy_ingest.sink.base import ImmediateSink
 from envoy_ingest.sink.lineprotocol import encode_point
 
 
@@ -28,7 +28,7 @@ def day_file(directory: Path, time: int) -> Path:
     return directory / f"{datetime.fromtimestamp(time, UTC):%Y-%m-%d}.lp"
 
 
-class FileSink:
+class FileSink(ImmediateSink):
     name = "file"
 
     def __init__(self, directory: Path) -> None:
@@ -51,12 +51,3 @@ class FileSink:
                     f"cannot write {path}: {exc.strerror or exc} (check file.directory)"
                 ) from None
             self.points_written += len(lines)
-
-    async def start(self) -> None:
-        return None
-
-    async def drain(self, timeout: float) -> DeliveryReport:  # noqa: ASYNC109
-        return DeliveryReport()
-
-    async def close(self) -> None:
-        return None
