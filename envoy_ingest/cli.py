@@ -141,6 +141,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gateway", help="only this gateway (its name, serial or host)")
     p.add_argument("--show", action="store_true", help="also print the token itself")
 
+    p = sub.add_parser(
+        "replay",
+        help="deliver what a damaged spool file (moved aside as *.corrupt-*) still holds",
+        description="Reads the intact rows of a spool file that was moved aside because it "
+        "was damaged, and delivers them to the [influxdb] of the settings. Safe to run "
+        "beside the worker and to run again.",
+    )
+    _common(p)
+    p.add_argument("file", type=Path, help="the spool file, e.g. spool.sqlite.corrupt-...")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to keep trying to deliver (default 60); run again to go on",
+    )
+
     p = sub.add_parser("simulate", help="serve a simulated gateway (and Enphase cloud)")
     _common(p, config=False)
     _sim_options(p)
@@ -247,4 +264,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from envoy_ingest.commands.token import token_command
 
         return asyncio.run(token_command(settings, args.gateway, args.show))
+    if args.command == "replay":
+        from envoy_ingest.commands.replay import replay
+
+        return asyncio.run(replay(settings, args.file, args.timeout))
     raise AssertionError(args.command)  # argparse rejects unknown commands

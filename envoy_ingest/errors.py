@@ -64,3 +64,11 @@ class CloudLoginRefused(CloudError):
 
 class SinkError(EnvoyIngestError):
     """A sink could not accept or deliver points."""
+
+
+class SpoolCorrupt(SinkError):
+    """The spool file is damaged (not a database, or malformed): move it aside."""
+
+
+class SpoolInUse(SinkError):
+    """Another envoy-ingest process holds the spool's lock."""

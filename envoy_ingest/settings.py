@@ -184,6 +184,10 @@ class InfluxDBSettings(_Section):
 class SpoolSettings(_Section):
     path: Path | None = None  # default: <state.directory>/spool.sqlite
     max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
+    # Free space the spool leaves on its filesystem for the rest of the host.
+    min_free_bytes: int = Field(default=100 * 1024 * 1024, ge=0)
+    # Points held in memory while the spool cannot be written (oldest dropped first).
+    memory_max_points: int = Field(default=200_000, ge=1000)
     dead_letter_path: Path | None = None  # default: <state.directory>/dead-letter.lp
 
 
@@ -192,6 +196,7 @@ class EnlightenSettings(_Section):
     token_url: str = "https://entrez.enphaseenergy.com/tokens"  # noqa: S105 - a URL
     timeout: float = Field(default=30.0, gt=0)
     verify_tls: bool = True
+    request_spacing: float = Field(default=1.0, ge=0)  # seconds between two cloud calls
 
 
 def _default_state_dir() -> Path:

@@ -3,6 +3,7 @@ the odd answers the recorded ones do not show."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import pytest
@@ -29,6 +30,7 @@ from tests.conftest import fixture_sets, require_fixtures
 
 ENSEMBLE = (ENSEMBLE_INVENTORY,)
 PLAIN = (API_V1_INVERTERS, INVENTORY)
+CT = (*PLAIN, METERS_READINGS)  # enabled CTs: their energies every 5 minutes (+12 an hour)
 
 
 class Expected(NamedTuple):
@@ -53,16 +55,16 @@ EXPECTED: dict[str, Expected] = {
     "3.17.3": Expected("api_v1", False, False, None, 0, 0, False, API, PLAIN, 84),
     "3.9.36": Expected("api_v1", False, False, None, 0, 0, False, API, PLAIN, 84),
     "3.9.36_bad_auth": Expected("api_v1", False, False, None, 0, 0, False, API, PLAIN, 84),
-    "4.10.35": Expected("eim", True, True, 2, 0, 0, False, PJ, PLAIN, 84),
-    "4.2.33": Expected("eim", True, False, 2, 0, 0, False, PJ, PLAIN, 84),
+    "4.10.35": Expected("eim", True, True, 2, 0, 0, False, PJ, CT, 96),
+    "4.2.33": Expected("eim", True, False, 2, 0, 0, False, PJ, CT, 96),
     "5.0.62": Expected("api_v1", False, False, None, 0, 0, False, API, PLAIN, 84),
     "7.3.130": Expected("eim", True, True, None, 0, 0, False, PJ, PLAIN, 84),
-    "7.3.466_with_cts_3phase": Expected("eim", True, True, 3, 0, 0, False, PJ, PLAIN, 84),
+    "7.3.466_with_cts_3phase": Expected("eim", True, True, 3, 0, 0, False, PJ, CT, 96),
     "7.3.517": Expected("eim", True, True, None, 0, 3, False, PJ_IQ, PLAIN + ENSEMBLE, 156),
     "7.6.114_without_cts": Expected("api_v1", False, False, None, 0, 0, False, API, PLAIN, 84),
-    "7.6.175_with_cts": Expected("eim", True, True, 1, 0, 0, False, PJ, PLAIN, 84),
+    "7.6.175_with_cts": Expected("eim", True, True, 1, 0, 0, False, PJ, CT, 96),
     "7.6.185_with_cts_and_battery_3t": Expected(
-        "eim", True, True, 1, 0, 1, False, PJ_IQ, PLAIN + ENSEMBLE, 156
+        "eim", True, True, 1, 0, 1, False, PJ_IQ, (*PLAIN, *ENSEMBLE, METERS_READINGS), 168
     ),
     "8.1.41": Expected("eim", True, True, None, 0, 2, False, PJ_IQ, PLAIN + ENSEMBLE, 156),
     "8.2.127_with_3cts_and_battery_split": Expected(
@@ -70,17 +72,19 @@ EXPECTED: dict[str, Expected] = {
     ),
     "8.2.4264_metered_noct": Expected("inverters", False, False, None, 0, 0, False, PJ, PLAIN, 84),
     "8.2.4345_with_device_data": Expected(
-        "eim", True, True, 1, 0, 0, True, PJ, (INVENTORY, DEVICE_DATA), 84
+        "eim", True, True, 1, 0, 0, True, PJ, (INVENTORY, DEVICE_DATA, METERS_READINGS), 96
     ),
-    "8.2.4382_ACB": Expected("eim", True, True, 1, 3, 1, False, PJ_IQ, PLAIN + ENSEMBLE, 156),
+    "8.2.4382_ACB": Expected(
+        "eim", True, True, 1, 3, 1, False, PJ_IQ, (*PLAIN, *ENSEMBLE, METERS_READINGS), 168
+    ),
     "8.3.1598_collar": Expected(
         "eim", True, True, 2, 0, 2, False, PJ_IQ, (*PLAIN, *ENSEMBLE, METERS_READINGS), 168
     ),
     "8.3.5169_ACB_inventory": Expected(
-        "eim", True, True, 1, 2, 0, True, PJ, (*PLAIN, DEVICE_DATA), 96
+        "eim", True, True, 1, 2, 0, True, PJ, (*PLAIN, DEVICE_DATA, METERS_READINGS), 108
     ),
     "8.3.5433_tot_is_net_cons": Expected(
-        "eim", True, True, 2, 0, 0, True, PJ, (INVENTORY, DEVICE_DATA), 84
+        "eim", True, True, 2, 0, 0, True, PJ, (INVENTORY, DEVICE_DATA, METERS_READINGS), 96
     ),
 }
 
@@ -131,12 +135,49 @@ def test_firmware_faults_on_recorded_gateways() -> None:
     assert stale.api_v1_stale is True and stale.production_source == "inverters"
     collar = fx.capabilities(fx.set_dir("8.3.1598_collar"))
     assert collar.api_v1_zero is True
+    # Enabled CTs only, by eid (load, evse, pv3p are disabled; readings list one more).
+    assert collar.cts == (
+        ("704643328", "production"),
+        ("704643584", "net-consumption"),
+        ("704643840", "storage"),
+        ("704644352", "backfeed"),
+    )
     assert collar.storage_ct_eids == ("704643840",)
     assert collar.batteries == frozenset({"encharge"})
     mixed = fx.capabilities(fx.set_dir("8.2.4382_ACB"))
     assert mixed.batteries == frozenset({"acb", "encharge"})
     assert mixed.totals_extra_paths == ENSEMBLE
     assert fx.capabilities(fx.set_dir("5.0.62")).totals_extra_paths == (API_V1_INVERTERS,)
+
+
+#: Recorded sets whose ``/ivp/meters`` enables a net-consumption CT (8.3.5433 has
+#: a total-consumption CT instead; 4.2.33's is disabled; 7.3.130, 7.3.517 and
+#: 8.1.41 were recorded without ``/ivp/meters``).
+GRID_CT = {
+    "4.10.35",
+    "7.3.466_with_cts_3phase",
+    "7.6.175_with_cts",
+    "7.6.185_with_cts_and_battery_3t",
+    "8.2.127_with_3cts_and_battery_split",
+    "8.2.4345_with_device_data",
+    "8.2.4382_ACB",
+    "8.3.1598_collar",
+    "8.3.5169_ACB_inventory",
+}
+
+
+@pytest.mark.parametrize("name", fixture_sets() or ["<missing>"])
+def test_ct_energies_cost_at_most_12_requests_an_hour(name: str) -> None:
+    """Reading the CTs' energies adds ``/ivp/meters/readings`` to the devices job
+    (12 requests an hour) where it was not read already for a storage CT."""
+    require_fixtures()
+    caps = fx.capabilities(fx.set_dir(name))
+    assert caps.grid_ct is (name in GRID_CT)
+    before = replace(caps, cts=tuple(ct for ct in caps.cts if ct[1] == "storage"))
+    extra = requests_per_hour(caps) - requests_per_hour(before)
+    assert extra == (0 if caps.storage_ct or not caps.cts else 12)
+    assert (METERS_READINGS in caps.devices_paths) is bool(caps.cts)
+    assert METERS_READINGS not in caps.totals_paths + caps.totals_extra_paths
 
 
 # --- answers the recorded gateways do not show -----------------------------------

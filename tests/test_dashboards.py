@@ -29,6 +29,10 @@ CONTRACT: dict[str, tuple[set[str], set[str]]] = {
             *(f"{k}_{s}" for k in ("production", "consumption", "net") for s in ("w", "today_wh")),
             *(f"{k}_{s}" for k in ("production", "consumption", "net") for s in ("7d_wh",)),
             *(f"{k}_lifetime_wh" for k in ("production", "consumption", "net")),
+            "grid_import_lifetime_wh",
+            "grid_export_lifetime_wh",
+            "grid_import_today_wh",
+            "grid_export_today_wh",
             "inverters",
             "batteries",
             "battery_w",
@@ -49,8 +53,11 @@ CONTRACT: dict[str, tuple[set[str], set[str]]] = {
             "apparent_power_va",
             "reactive_power_var",
             "frequency_hz",
+            "delivered_lifetime_wh",
+            "received_lifetime_wh",
         },
     ),
+    "enphase_event": ({"gateway", "site", "kind"}, {"text"}),
     "enphase_inverter": (
         {"gateway", "site", "serial"},
         {
@@ -124,6 +131,9 @@ def test_dashboard_is_valid_grafana_json(kind: str) -> None:
         assert p["type"] in PANEL_TYPES, p["type"]
         assert p["title"]
         grid = p["gridPos"]
+        if p["type"] == "row":  # a heading across the dashboard, open, with no query
+            assert grid["w"] == 24 and grid["h"] == 1 and grid["x"] == 0
+            assert p["collapsed"] is False and p["panels"] == [] and "targets" not in p
         assert set(grid) >= {"h", "w", "x", "y"}
         assert all(isinstance(grid[k], int) and grid[k] >= 0 for k in ("h", "w", "x", "y"))
         assert grid["w"] > 0 and grid["h"] > 0 and grid["x"] + grid["w"] <= 24
@@ -131,6 +141,8 @@ def test_dashboard_is_valid_grafana_json(kind: str) -> None:
                  for y in range(grid["y"], grid["y"] + grid["h"])}  # fmt: skip
         assert not cells & occupied, f"{kind}: panel {p['title']!r} overlaps another"
         occupied |= cells
+        if p["type"] == "row":
+            continue
         assert p["datasource"]["type"] == "influxdb"
         assert p["targets"], f"{kind}: panel {p['title']!r} has no query"
         refs = [t["refId"] for t in p["targets"]]
@@ -225,4 +237,36 @@ def test_both_dashboards_show_the_same_panels() -> None:
         "Microinverter power",
         "Microinverters",
         "Batteries",
+        "Energy",
+        "Daily energy from the counters",
+        "Self-consumption and self-sufficiency",
     } <= titles
+
+
+@pytest.mark.parametrize("kind", sorted(DASHBOARDS))
+def test_events_are_annotations(kind: str) -> None:
+    """enphase_event (tags gateway, kind; field text) is drawn on every panel, for the
+    selected gateway, its text as the annotation's text and its kind as a tag."""
+    (events,) = [a for a in load(kind)["annotations"]["list"] if a["name"] == "Gateway events"]
+    assert events["enable"] is True and events["datasource"] == {
+        "type": "influxdb",
+        "uid": "${datasource}",
+    }
+    if kind == "influxql":
+        q = events["query"]
+        assert q == (
+            'SELECT "text", "kind" FROM "enphase_event" '
+            'WHERE "gateway" =~ /^$gateway$/ AND $timeFilter'
+        )
+        assert (events["textColumn"], events["tagsColumn"]) == ("text", "kind")
+    else:
+        q = events["target"]["query"]
+        assert "range(start: v.timeRangeStart, stop: v.timeRangeStop)" in q
+        assert 'r._measurement == "enphase_event" and r.gateway == "${gateway}"' in q
+        assert 'r._field == "text"' in q
+        assert 'keep(columns: ["_time", "_value", "kind"])' in q
+        assert events["mappings"] == {
+            "text": {"source": "field", "value": "_value"},
+            "tags": {"source": "field", "value": "kind"},
+        }
+    assert variables_used(q) <= {"gateway", "timeFilter", "bucket"}

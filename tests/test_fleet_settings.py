@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from envoy_ingest.cli import main
 from envoy_ingest.errors import SettingsError
 from envoy_ingest.settings import GatewaySettings, load_settings
 from envoy_ingest.shard import Shard, gateway_identity, parse_shard, select, shard_of
+from envoy_ingest.simulator import Simulator, SimulatorConfig
+from tests.lp import read_dir
 
 
 def write(tmp: Path, toml: str, csv: str | None = None) -> Path:
@@ -187,3 +190,36 @@ def test_identity_prefers_the_serial() -> None:
     b = GatewaySettings(host="10.9.9.9", serial="122238082690")
     assert gateway_identity(a) == gateway_identity(b) == "serial:122238082690"
     assert gateway_identity(GatewaySettings(host="https://Envoy.Local")) == "host:envoy.local"
+
+
+def test_run_once_polls_only_its_shard(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sims = [Simulator(SimulatorConfig(family="legacy", inverters=1)).start() for _ in range(4)]
+    try:
+        rows = "".join(f"{sim.host},gw{i}\n" for i, sim in enumerate(sims))
+        (tmp_path / "fleet.csv").write_text("host,name\n" + rows)
+        sites: list[set[str]] = []
+        monkeypatch.setenv("ENVOY_INGEST_SHARD", "2/3")  # the command line wins
+        for shard in ("0/2", "1/2"):
+            out = tmp_path / shard.replace("/", "-")
+            out.mkdir()
+            path = out / "settings.toml"
+            path.write_text(
+                f'gateways_file = "{tmp_path / "fleet.csv"}"\n'
+                f'[file]\ndirectory = "{out / "data"}"\n[state]\ndirectory = "{out / "state"}"\n'
+            )
+            assert main(["run", "--once", "--shard", shard, "-c", str(path)]) == 0
+            sites.append({ln.tags["site"] for ln in read_dir(out / "data")})
+        assert main(["run", "--once", "--shard", "2/2", "-c", str(path)]) == 2
+    finally:
+        for sim in sims:
+            sim.stop()
+    expected = [
+        {gw.name for gw in select(load_settings(path).gateways, Shard(i, 2)) if gw.name}
+        for i in range(2)
+    ]
+    assert sites == expected
+    assert sites[0] | sites[1] == {"gw0", "gw1", "gw2", "gw3"}
+    assert not sites[0] & sites[1]
+    assert "--shard: shard 2 does not exist with 2 shards (0 to 1)" in capsys.readouterr().err

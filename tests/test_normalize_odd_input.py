@@ -321,24 +321,3 @@ def test_device_data_failing_this_time_falls_back_to_the_v1_list() -> None:
         "122012100000": 2.0,
         "122012200000": 3.0,
     }
-
-
-def test_storage_ct_ignores_readings_of_other_eids() -> None:
-    caps = Capabilities(
-        firmware=(8, 3, 1598), storage_ct=True, storage_ct_eids=("5",), phase_count=1
-    )
-    readings = [
-        {"eid": 4, "timestamp": 10, "activePower": 100.0},
-        {"eid": 5, "timestamp": 11, "activePower": -50.0, "voltage": 240.0, "freq": 50.0},
-    ]
-    (point,) = normalize.totals({METERS_READINGS: readings}, caps, NOW)
-    assert (point.tags, point.time) == ({"flow": "storage", "phase": "l1"}, 11)
-    assert point.fields == {"power_w": -50.0, "voltage_v": 240.0, "frequency_hz": 50.0}
-
-
-def test_unwired_storage_channel_is_left_out_even_with_frequency() -> None:
-    caps = Capabilities(firmware=(8, 3, 1598), storage_ct=True, storage_ct_eids=("5",))
-    channel = {"activePower": 1.0, "voltage": 120.0, "freq": 60.0}
-    readings = [{"eid": 5, "channels": [channel, {"activePower": 0.0, "freq": 60.0}]}]
-    points = normalize.totals({METERS_READINGS: readings}, caps, NOW)
-    assert [p.tags["phase"] for p in points] == ["l1"]

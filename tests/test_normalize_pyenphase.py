@@ -6,6 +6,11 @@ HTTP layer replaced by the recorded files, so it sees exactly what a gateway
 answered, status codes included. Our side is the worker's path: probe,
 capabilities, the request plan, the normalizers.
 
+Grid import and export are the net-consumption CT's ``energy_delivered`` /
+``energy_received`` (``ctmeters["net-consumption"]``), and every enabled CT's
+energies per phase agree with ``ctmeters_phases`` (single phase: with the CT's
+total, pyenphase having no phases there).
+
 Where we legitimately differ, the difference is named in ``LEFT_OUT`` and
 docs/schema.md:
 
@@ -20,6 +25,7 @@ docs/schema.md:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,6 +37,7 @@ from pyenphase.firmware import EnvoyFirmware
 from pyenphase.models.envoy import EnvoyData
 
 from envoy_ingest import normalize
+from envoy_ingest.normalize.ct_readings import FLOWS
 from envoy_ingest.point import Point
 from tests import fixtures_io as fx
 from tests.conftest import fixture_sets, require_fixtures
@@ -192,8 +199,8 @@ async def test_phases_agree(name: str) -> None:
 async def test_storage_ct_agrees(name: str) -> None:
     require_fixtures()
     data = await _pyenphase(name)
-    totals, _ = _ours(name)
-    ours = {p.tags["phase"]: p.fields for p in totals if p.tags.get("flow") == "storage"}
+    _, devices = _ours(name)
+    ours = {p.tags["phase"]: p.fields for p in devices if p.tags.get("flow") == "storage"}
     theirs = {str(k).lower(): v for k, v in (data.ctmeters_phases.get("storage") or {}).items()}
     assert set(ours) == set(theirs)
     for phase, meter in theirs.items():
@@ -203,6 +210,55 @@ async def test_storage_ct_agrees(name: str) -> None:
         assert ours[phase]["current_a"] == meter.current
         assert ours[phase]["power_factor"] == meter.power_factor
         assert ours[phase]["frequency_hz"] == meter.frequency
+
+
+@pytest.mark.parametrize("name", fixture_sets() or ["<missing>"])
+async def test_grid_import_export_agree(name: str) -> None:
+    """Grid import / export are the net-consumption CT's energies as pyenphase
+    reads them; a site without a net-consumption CT writes neither."""
+    require_fixtures()
+    data = await _pyenphase(name)
+    _, devices = _ours(name)
+    grid = [
+        p
+        for p in devices
+        if p.measurement == "enphase_system" and "grid_import_lifetime_wh" in p.fields
+    ]
+    net = data.ctmeters.get("net-consumption")
+    if net is None:
+        assert not [p for p in devices if p.measurement == "enphase_system"]
+        return
+    (point,) = grid
+    assert set(point.fields) == {"grid_import_lifetime_wh", "grid_export_lifetime_wh"}
+    assert _close(point.fields["grid_import_lifetime_wh"], net.energy_delivered)
+    assert _close(point.fields["grid_export_lifetime_wh"], net.energy_received)
+    assert point.time == net.timestamp
+
+
+@pytest.mark.parametrize("name", fixture_sets() or ["<missing>"])
+async def test_ct_energies_agree(name: str) -> None:
+    """Every enabled CT's delivered / received energy per phase, as pyenphase reads
+    it (single phase: pyenphase has only the CT's total, which is our L1)."""
+    require_fixtures()
+    data = await _pyenphase(name)
+    _, devices = _ours(name)
+    ours: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for p in devices:
+        if p.measurement == "enphase_meter":
+            ours.setdefault(p.tags["flow"], {})[p.tags["phase"]] = p.fields
+    theirs: dict[str, dict[str, Any]] = {}
+    for kind, meter in data.ctmeters.items():
+        phases = data.ctmeters_phases.get(kind)
+        flow = FLOWS.get(str(kind), str(kind))
+        theirs[flow] = {str(k).lower(): v for k, v in phases.items()} if phases else {"l1": meter}
+    assert set(ours) == set(theirs)
+    for flow, phases in theirs.items():
+        assert set(ours[flow]) == set(phases), flow
+        for phase, meter in phases.items():
+            fields = ours[flow][phase]
+            assert meter is not None, (flow, phase)
+            assert _close(fields["delivered_lifetime_wh"], meter.energy_delivered), (flow, phase)
+            assert _close(fields["received_lifetime_wh"], meter.energy_received), (flow, phase)
 
 
 @pytest.mark.parametrize("name", fixture_sets() or ["<missing>"])

@@ -357,15 +357,13 @@ EXPECTED_METERS: dict[str, list[tuple[str, str]]] = {
     # phaseCount 1 and no lines: the entry is L1.
     "7.6.175_with_cts": _ONE_PHASE,
     "7.6.185_with_cts_and_battery_3t": _ONE_PHASE,
-    # Split phase without lines: no per-phase data; storage CT channels L1, L2.
-    "8.2.127_with_3cts_and_battery_split": [("storage", "l1"), ("storage", "l2")],
+    # Split phase without lines: no per-phase data (the storage CT is read by the
+    # devices job: tests/test_normalize_ct_readings.py).
     "8.2.4345_with_device_data": _ONE_PHASE,
     "8.2.4382_ACB": _ONE_PHASE,
     # Three lines, the third all zero (not wired): left out.
     "8.3.1598_collar": sorted(
-        (flow, phase)
-        for flow in ("consumption", "net", "production", "storage")
-        for phase in ("l1", "l2")
+        (flow, phase) for flow in ("consumption", "net", "production") for phase in ("l1", "l2")
     ),
     "8.3.5169_ACB_inventory": _ONE_PHASE,
     "8.3.5433_tot_is_net_cons": sorted(
@@ -477,21 +475,6 @@ def test_total_is_net_fault_repaired_per_phase() -> None:
     net_l2 = _meter(points, "net", "l2")
     assert net_l2.fields["power_w"] == 178.936
     assert net_l2.fields["current_a"] == -1.351
-
-
-def test_storage_ct_from_readings_matched_by_eid() -> None:
-    require_fixtures()
-    l2 = _meter(_totals("8.3.1598_collar"), "storage", "l2")
-    assert l2.time == 1752974752
-    assert l2.fields == {
-        "power_w": -652.373,
-        "voltage_v": 119.923,
-        "current_a": 5.534,
-        "power_factor": -0.977,
-        "apparent_power_va": 661.374,
-        "reactive_power_var": -0.845,
-        "frequency_hz": 60.0,
-    }
 
 
 def test_stale_api_v1_is_not_used() -> None:

@@ -235,7 +235,9 @@ EXPECTED_METRICS = {
     "envoy_ingest_spool_bytes": set(),
     "envoy_ingest_write_errors_total": {"class"},
     "envoy_ingest_dead_lettered_points_total": set(),
-    "envoy_ingest_dropped_points_total": set(),
+    "envoy_ingest_dropped_points_total": {"reason"},
+    "envoy_ingest_degraded": {"component", "fault"},
+    "envoy_ingest_memory_points": set(),
     "envoy_ingest_token_expiry_seconds": {"gateway"},
     "envoy_ingest_last_success_timestamp_seconds": {"gateway"},
     "envoy_ingest_last_error_timestamp_seconds": {"gateway"},
@@ -282,7 +284,12 @@ async def test_metrics_endpoint_exposes_every_metric_with_its_labels(
     metrics.record_write_error(ConnectionRefusedError())
     metrics.record_dead_letter(3)
     metrics.record_dead_letter(0)
-    metrics.record_dropped(2)
+    before_dropped = sample("envoy_ingest_dropped_points_total", reason="memory_full")
+    metrics.record_dropped(2, "memory_full")
+    metrics.record_dropped(0, "memory_full")
+    metrics.set_degraded("metrics-test", "disk_full")
+    metrics.set_degraded("metrics-test", "corrupt")
+    metrics.set_memory_points(7)
     monkeypatch.setattr(metrics.TOKEN_EXPIRY, "clock", lambda: 1_000_000.0)
     metrics.set_token_expiry("home", 1_000_000.0 + 86400)
     metrics.set_token_expiry("gone", 5.0)
@@ -310,6 +317,12 @@ async def test_metrics_endpoint_exposes_every_metric_with_its_labels(
     assert inv == before_inv + 2
     assert sample("envoy_ingest_dead_lettered_points_total") == before_dead + 3
     assert sample("envoy_ingest_spool_points") == 12
+    assert sample("envoy_ingest_memory_points") == 7
+    assert sample("envoy_ingest_dropped_points_total", reason="memory_full") == before_dropped + 2
+    assert sample("envoy_ingest_degraded", component="metrics-test", fault="disk_full") == 0
+    assert sample("envoy_ingest_degraded", component="metrics-test", fault="corrupt") == 1
+    metrics.set_degraded("metrics-test", None)
+    assert sample("envoy_ingest_degraded", component="metrics-test", fault="corrupt") == 0
     assert sample("envoy_ingest_spool_bytes") == 4096
     assert sample("envoy_ingest_write_errors_total", **{"class": "ConnectionRefusedError"}) >= 1
     assert sample("envoy_ingest_token_expiry_seconds", gateway="home") == 86400
@@ -321,7 +334,8 @@ async def test_metrics_endpoint_exposes_every_metric_with_its_labels(
     assert sample("envoy_ingest_gateway_up", gateway="home") == 1
     assert sample("envoy_ingest_gateway_up", gateway="barn") == 0
     assert sample("envoy_ingest_last_error_timestamp_seconds", gateway="barn") == 1_700_000_001
-    assert [labels for labels, _ in samples["envoy_ingest_gateway_info"]] == [
+    info = [labels for labels, _ in samples["envoy_ingest_gateway_info"]]
+    assert [i for i in info if i["gateway"] == "home"] == [
         {"gateway": "home", "serial": "1222", "firmware": "D8.2.4264"}
     ]
     slow = sample(

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from envoy_ingest.errors import SinkError
 from envoy_ingest.point import Point
 from envoy_ingest.sink import FileSink, StdoutSink
 from envoy_ingest.sink._append import LineAppender
@@ -70,8 +69,8 @@ def test_a_torn_last_line_is_cut_off_before_appending(
     assert "partial last line (22 bytes)" in caplog.text
 
 
-def test_a_failed_write_leaves_no_part_of_the_batch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_failed_write_leaves_no_part_of_the_batch_and_is_written_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     sink = FileSink(tmp_path)
     sink.submit(totals_points(LATE))
@@ -87,10 +86,33 @@ def test_a_failed_write_leaves_no_part_of_the_batch(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "write", disk_full_half_way)
-    with pytest.raises(SinkError, match=r"No space left on device \(check file.directory\)"):
-        sink.submit(totals_points(LATE + 1))
+    sink.submit(totals_points(LATE + 1))  # held in memory, said once
+    sink.submit(totals_points(LATE + 2))
     monkeypatch.undo()
     assert (tmp_path / "2026-11-23.lp").read_bytes() == before
+    assert sink.held_points == 14 and sink.degraded.active
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert "No space left on device (check file.directory); collecting on" in errors[0]
+    sink.submit(totals_points(LATE + 3))  # writable again: the held points go first
+    assert not sink.degraded.active and sink.held_points == 0
+    lines = (tmp_path / "2026-11-23.lp").read_bytes().splitlines()
+    times = [int(line.rsplit(b" ", 1)[1]) for line in lines]
+    assert times == [LATE] * 7 + [LATE + 1] * 7 + [LATE + 2] * 7 + [LATE + 3] * 7
+    assert "writing " + str(tmp_path) + " again after" in caplog.text
+
+
+def test_points_beyond_the_memory_bound_are_dropped_oldest_first(tmp_path: Path) -> None:
+    sink = FileSink(tmp_path / "gone", memory_max_points=10)
+    (tmp_path / "gone").write_text("a file where the directory should be")
+    sink.submit(totals_points(LATE))
+    sink.submit(totals_points(LATE + 1))
+    assert (sink.held_points, sink.dropped) == (10, 4)
+    (tmp_path / "gone").unlink()
+    sink.submit([])
+    assert sink.held_points == 0
+    times = [p.time for p in parse((tmp_path / "gone" / "2026-11-23.lp").read_text())]
+    assert times == [LATE] * 3 + [LATE + 1] * 7
 
 
 LINE = b'enphase_system,gateway=1 production_w=1234.5,text="%s" 1795478340\n' % (b"x" * 200)

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,23 +129,49 @@ async def test_revoked_token_one_refresh_no_loop(sim: Simulator, tmp_path: Path)
     assert sim.request_count("/auth/check_jwt") == 1
 
 
+async def fetch_then_restart(sim: Simulator, tmp_path: Path, between: Callable[[], None]) -> str:
+    """A first run fetches and caches a token; ``between``; a second run polls once.
+    Returns how the second run authenticated."""
+    s = settings(sim, tmp_path)
+    async with EnvoyClient(s.gateways[0], TokenManager(s)) as client:
+        await client.connect()
+    between()
+    second = TokenManager(s)  # a restart
+    await second.start()
+    try:
+        async with EnvoyClient(s.gateways[0], second) as client:
+            await client.connect()
+            await client.get("/api/v1/production")
+            return client.auth_description
+    finally:
+        await second.aclose()
+
+
 async def test_restart_reuses_the_cached_token_without_the_cloud(
     sim: Simulator, tmp_path: Path
 ) -> None:
-    s = settings(sim, tmp_path)
-    first = TokenManager(s)
-    async with EnvoyClient(s.gateways[0], first) as client:
-        await client.connect()
-    assert sim.cloud.token_calls == 1
-    second = TokenManager(s)  # a restart
-    await second.start()
-    async with EnvoyClient(s.gateways[0], second) as client:
-        await client.connect()
-        await client.get("/api/v1/production")
-        assert "cached" in client.auth_description
-    await second.aclose()
+    def fetched_once() -> None:
+        assert sim.cloud.token_calls == 1
+
+    assert "cached" in await fetch_then_restart(sim, tmp_path, fetched_once)
     assert (sim.cloud.login_calls, sim.cloud.token_calls) == (1, 1)
     assert sim.request_count("/auth/check_jwt") == 1  # validated once at start
+
+
+async def test_a_damaged_token_cache_is_moved_aside_and_the_token_fetched_again(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    cache_dir = tmp_path / "state" / "tokens"
+
+    def damage() -> None:  # a power cut on an SD card
+        (cache,) = cache_dir.glob("*.json")
+        cache.write_bytes(b'{"token": "eyJ\x00 half a file')
+
+    await fetch_then_restart(sim, tmp_path, damage)
+    (cache,) = cache_dir.glob("*.json")
+    (moved,) = cache_dir.glob("*.json.corrupt-*")
+    assert moved.read_bytes() == b'{"token": "eyJ\x00 half a file'
+    assert sim.cloud.token_calls == 2 and cache.is_file()  # fetched again, cached again
 
 
 def current(tokens: TokenManager, s: Settings, sim: Simulator) -> str:

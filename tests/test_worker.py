@@ -16,7 +16,7 @@ from envoy_ingest.simulator import Simulator, SimulatorConfig
 from envoy_ingest.simulator.render_totals import api_v1_production
 from envoy_ingest.worker import CycleResult, Worker
 from tests.lp import Line, read_dir
-from tests.worker_settings import gateway_table, write_settings
+from tests.worker_settings import gateway_table, midday_timezone, write_settings
 
 NOON = 1718971200  # 2024-06-21 12:00 UTC
 
@@ -44,9 +44,18 @@ def test_modern_https_jwt_site_with_cts_and_iq_batteries(tmp_path: Path) -> None
         requests = list(sim.requests)
     assert rc == 0
     lines = read_dir(tmp_path / "data")
-    system = only(lines, "enphase_system")
-    assert system.tags == {"gateway": sim.serial, "site": "home"}
-    assert system.time == NOON
+    # The totals point, and the grid energies the devices job read from the
+    # net-consumption CT (written at the CT's own timestamp, here the same).
+    system, grid = sorted(
+        (ln for ln in lines if ln.measurement == "enphase_system"),
+        key=lambda ln: "grid_import_lifetime_wh" in ln.fields,
+    )
+    assert system.tags == grid.tags == {"gateway": sim.serial, "site": "home"}
+    assert system.time == grid.time == NOON
+    assert grid.fields == {
+        "grid_import_lifetime_wh": round(r.import_lifetime, 3),
+        "grid_export_lifetime_wh": round(r.export_lifetime, 3),
+    }
     f = system.fields
     assert f["production_w"] == round(r.production_w, 3)
     assert f["production_today_wh"] == round(r.prod_today, 3)
@@ -59,8 +68,13 @@ def test_modern_https_jwt_site_with_cts_and_iq_batteries(tmp_path: Path) -> None
     assert f["battery_soc_pct"] == pytest.approx(r.soc, abs=0.5)
     assert f["battery_w"] == pytest.approx(r.battery_w, abs=1)
     assert f["battery_state"] in {"charging", "discharging", "idle", "full"}
-    meter = only(lines, "enphase_meter", flow="production", phase="l1")
+    meter, energy = sorted(
+        (ln for ln in lines if ln.tags.get("flow") == "production"),
+        key=lambda ln: "delivered_lifetime_wh" in ln.fields,
+    )
+    assert meter.tags["phase"] == energy.tags["phase"] == "l1"
     assert meter.fields["power_w"] == f["production_w"]
+    assert energy.fields["delivered_lifetime_wh"] == round(r.prod_lifetime, 3)
     inverters = [ln for ln in lines if ln.measurement == "enphase_inverter"]
     assert len(inverters) == 12
     by_serial = {ln.tags["serial"]: ln for ln in inverters}
@@ -85,7 +99,8 @@ def test_legacy_http_digest_site_without_cts(tmp_path: Path) -> None:
         r = sim.model.reading(NOON)
         api = api_v1_production(sim.model, NOON)
         before = int(time.time())
-        rc = main(["run", "--once", "-c", str(write_settings(tmp_path, gateway_table(sim)))])
+        table = gateway_table(sim) + f'\ntimezone = "{midday_timezone()}"'
+        rc = main(["run", "--once", "-c", str(write_settings(tmp_path, table))])
         after = int(time.time())
     assert rc == 0
     lines = read_dir(tmp_path / "data")
@@ -157,7 +172,10 @@ def test_scheduled_run_polls_on_its_intervals(tmp_path: Path) -> None:
     assert 5 <= len(totals) <= 8
     assert 2 <= len(devices) <= 3
     written = read_dir(tmp_path / "data")
-    assert len([ln for ln in written if ln.measurement == "enphase_system"]) == len(totals)
+    system = [ln for ln in written if ln.measurement == "enphase_system"]
+    # One totals point per totals cycle, one grid reading per devices cycle.
+    grid = [ln for ln in system if "grid_import_lifetime_wh" in ln.fields]
+    assert (len(system) - len(grid), len(grid)) == (len(totals), len(devices))
 
 
 def test_firmware_update_is_noticed_and_the_gateway_probed_again(
@@ -250,7 +268,7 @@ def test_a_plan_made_from_after_reboot_zeros_is_revisited(tmp_path: Path) -> Non
         worker = Worker(load_settings(write_settings(tmp_path, gateway_table(sim))))
         poller = worker.pollers[0]
         now = [1_000_000.0]
-        poller.clock = lambda: now[0]
+        poller.steady = lambda: now[0]  # the interval clock
         sources: list[str | None] = []
 
         async def go() -> None:

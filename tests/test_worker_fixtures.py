@@ -12,17 +12,18 @@ from envoy_ingest.cli import main
 from envoy_ingest.simulator import Simulator, SimulatorConfig
 from tests.conftest import fixture_sets, require_fixtures
 from tests.lp import Line, read_dir
-from tests.worker_settings import gateway_table, write_settings
+from tests.worker_settings import gateway_table, midday_timezone, write_settings
 
 COUNT_FIELDS = {"inverters", "batteries"}
 FLAG_FIELDS = {"provisioned", "communicating", "producing"}
 STRING_FIELDS = {"battery_state", "state"}
 
 
-def run_once(tmp_path: Path, fixture: str) -> tuple[int, list[Line], Simulator]:
+def run_once(tmp_path: Path, fixture: str, more: str = "") -> tuple[int, list[Line], Simulator]:
     root = require_fixtures()
     with Simulator(SimulatorConfig(fixture=root / fixture)) as sim:
-        rc = main(["run", "--once", "-c", str(write_settings(tmp_path, gateway_table(sim)))])
+        table = gateway_table(sim) + more
+        rc = main(["run", "--once", "-c", str(write_settings(tmp_path, table))])
     return rc, read_dir(tmp_path / "data"), sim
 
 
@@ -31,7 +32,13 @@ def test_every_recorded_gateway_writes_the_contract(tmp_path: Path, fixture: str
     rc, lines, sim = run_once(tmp_path, fixture)
     # The bad-auth set refuses the device endpoints: the run must say so.
     assert rc == (1 if fixture == "3.9.36_bad_auth" else 0)
-    systems = [ln for ln in lines if ln.measurement == "enphase_system"]
+    # The totals point, and where a net-consumption CT measures, the grid
+    # energies of its reading (the devices job's, at the CT's own timestamp).
+    systems = [
+        ln
+        for ln in lines
+        if ln.measurement == "enphase_system" and "grid_import_lifetime_wh" not in ln.fields
+    ]
     assert len(systems) == 1
     for line in lines:
         assert line.tags["gateway"] == sim.serial
@@ -53,8 +60,16 @@ def test_every_recorded_gateway_writes_the_contract(tmp_path: Path, fixture: str
 def test_metered_7_6_175_values(tmp_path: Path) -> None:
     rc, lines, _ = run_once(tmp_path, "7.6.175_with_cts")
     assert rc == 0
-    (system,) = [ln for ln in lines if ln.measurement == "enphase_system"]
+    system, grid = sorted(
+        (ln for ln in lines if ln.measurement == "enphase_system"), key=lambda ln: ln.time
+    )
     assert system.time == 1693745129  # the eim readingTime
+    # The net-consumption CT's reading of /ivp/meters/readings, at its timestamp.
+    assert grid.time == 1693745133
+    assert grid.fields == {
+        "grid_import_lifetime_wh": 3738205.282,
+        "grid_export_lifetime_wh": 1776768.769,
+    }
     expected = {
         "production_w": 488.154,
         "production_today_wh": 4425.303,
@@ -82,7 +97,7 @@ def test_metered_7_6_175_values(tmp_path: Path) -> None:
 
 
 def test_legacy_3_9_36_falls_back_to_api_v1(tmp_path: Path) -> None:
-    rc, lines, sim = run_once(tmp_path, "3.9.36")
+    rc, lines, sim = run_once(tmp_path, "3.9.36", f'\ntimezone = "{midday_timezone()}"')
     assert rc == 0
     (system,) = [ln for ln in lines if ln.measurement == "enphase_system"]
     assert {

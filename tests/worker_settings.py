@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from envoy_ingest.simulator import Simulator
@@ -13,6 +14,16 @@ def gateway_table(sim: Simulator, name: str = "home") -> str:
     if sim.url.startswith("https://"):
         lines.append(f'token = "{sim.issue_token(lifetime=365 * 86400)}"')
     return "\n".join(lines)
+
+
+def midday_timezone(now: float | None = None) -> str:
+    """A zone where it is about noon now: for sites whose report times are the
+    wall clock (``/api/v1/production``), whose day counter the energy stage
+    does not believe shortly after local midnight (more than could have been
+    produced since)."""
+    hour = time.gmtime(time.time() if now is None else now).tm_hour
+    offset = 12 - hour  # UTC+12 at 00 UTC ... UTC-11 at 23 UTC
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"  # POSIX signs are inverted
 
 
 def write_settings(tmp: Path, *gateways: str, extra: str = "") -> Path:

@@ -68,10 +68,11 @@ class Capabilities:
     production_source: ProductionSource | None = None
     production_ct: bool = False
     consumption_ct: bool = False
-    storage_ct: bool = False
-    #: ``eid`` of the enabled storage CT(s) in ``/ivp/meters``: readings are
-    #: matched by ``eid``, never by position (8.3 lists extra CTs).
-    storage_ct_eids: tuple[str, ...] = ()
+    #: ``(eid, measurementType)`` of every enabled CT in ``/ivp/meters``, in its
+    #: order (``production``, ``net-consumption``, ``storage``, ``backfeed``, ...):
+    #: ``/ivp/meters/readings`` is matched to them by ``eid``, never by position
+    #: (8.3 lists CTs it has not enabled).
+    cts: tuple[tuple[str, str], ...] = ()
     #: Phases metered: from ``/ivp/meters`` (``phaseCount``), else the number of
     #: non-zero ``lines`` in production.json; ``None`` when neither says.
     phase_count: int | None = None
@@ -109,6 +110,20 @@ class Capabilities:
         devices = " ".join(self.devices_paths) or "none (the gateway serves no device endpoint)"
         parts.append(f"totals: {' '.join(self.totals_paths)}; devices: {devices}")
         return "; ".join(parts)
+
+    @property
+    def storage_ct_eids(self) -> tuple[str, ...]:
+        """``eid`` of the enabled storage CT(s)."""
+        return tuple(eid for eid, kind in self.cts if kind == "storage")
+
+    @property
+    def storage_ct(self) -> bool:
+        return bool(self.storage_ct_eids)
+
+    @property
+    def grid_ct(self) -> bool:
+        """An enabled ``net-consumption`` CT: grid import and export are measured."""
+        return any(kind == "net-consumption" for _, kind in self.cts)
 
     @property
     def metered(self) -> bool:
@@ -150,7 +165,9 @@ class Capabilities:
             paths.append(DEVICE_DATA)
         if self.encharge_count:
             paths.append(ENSEMBLE_INVENTORY)  # power: see devices_extra_paths
-        if self.storage_ct:
+        if self.cts:
+            # Every CT's lifetime energies (grid import / export on the
+            # net-consumption CT) and the storage CT: +12 requests an hour.
             paths.append(METERS_READINGS)
         return tuple(paths)
 
@@ -164,15 +181,14 @@ class Capabilities:
     def totals_extra_paths(self) -> tuple[str, ...]:
         """Devices-job answers that ``normalize.totals`` also reads when the worker
         merges the latest of them into the totals snapshot: IQ battery count and
-        capacities; the storage CT; the microinverter count where production.json
-        is not polled."""
+        capacities; the microinverter count where production.json is not polled.
+        (``/ivp/meters/readings`` is not among them: each CT reading is written
+        once, by the devices job that fetched it, at its own ``timestamp``.)"""
         extra: list[str] = []
         if self.production_source == "api_v1" and self.device_endpoints:
             extra.append(API_V1_INVERTERS)
         if self.encharge_count:
             extra.append(ENSEMBLE_INVENTORY)
-        if self.storage_ct:
-            extra.append(METERS_READINGS)
         return tuple(extra)
 
 
@@ -201,10 +217,10 @@ def detect(info: GatewayInfo, probe: Snapshot) -> Capabilities:
     consumption_ct = bool(types & {"net-consumption", "total-consumption"}) or any(
         active(e) for e in dicts(pj.get("consumption"))
     )
-    storage_eids = tuple(
-        str(m["eid"])
+    cts = tuple(
+        (str(m["eid"]), kind)
         for m in enabled
-        if label(m.get("measurementType")) == "storage" and m.get("eid") is not None
+        if (kind := label(m.get("measurementType"))) and m.get("eid") is not None
     )
 
     api = mapping(probe.get(API_V1_PRODUCTION)) or {}
@@ -238,8 +254,7 @@ def detect(info: GatewayInfo, probe: Snapshot) -> Capabilities:
         production_source=source,
         production_ct=production_ct,
         consumption_ct=consumption_ct,
-        storage_ct=bool(storage_eids),
-        storage_ct_eids=storage_eids,
+        cts=cts,
         phase_count=_phase_count(enabled, pj),
         acb_count=acb_count,
         encharge_count=_encharge_count(probe.get(ENSEMBLE_INVENTORY)),

@@ -16,10 +16,12 @@ Deadlines are event-loop times (``asyncio.get_running_loop().time() + seconds``)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from collections.abc import Sequence
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -76,6 +78,7 @@ class EnvoyClient:
         self.not_found: set[str] = set()  # paths of the last fetch that answered 404
         self._http = _transport.build_client(gw, transport)
         self._digest: GatewayDigestAuth | None = None
+        self._gateway_date: tuple[float, float] | None = None  # (Date, monotonic then)
 
     def __repr__(self) -> str:
         return f"EnvoyClient({self.gw.label!r}, base_url={self.base_url!r})"
@@ -137,6 +140,19 @@ class EnvoyClient:
             raise GatewayError(f"gateway {self.label}: not connected (call connect() first)")
         return self.base_url, self.info
 
+    def _note_date(self, header: str | None) -> None:
+        if header:
+            with contextlib.suppress(TypeError, ValueError, IndexError, OverflowError):
+                self._gateway_date = (parsedate_to_datetime(header).timestamp(), time.monotonic())
+
+    @property
+    def gateway_now(self) -> float | None:
+        """The gateway's clock: the ``Date`` of its latest answer, plus the time since."""
+        if self._gateway_date is None:
+            return None
+        date, received = self._gateway_date
+        return date + (time.monotonic() - received)
+
     async def _send(
         self,
         url: str,
@@ -158,6 +174,7 @@ class EnvoyClient:
                 backoff=self.backoff,
             )
             status = response.status_code
+            self._note_date(response.headers.get("date"))
             return response
         except Exception as exc:
             status = type(exc).__name__

@@ -11,10 +11,12 @@ What each field needs (docs/schema.md has the full contract):
 - ``totals``: the totals job's answer (``/production.json?details=1`` or
   ``/api/v1/production``), plus, merged in by the worker, the latest devices-job
   answers named by :attr:`Capabilities.totals_extra_paths`: IQ battery count,
-  power and charge (``/ivp/ensemble/inventory``, ``/ivp/ensemble/power``), the
-  storage CT (``/ivp/meters/readings``), and the microinverter count where
-  production.json is not polled (``/api/v1/production/inverters``).
-- ``devices``: the devices job's answers.
+  power and charge (``/ivp/ensemble/inventory``, ``/ivp/ensemble/power``), and
+  the microinverter count where production.json is not polled
+  (``/api/v1/production/inverters``).
+- ``devices``: the devices job's answers, including the CT readings
+  (``/ivp/meters/readings``: per-CT energies, grid import / export, the storage
+  CT), written once per reading at the CT's own ``timestamp``.
 """
 
 from __future__ import annotations
@@ -60,16 +62,18 @@ def totals(snapshot: Snapshot, caps: Capabilities, now: int) -> list[Point]:
     if fields:
         points.append(Point("enphase_system", fields, time))
     points += production.meter_points(snapshot, caps, time)
-    points += ct_readings.storage_points(snapshot, caps, time)
     return points
 
 
 def devices(snapshot: Snapshot, caps: Capabilities, now: int) -> list[Point]:
     """``enphase_inverter`` and ``enphase_battery``, one point per device, at the
-    device's own report time (``now`` where it has none)."""
+    device's own report time (``now`` where it has none); and from the CT
+    readings ``enphase_meter`` energies per CT and phase, the storage CT, and the
+    ``enphase_system`` grid import / export, at each reading's time."""
     return [
         *inverters.inverter_points(snapshot, caps, now),
         *batteries.battery_points(snapshot, now),
+        *ct_readings.ct_points(snapshot, caps, now),
     ]
 
 

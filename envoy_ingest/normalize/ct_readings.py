@@ -1,29 +1,47 @@
-"""The storage CT: ``/ivp/meters/readings``, matched to ``/ivp/meters`` by ``eid``.
+"""The CT meters: ``/ivp/meters/readings``, matched to ``/ivp/meters`` by ``eid``.
 
 ::
 
     [
+      {"eid": 704643584, "timestamp": 1709829517, "activePower": 129.407, ...,
+       "actEnergyDlvd": 4998251.825, "actEnergyRcvd": 253960.783,
+       "channels": [{"eid": 1778385425, "timestamp": 1709829517,
+                     "actEnergyDlvd": 2631217.196, "actEnergyRcvd": 93777.056, ...},
+                    {...}, {...}]},
       {"eid": 704643840, "timestamp": 1709829517, "activePower": -2579.823,
        "apparentPower": 461.253, "reactivePower": 676.781, "pwrFactor": -1.0,
        "voltage": 242.582, "current": 14.575, "freq": 60.0,
-       "actEnergyDlvd": 2274358.602, "actEnergyRcvd": 2971414.344,
-       "channels": [{"eid": 1778385681, "timestamp": 1709829517, "activePower": -2114.856, ...},
-                    {...}, {...}]}
+       "actEnergyDlvd": 2274358.602, "actEnergyRcvd": 2971414.344, "channels": [...]}
     ]
 
-Production and consumption come from production.json; only the storage CT is
-read here (negative ``activePower`` = charging). Readings are matched by
-``eid`` because 8.3 lists CTs that ``/ivp/meters`` does not enable.
+Power of production and consumption comes from production.json every minute;
+from here come every enabled CT's lifetime energies (``actEnergyDlvd`` through
+the CT forwards, ``actEnergyRcvd`` backwards), the grid import and export of
+the net-consumption CT, and the storage CT's power (negative = charging).
+Readings are matched by ``eid`` because 8.3 lists CTs that ``/ivp/meters``
+does not enable. Each reading is written at its own ``timestamp``.
 """
 
 from __future__ import annotations
 
 from envoy_ingest.envoy.capabilities import METERS_READINGS, Capabilities, Snapshot
-from envoy_ingest.gateway_json import dicts, number, put, report_time
+from envoy_ingest.gateway_json import JsonObject, dicts, number, put, report_time
 from envoy_ingest.normalize.production import PHASES
 from envoy_ingest.point import FieldValue, Point
 
-_FIELDS = (
+#: ``flow`` tag of each CT ``measurementType``, as production.json's flows are
+#: named; any other type (``backfeed``, ``load``, ``evse``, ``pv3p``) is its own flow.
+FLOWS = {
+    "production": "production",
+    "total-consumption": "consumption",
+    "net-consumption": "net",
+    "storage": "storage",
+}
+_ENERGY = (("delivered_lifetime_wh", "actEnergyDlvd"), ("received_lifetime_wh", "actEnergyRcvd"))
+#: On the net-consumption CT, delivered is imported from the grid, received exported.
+_GRID = (("grid_import_lifetime_wh", "actEnergyDlvd"), ("grid_export_lifetime_wh", "actEnergyRcvd"))
+#: Storage CT fields besides the energies (other CTs' power is in production.json).
+_POWER = (
     ("power_w", "activePower"),
     ("voltage_v", "voltage"),
     ("current_a", "current"),
@@ -32,8 +50,8 @@ _FIELDS = (
     ("reactive_power_var", "reactivePower"),
     ("frequency_hz", "freq"),
 )
-#: A channel is a phase that is not wired when all of these are 0 (``freq`` is
-#: often still reported there).
+#: A CT or channel measures nothing (a phase that is not wired, or an all-zero
+#: answer) when all of these are 0 (``freq`` is often still reported there).
 _MEASURED = (
     "activePower",
     "apparentPower",
@@ -45,27 +63,50 @@ _MEASURED = (
 )
 
 
-def storage_points(snapshot: Snapshot, caps: Capabilities, default_time: int) -> list[Point]:
-    """``enphase_meter`` with ``flow=storage``, one point per wired phase."""
-    eids = set(caps.storage_ct_eids)
+def ct_points(snapshot: Snapshot, caps: Capabilities, default_time: int) -> list[Point]:
+    """``enphase_meter`` per enabled CT and wired phase (its energies; the storage
+    CT's power too), and ``enphase_system`` grid import / export from the
+    net-consumption CT, each at the reading's ``timestamp``."""
+    readings = {str(r.get("eid")): r for r in dicts(snapshot.get(METERS_READINGS))}
     points: list[Point] = []
-    for reading in dicts(snapshot.get(METERS_READINGS)):
-        if str(reading.get("eid")) not in eids:
+    grid_written = False
+    for eid, kind in caps.cts:
+        reading = readings.get(eid)
+        if reading is None:
             continue
-        channels = dicts(reading.get("channels"))
-        if "channels" not in reading and caps.phase_count == 1:
-            channels = [reading]
-        for index, channel in enumerate(channels[: len(PHASES)]):
-            if not any(number(channel.get(key)) for key in _MEASURED):
-                continue
+        time = report_time(reading.get("timestamp")) or default_time
+        if kind == "net-consumption" and not grid_written and _measures(reading):
             fields: dict[str, FieldValue] = {}
-            for name, key in _FIELDS:
+            for name, key in _GRID:
+                put(fields, name, reading.get(key))
+            if fields:
+                points.append(Point("enphase_system", fields, time))
+                grid_written = True
+        flow = FLOWS.get(kind, kind)
+        keys = (*_POWER, *_ENERGY) if flow == "storage" else _ENERGY
+        for index, channel in enumerate(_channels(reading, caps)):
+            if not _measures(channel):
+                continue
+            fields = {}
+            for name, key in keys:
                 put(fields, name, channel.get(key))
-            time = (
-                report_time(channel.get("timestamp"))
-                or report_time(reading.get("timestamp"))
-                or default_time
-            )
-            tags = {"flow": "storage", "phase": PHASES[index]}
-            points.append(Point("enphase_meter", fields, time, tags))
+            if fields:
+                at = report_time(channel.get("timestamp")) or time
+                tags = {"flow": flow, "phase": PHASES[index]}
+                points.append(Point("enphase_meter", fields, at, tags))
     return points
+
+
+def _channels(reading: JsonObject, caps: Capabilities) -> list[JsonObject]:
+    """The per-phase channels of the phases ``/ivp/meters`` says are metered
+    (channels beyond them are not wired and may carry copies of other CTs'
+    numbers, as on 8.2.127 split phase). A single-phase reading without
+    ``channels`` is its own L1."""
+    wanted = min(caps.phase_count or len(PHASES), len(PHASES))
+    if "channels" not in reading and wanted == 1:
+        return [reading]
+    return dicts(reading.get("channels"))[:wanted]
+
+
+def _measures(values: JsonObject) -> bool:
+    return any(number(values.get(key)) for key in _MEASURED)

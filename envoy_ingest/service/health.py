@@ -23,8 +23,13 @@ The worker drives it::
     health.poll_succeeded("home", "totals") # or poll_failed("home", "totals", "timeout")
     health.gateway_facts("home", serial="1222...", firmware="D8.2.4264")
     health.set_problem("sink", "points cannot be stored: disk full")   # None clears it
+    health.set_degraded("spool", "database or disk is full")  # clear_degraded("spool")
 
-Another process-wide condition is one more :meth:`set_problem` name. Times
+A sink working in a **degraded mode** (the spool cannot be written, points
+are held in memory and delivered from there; see ``sink/durable.py``) is not a
+problem: ``/healthz`` stays 200 with ``"status": "degraded"`` and
+``"degraded": {"spool": "<reason>"}``, since collection goes on and a restart
+would not free a disk. Another process-wide condition is one more :meth:`set_problem` name. Times
 for staleness come from ``clock`` (monotonic: a wall-clock jump never makes
 anything look stale); the Unix times shown come from ``wall``. Thread-safe:
 the HTTP server reads it from its own threads.
@@ -81,6 +86,7 @@ class HealthState:
         self._running = False
         self._since = clock()  # of the scheduler's start, or of the last heartbeat
         self._problems: dict[str, str] = {}
+        self._degraded: dict[str, str] = {}
         self._gateways: dict[str, _Gateway] = {}
         self._lock = threading.Lock()
 
@@ -104,6 +110,16 @@ class HealthState:
                 self._problems.pop(name, None)
             else:
                 self._problems[name] = reason
+
+    def set_degraded(self, component: str, reason: str) -> None:
+        """``component`` (``spool``, ``file``) works in a degraded mode because of ``reason``."""
+        with self._lock:
+            self._degraded[component] = reason
+
+    def clear_degraded(self, component: str) -> None:
+        """``component`` works normally again."""
+        with self._lock:
+            self._degraded.pop(component, None)
 
     # --- gateways ------------------------------------------------------------
 
@@ -156,10 +172,13 @@ class HealthState:
         with self._lock:
             now = self.clock()
             reasons = self._process_reasons(now)
-            body: dict[str, Any] = {"status": "ok" if not reasons else "unhealthy"}
+            status = "unhealthy" if reasons else "degraded" if self._degraded else "ok"
+            body: dict[str, Any] = {"status": status}
             if reasons:
                 body["reason"] = "; ".join(reasons)
                 body["reasons"] = reasons
+            if self._degraded:
+                body["degraded"] = dict(sorted(self._degraded.items()))
             body["scheduler_running"] = self._running
             failing = sum(
                 1

@@ -39,6 +39,7 @@ __all__ = [
     "PollOutcome",
     "exposition",
     "forget_gateway",
+    "forget_gateways",
     "gateway_info",
     "last_error",
     "last_success",
@@ -49,6 +50,8 @@ __all__ = [
     "record_poll",
     "record_request",
     "record_write_error",
+    "set_degraded",
+    "set_memory_points",
     "set_spool",
     "set_token_expiry",
 ]
@@ -119,7 +122,25 @@ DEAD_LETTERED = Counter(
 )
 DROPPED = Counter(
     f"{PREFIX}_dropped_points",
-    "Points dropped without delivery (the spool was full).",
+    "Points dropped without delivery, by reason: spool_max_bytes, spool_min_free_bytes "
+    "(the spool was full), memory_full (held in memory while the spool could not be "
+    "written), stopped (still in memory at shutdown), file_unwritable (file sink), "
+    "implausible_time (a point's time before 2008 or far in the future).",
+    ["reason"],
+    registry=REGISTRY,
+)
+DEGRADED = Gauge(
+    f"{PREFIX}_degraded",
+    "1 while a component (spool, file) runs degraded, by the kind of fault "
+    "(disk_full, low_space, corrupt, read_only, unavailable); 0 otherwise.",
+    ["component", "fault"],
+    registry=REGISTRY,
+)
+_faults: dict[str, str] = {}
+_faults_lock = threading.Lock()
+MEMORY_POINTS = Gauge(
+    f"{PREFIX}_memory_points",
+    "Points held in memory because the spool cannot be written.",
     registry=REGISTRY,
 )
 COUNTER_CORRECTIONS = Counter(
@@ -246,10 +267,26 @@ def record_dead_letter(n: int) -> None:
         DEAD_LETTERED.inc(n)
 
 
-def record_dropped(n: int) -> None:
-    """``n`` points were dropped undelivered."""
+def record_dropped(n: int, reason: str) -> None:
+    """``n`` points were dropped undelivered, for ``reason`` (see :data:`DROPPED`)."""
     if n > 0:
-        DROPPED.inc(n)
+        DROPPED.labels(reason).inc(n)
+
+
+def set_degraded(component: str, fault: str | None) -> None:
+    """``component`` runs degraded because of ``fault`` (None: no longer degraded)."""
+    with _faults_lock:
+        old = _faults.pop(component, None)
+        if old is not None and old != fault:
+            DEGRADED.labels(component, old).set(0)
+        if fault is not None:
+            _faults[component] = fault
+            DEGRADED.labels(component, fault).set(1)
+
+
+def set_memory_points(n: int) -> None:
+    """``n`` points are held in memory, waiting for the spool to be writable."""
+    MEMORY_POINTS.set(n)
 
 
 def record_counter_correction(gateway: str, kind: str) -> None:
@@ -278,27 +315,41 @@ def last_error(gateway: str, ts: float | None = None) -> None:
     GATEWAY_UP.labels(gateway).set(0)
 
 
+_INFO: dict[str, tuple[str, str]] = {}  # gateway -> (serial, firmware) exposed
+_INFO_LOCK = threading.Lock()
+
+
 def gateway_info(gateway: str, serial: str, firmware: str) -> None:
     """``gateway`` is the gateway with this serial number, running this firmware."""
-    for family in GATEWAY_INFO.collect():
-        for s in family.samples:
-            if s.labels["gateway"] == gateway and (s.labels["serial"], s.labels["firmware"]) != (
-                serial,
-                firmware,
-            ):
-                GATEWAY_INFO.remove(gateway, s.labels["serial"], s.labels["firmware"])
-    GATEWAY_INFO.labels(gateway, serial, firmware).set(1)
+    with _INFO_LOCK:
+        old = _INFO.get(gateway)
+        if old == (serial, firmware):
+            return  # the usual case, every poll: nothing to do
+        if old is not None:
+            with contextlib.suppress(KeyError):
+                GATEWAY_INFO.remove(gateway, *old)
+        _INFO[gateway] = (serial, firmware)
+        GATEWAY_INFO.labels(gateway, serial, firmware).set(1)
 
 
 def forget_gateway(gateway: str) -> None:
     """Drop every series of a gateway that is no longer polled."""
-    TOKEN_EXPIRY.set(gateway, None)
+    forget_gateways([gateway])
+
+
+def forget_gateways(gateways: Iterable[str]) -> None:
+    """Drop every series of these gateways (one pass over the metrics for all of them)."""
+    gone = set(gateways)
+    for gateway in gone:
+        TOKEN_EXPIRY.set(gateway, None)
+        with _INFO_LOCK:
+            _INFO.pop(gateway, None)
     for metric, names in _PER_GATEWAY:
         keys = {
             tuple(s.labels[n] for n in names)
             for family in metric.collect()
             for s in family.samples
-            if s.labels.get("gateway") == gateway
+            if s.labels.get("gateway") in gone
         }
         for key in keys:
             with contextlib.suppress(KeyError):

@@ -9,7 +9,8 @@ from envoy_ingest.sink.base import DeliveryReport, FanoutSink, Sink
 from envoy_ingest.sink.build import build_sink, build_writer, check_sink
 from envoy_ingest.sink.delivery import SinkStats, SpooledDelivery
 from envoy_ingest.sink.file import FileSink
-from envoy_ingest.sink.spool import Spool, SpoolStats
+from envoy_ingest.sink.spool import Spool
+from envoy_ingest.sink.spool_read import SpoolStats
 from envoy_ingest.sink.stdout import StdoutSink
 
 __all__ = [

@@ -29,6 +29,14 @@ class DeliveryReport:
         return self.pending == 0
 
 
+class StatusBoard(Protocol):
+    """Where a sink reports a degraded state (the worker's health state)."""
+
+    def set_degraded(self, component: str, reason: str) -> None: ...
+
+    def clear_degraded(self, component: str) -> None: ...
+
+
 class Sink(Protocol):
     name: str
 

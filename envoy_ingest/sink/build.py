@@ -8,8 +8,9 @@ from pathlib import Path
 from envoy_ingest.errors import SinkError
 from envoy_ingest.settings import InfluxDBSettings, Settings
 from envoy_ingest.sink.answers import Writer
-from envoy_ingest.sink.base import FanoutSink, Sink
+from envoy_ingest.sink.base import FanoutSink, Sink, StatusBoard
 from envoy_ingest.sink.delivery import SpooledDelivery
+from envoy_ingest.sink.durable import DurableQueue
 from envoy_ingest.sink.file import FileSink
 from envoy_ingest.sink.spool import Spool
 from envoy_ingest.sink.stdout import StdoutSink
@@ -25,16 +26,24 @@ def build_writer(influx: InfluxDBSettings) -> Writer:
     return InfluxV2Writer(influx)
 
 
-def build_sink(settings: Settings) -> Sink:
+def build_sink(settings: Settings, status: StatusBoard | None = None) -> Sink:
     """The file sink without ``[influxdb]``, else InfluxDB behind the spool; plus stdout.
 
-    Raises :class:`SinkError` when the spool cannot be opened.
+    A spool that cannot be opened only puts the sink in its degraded mode
+    (reported to ``status``); raises :class:`SinkError` when another process
+    holds the spool.
     """
     main: Sink
     if settings.influxdb is None:
-        main = FileSink(settings.file.directory)
+        main = FileSink(settings.file.directory, settings.spool.memory_max_points, status=status)
     else:
-        spool = Spool(settings.spool_path, settings.spool.max_bytes)
+        spool = DurableQueue(
+            settings.spool_path,
+            settings.spool.max_bytes,
+            settings.spool.min_free_bytes,
+            settings.spool.memory_max_points,
+            status=status,
+        )
         try:
             writer = build_writer(settings.influxdb)
         except BaseException:

@@ -41,6 +41,7 @@ from envoy_ingest.service import metrics
 from envoy_ingest.sink._append import LineAppender
 from envoy_ingest.sink.answers import OK, Outcome, Writer, WriteResult
 from envoy_ingest.sink.base import DeliveryReport
+from envoy_ingest.sink.durable import DurableQueue
 from envoy_ingest.sink.lineprotocol import encode_point
 from envoy_ingest.sink.spool import Spool, SpoolEntry
 
@@ -77,7 +78,7 @@ class SpooledDelivery:
     def __init__(
         self,
         writer: Writer,
-        spool: Spool,
+        spool: Spool | DurableQueue,
         dead_letter_path: Path,
         *,
         batch_size: int = 5000,
@@ -115,13 +116,12 @@ class SpooledDelivery:
                 lines[point.kind].append(line + "\n")
         entries = [(t, "".join(ls).encode(), len(ls)) for t, ls in lines.items() if ls]
         try:
-            dropped = self.spool.append(entries)
+            dropped = self.spool.append(entries)  # a DurableQueue never raises here
         except SinkError as exc:
             log.error("%s; %d points lost", exc, sum(n for _, _, n in entries))
             metrics.record_write_error("spool")
             raise
         self._dropped += dropped
-        metrics.record_dropped(dropped)
         self._spool_metrics()
         self._wake.set()
 

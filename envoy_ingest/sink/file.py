@@ -7,11 +7,18 @@ describes. Each batch is appended as whole lines and fsynced before
 files import into InfluxDB later, unchanged::
 
     influx write --bucket solar --precision s --file data/2026-11-23.lp
+
+When a file cannot be written (full disk, read-only or vanished directory)
+the sink does what the spool does: it holds the points in memory (up to
+``spool.memory_max_points``, the oldest dropped first, counted with reason
+``file_unwritable``), says so once, retries at every submit, and writes what
+it held (oldest first, per day file) as soon as it can; see
+:mod:`envoy_ingest.sink.degraded`. ``submit`` never raises for such a fault.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,8 +26,11 @@ from pathlib import Path
 from envoy_ingest.errors import SinkError
 from envoy_ingest.point import Point
 from envoy_ingest.sink._append import LineAppender
-from envoy_ingest.sink.base import ImmediateSink
+from envoy_ingest.sink.base import ImmediateSink, StatusBoard
+from envoy_ingest.sink.degraded import Degraded
 from envoy_ingest.sink.lineprotocol import encode_point
+
+log = logging.getLogger(__name__)
 
 
 def day_file(directory: Path, time: int) -> Path:
@@ -31,23 +41,79 @@ def day_file(directory: Path, time: int) -> Path:
 class FileSink(ImmediateSink):
     name = "file"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        memory_max_points: int = 200_000,
+        *,
+        status: StatusBoard | None = None,
+    ) -> None:
         self.directory = Path(directory)
         self.points_written = 0
+        self.dropped = 0
+        self.memory_max_points = memory_max_points
+        self.degraded = Degraded("file", status)
+        self._held: dict[Path, list[str]] = {}  # day file -> lines not yet written
         self._appender = LineAppender()
 
+    @property
+    def held_points(self) -> int:
+        return sum(len(lines) for lines in self._held.values())
+
     def submit(self, points: Sequence[Point]) -> None:
-        by_file: dict[Path, list[str]] = defaultdict(list)
         for point in points:
             line = encode_point(point)
             if line is not None:
-                by_file[day_file(self.directory, point.time)].append(line + "\n")
-        for path in sorted(by_file):
-            lines = by_file[path]
+                self._held.setdefault(day_file(self.directory, point.time), []).append(line + "\n")
+        failure: SinkError | None = None
+        for path in sorted(self._held):
+            lines = self._held[path]
             try:
                 self._appender.append(path, "".join(lines).encode())
             except OSError as exc:
-                raise SinkError(
+                failure = SinkError(
                     f"cannot write {path}: {exc.strerror or exc} (check file.directory)"
-                ) from None
+                )
+                break
+            del self._held[path]
             self.points_written += len(lines)
+        if failure is None:
+            self.degraded.leave(f"writing {self.directory} again")
+            return
+        self.degraded.enter(
+            failure,
+            f"{failure}; collecting on: up to {self.memory_max_points} points are held in "
+            "memory (spool.memory_max_points) and written as soon as the directory can be "
+            "written again",
+        )
+        self._bound()
+        self.degraded.summary(self.held_points)
+
+    def _bound(self) -> None:
+        """Drop the oldest held lines beyond ``memory_max_points``, counted."""
+        excess = self.held_points - self.memory_max_points
+        for path in sorted(self._held):
+            if excess <= 0:
+                break
+            lines = self._held[path]
+            cut = min(excess, len(lines))
+            del lines[:cut]
+            excess -= cut
+            self.dropped += cut
+            self.degraded.drop(cut, "file_unwritable")
+            if not lines:
+                del self._held[path]
+
+    async def close(self) -> None:
+        if self._held:
+            self.submit([])
+        lost = self.held_points
+        if lost:
+            log.error(
+                "stopping: %d points could not be written to %s; they are lost",
+                lost,
+                self.directory,
+            )
+            self._held.clear()
+            self.dropped += lost
+            self.degraded.drop(lost, "stopped")

@@ -23,6 +23,10 @@ not at all, and nothing half-written is ever replayed.
   the oldest rows (the payload is scaled by the measured pages-per-payload
   ratio), with a WARNING and a persistent count of what was dropped. The
   ``-wal`` file adds at most a few MiB (checkpointed every ~4 MiB, truncated).
+  With ``min_free_bytes``, the file also stops growing before its filesystem
+  has less than that free (plus room for the WAL): the oldest rows go the same
+  way. When not even the new batch fits, :meth:`Spool.append` raises and
+  :class:`envoy_ingest.sink.durable.DurableQueue` holds points in memory.
 - **One process**: an exclusive ``flock`` on ``<path>.lock`` stops two workers
   from delivering the same rows twice; the kernel releases it on any exit.
 """
@@ -39,13 +43,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from envoy_ingest.errors import SinkError
+from envoy_ingest.errors import SinkError, SpoolCorrupt, SpoolInUse
+from envoy_ingest.service import metrics
+from envoy_ingest.sink.spool_read import SpoolStats, connect, inspect_spool
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 # Bytes charged per row on top of its body, for SQLite's row and page overhead.
 ROW_OVERHEAD = 64
+# How large the -wal file may grow between checkpoints (1000 pages of 4 KiB, and a batch).
+WAL_ALLOWANCE = 5 * 1024 * 1024
 # Log at most one "dropped" warning per this many seconds (the counts add up).
 DROP_LOG_INTERVAL = 60.0
 
@@ -74,73 +82,45 @@ class SpoolEntry:
     created: float
 
 
-@dataclass(frozen=True, slots=True)
-class SpoolStats:
-    points: int
-    batches: int
-    bytes: int
-    max_bytes: int
-    oldest: float | None
-    dropped_points: int
-    dropped_batches: int
-
-    def describe(self) -> str:
-        if not self.batches:
-            text = "spool empty"
-        else:
-            age = max(0.0, time.time() - (self.oldest or time.time()))
-            text = (
-                f"{self.points} points waiting in the spool "
-                f"({_mib(self.bytes)} of {_mib(self.max_bytes)}, oldest {_age(age)} old)"
-            )
-        if self.dropped_points:
-            text += f"; {self.dropped_points} points dropped so far because the spool was full"
-        return text
+# SQLite's primary result codes for a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB.
+_CORRUPT_CODES = (11, 26)
 
 
-def _mib(n: int) -> str:
-    return f"{n / 1048576:.1f} MiB"
+def is_corruption(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in _CORRUPT_CODES
 
 
-def _age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-    else:
-        conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout = 5000")
-    return conn
+def _error(what: str, exc: BaseException) -> SinkError:
+    """``exc`` as a :class:`SinkError` (:class:`SpoolCorrupt` for a damaged file)."""
+    cls = SpoolCorrupt if is_corruption(exc) else SinkError
+    return cls(f"{what}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}")
 
 
 class Spool:
     """A bounded FIFO of line-protocol batches on disk. Use from one thread."""
 
-    def __init__(self, path: Path, max_bytes: int) -> None:
+    def __init__(self, path: Path, max_bytes: int, min_free_bytes: int = 0) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
+        self.min_free_bytes = min_free_bytes
         self._lock_fd: int | None = None
         self._last_drop_log = 0.0
-        self._unlogged_drop = (0, 0)
+        self._unlogged_drop: dict[str, tuple[int, int]] = {}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock()
-            self._db = _connect(self.path)
+            self._db = connect(self.path)
             self._setup()
             row = self._db.execute(
                 "SELECT count(*), coalesce(sum(points), 0), coalesce(sum(bytes), 0) FROM batch"
             ).fetchone()
+            self._inode = os.stat(self.path).st_ino
         except (OSError, sqlite3.Error) as exc:
             if hasattr(self, "_db"):
                 self._db.close()
             self._unlock()
-            raise SinkError(f"cannot open the spool {self.path} (spool.path): {exc}") from None
+            raise _error(f"cannot open the spool {self.path} (spool.path)", exc) from None
         self._batches, self._points, self._bytes = (int(v) for v in row)
         self._dropped = self._counters()
 
@@ -153,7 +133,7 @@ class Spool:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise SinkError(
+            raise SpoolInUse(
                 f"the spool {self.path} is in use by another envoy-ingest process "
                 "(give each worker its own state.directory or spool.path)"
             ) from None
@@ -200,12 +180,15 @@ class Spool:
     def append(self, entries: Sequence[tuple[str, bytes, int]]) -> int:
         """Commit ``(target, body, points)`` rows in one transaction.
 
-        Returns the number of old points dropped to make room. Raises
-        :class:`SinkError` when the spool cannot store them (disk full, ...).
+        Returns the number of old points dropped to make room (under
+        ``max_bytes``, and leaving ``min_free_bytes`` free on the filesystem).
+        Raises :class:`SinkError` when the spool cannot store them (disk full,
+        not even room for this batch, ...; :class:`SpoolCorrupt` if damaged).
         """
         entries = [e for e in entries if e[1]]
         if not entries:
             return 0
+        self._check_file()
         now = time.time()
         need = sum(len(body) + ROW_OVERHEAD for _, body, _ in entries)
         try:
@@ -215,36 +198,78 @@ class Spool:
                     "INSERT INTO batch (target, points, bytes, created, body) VALUES (?,?,?,?,?)",
                     [(t, n, len(b) + ROW_OVERHEAD, now, b) for t, b, n in entries],
                 )
-        except sqlite3.Error as exc:
-            raise SinkError(f"cannot write to the spool {self.path} (spool.path): {exc}") from None
+        except (OSError, sqlite3.Error) as exc:
+            raise _error(f"cannot write to the spool {self.path} (spool.path)", exc) from None
         # Only now that the transaction committed do the in-memory totals move.
         if dropped:
-            d_batches, d_points, d_bytes = dropped
+            d_batches, d_points, d_bytes, setting = dropped
             self._batches -= d_batches
             self._points -= d_points
             self._bytes -= d_bytes
             self._dropped = (self._dropped[0] + d_points, self._dropped[1] + d_batches)
-            self._log_drop(d_points, d_batches)
+            metrics.record_dropped(d_points, setting.replace(".", "_"))
+            self._log_drop(setting, d_points, d_batches)
         self._batches += len(entries)
         self._points += sum(n for _, _, n in entries)
         self._bytes += need
         return dropped[1] if dropped else 0
 
+    def detached(self) -> bool:
+        """The file was deleted or replaced under the open connection."""
+        try:
+            return os.stat(self.path).st_ino != self._inode
+        except OSError:
+            return True
+
+    def _check_file(self) -> None:
+        """A spool file deleted (or replaced) under us: stop writing into the void."""
+        if self.detached():
+            raise SinkError(f"the spool {self.path} (spool.path) vanished or was replaced")
+
+    def _pragma(self, name: str) -> int:
+        return int(self._db.execute(f"PRAGMA {name}").fetchone()[0])
+
     def _used_bytes(self) -> int:
         """Bytes of the database file in use (pages not on the free list)."""
-        page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
-        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
-        free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
-        return int((pages - free) * page_size)
+        return (self._pragma("page_count") - self._pragma("freelist_count")) * self._pragma(
+            "page_size"
+        )
 
-    def _make_room(self, need: int) -> tuple[int, int, int] | None:
+    def _limit(self) -> tuple[float, str]:
+        """How large the database file may be now, and the setting that says so."""
+        if self.min_free_bytes <= 0:
+            return self.max_bytes, "spool.max_bytes"
+        fs = os.statvfs(self.path.parent)
+        file_bytes = self.path.stat().st_size  # on disk (page_count includes the WAL's)
+        wal = self.path.with_name(self.path.name + "-wal")
+        wal_bytes = wal.stat().st_size if wal.exists() else 0
+        # The WAL may still grow to its checkpoint size: keep that room too.
+        room = (
+            file_bytes
+            + fs.f_bavail * fs.f_frsize
+            - self.min_free_bytes
+            - max(0, WAL_ALLOWANCE - wal_bytes)
+        )
+        if room < self.max_bytes:
+            return max(room, 0), "spool.min_free_bytes"
+        return self.max_bytes, "spool.max_bytes"
+
+    def _make_room(self, need: int) -> tuple[int, int, int, str] | None:
+        limit, setting = self._limit()
+        if self._bytes + need <= limit / 4:
+            return None
         # Rows do not fill SQLite's pages exactly (up to ~1.35x for 1-3 kB rows):
         # scale the payload by the measured ratio so the file, not just the
-        # payload, stays under max_bytes.
-        if self._bytes + need <= self.max_bytes / 4:
-            return None
+        # payload, stays under the limit.
         ratio = max(1.0, self._used_bytes() / self._bytes) if self._bytes else 1.0
-        excess = (self._bytes + need) * ratio - self.max_bytes
+        if need * ratio > limit:
+            value = self.min_free_bytes if setting == "spool.min_free_bytes" else self.max_bytes
+            raise SinkError(
+                f"no room for a batch of {need} bytes in the spool {self.path}: "
+                f"{setting} = {value}"
+                + (" left free on its filesystem" if setting == "spool.min_free_bytes" else "")
+            )
+        excess = (self._bytes + need) * ratio - limit
         if excess <= 0:
             return None
         batches = points = freed = 0
@@ -264,33 +289,49 @@ class Spool:
             "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
             [("dropped_points", points), ("dropped_batches", batches)],
         )
-        return batches, points, freed
+        return batches, points, freed, setting
 
-    def _log_drop(self, points: int, batches: int) -> None:
-        p, b = self._unlogged_drop
-        self._unlogged_drop = (p + points, b + batches)
+    def _log_drop(self, setting: str, points: int, batches: int) -> None:
+        p, b = self._unlogged_drop.get(setting, (0, 0))
+        self._unlogged_drop[setting] = (p + points, b + batches)
         now = time.monotonic()
         if now - self._last_drop_log >= DROP_LOG_INTERVAL:
             self._flush_drop_log()
             self._last_drop_log = now
 
     def _flush_drop_log(self) -> None:
-        points, batches = self._unlogged_drop
-        if not points and not batches:
-            return
-        self._unlogged_drop = (0, 0)
-        log.warning(
-            "SPOOL FULL: dropped the oldest %d points (%d batches) to stay under "
-            "spool.max_bytes = %d; %d points dropped in total. InfluxDB has not accepted "
-            "data for a long time: check the errors above, or raise spool.max_bytes",
-            points,
-            batches,
-            self.max_bytes,
-            self._dropped[0],
-        )
+        unlogged, self._unlogged_drop = self._unlogged_drop, {}
+        for setting, (points, batches) in unlogged.items():
+            if setting == "spool.max_bytes":
+                bound = f"spool.max_bytes = {self.max_bytes}"
+                hint = "raise spool.max_bytes"
+            else:
+                bound = f"spool.min_free_bytes = {self.min_free_bytes} free on {self.path.parent}"
+                hint = "free space on that filesystem"
+            log.warning(
+                "SPOOL FULL: dropped the oldest %d points (%d batches) to stay under %s; "
+                "%d points dropped in total. InfluxDB has not accepted data for a long "
+                "time: check the errors above, or %s",
+                points,
+                batches,
+                bound if setting == "spool.max_bytes" else f"the reserve ({bound})",
+                self._dropped[0],
+                hint,
+            )
+
+    @contextlib.contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except (OSError, sqlite3.Error) as exc:
+            raise _error(f"cannot {what} the spool {self.path} (spool.path)", exc) from None
 
     def peek(self, max_points: int) -> list[SpoolEntry]:
         """The oldest rows, up to ``max_points`` points (at least one row if any)."""
+        with self._guard("read"):
+            return self._peek(max_points)
+
+    def _peek(self, max_points: int) -> list[SpoolEntry]:
         out: list[SpoolEntry] = []
         total = 0
         cur = self._db.execute(
@@ -312,7 +353,7 @@ class Spool:
         if not entries:
             return
         ids = [(e.id,) for e in entries]
-        with self._transaction():
+        with self._guard("delete from"), self._transaction():
             cur = self._db.executemany("DELETE FROM batch WHERE id = ?", ids)
         if cur.rowcount == len(ids):
             self._batches -= len(entries)
@@ -323,7 +364,7 @@ class Spool:
 
     def replace(self, entry: SpoolEntry, body: bytes, points: int) -> SpoolEntry:
         """Shrink a row to its part not yet delivered (after a split send)."""
-        with self._transaction():
+        with self._guard("write to"), self._transaction():
             self._db.execute(
                 "UPDATE batch SET body = ?, points = ?, bytes = ? WHERE id = ?",
                 (body, points, len(body) + ROW_OVERHEAD, entry.id),
@@ -380,23 +421,4 @@ class Spool:
     @staticmethod
     def inspect(path: Path, max_bytes: int) -> SpoolStats | None:
         """Read a spool's state without taking it over (for ``envoy-ingest check``)."""
-        if not Path(path).exists():
-            return None
-        db = _connect(Path(path), readonly=True)
-        try:
-            n, points, size = db.execute(
-                "SELECT count(*), coalesce(sum(points), 0), coalesce(sum(bytes), 0) FROM batch"
-            ).fetchone()
-            oldest = db.execute("SELECT created FROM batch ORDER BY id LIMIT 1").fetchone()
-            counters = dict(db.execute("SELECT name, value FROM counter").fetchall())
-        finally:
-            db.close()
-        return SpoolStats(
-            int(points),
-            int(n),
-            int(size),
-            max_bytes,
-            oldest[0] if oldest else None,
-            int(counters.get("dropped_points", 0)),
-            int(counters.get("dropped_batches", 0)),
-        )
+        return inspect_spool(path, max_bytes)

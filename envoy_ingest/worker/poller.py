@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from envoy_ingest.point import Kind, Point
 from envoy_ingest.service import metrics
 from envoy_ingest.settings import EnergySettings, GatewaySettings
 from envoy_ingest.sink.base import Sink
+from envoy_ingest.timecheck import implausible
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +68,17 @@ class GatewayPoller:
         sink: Sink,
         *,
         clock: Callable[[], float] = time.time,
+        steady: Callable[[], float] = time.monotonic,
         state_dir: Path | None = None,
         energy: EnergySettings | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
         self.sink = sink
-        self.clock = clock
+        self.clock = clock  # the host's wall time: only a fallback for point times
+        self.steady = steady  # intervals: a host clock jump never shortens or stretches them
+        self.implausible_dropped = 0
+        self._implausible: dict[str, int] = {}  # job -> points dropped in the current episode
         # Counters and days (energy/): needs the serial, so made at the first poll.
         self.state_dir = state_dir
         self.energy_settings = energy or EnergySettings()
@@ -102,7 +108,7 @@ class GatewayPoller:
 
     async def ensure_ready(self, deadline: float | None = None) -> Capabilities:
         """Connect (``/info``) and probe when needed; re-probe when the firmware changed."""
-        now = self.clock()
+        now = self.steady()
         if self._reconnect or self.info is None or now - self._info_checked > INFO_RECHECK_SECONDS:
             info = await self.client.connect()
             self._info_checked = now
@@ -222,9 +228,11 @@ class GatewayPoller:
             self._seen_unavailable(exc)
             return CycleResult(self.label, job, ok=False, error=str(exc))
         self._unavailable = False
-        points = self._energy(points)
-        tagged = self._tag(points + self._events)
-        self._events = []
+        # Impossible times go before the energy stage sees them (no false "new day").
+        events, self._events = self._events, []
+        believable = {id(p) for p in self._plausible(job, [*points, *events])}
+        points = self._energy([p for p in points if id(p) in believable])
+        tagged = self._tag(points + [e for e in events if id(e) in believable])
         if tagged:
             try:
                 self.sink.submit(tagged)
@@ -244,6 +252,44 @@ class GatewayPoller:
             self.clock() - started,
         )
         return CycleResult(self.label, job, ok=True, points=tagged)
+
+    def _plausible(self, job: Kind, points: list[Point]) -> list[Point]:
+        """Drop (and count) points whose time cannot be true; say so once per episode."""
+        host_now, gateway_now = self.clock(), self.client.gateway_now
+        keep: list[Point] = []
+        why: dict[str, list[Point]] = {}
+        for p in points:
+            reason = implausible(p.time, host_now, gateway_now)
+            if reason is None:
+                keep.append(p)
+            else:
+                why.setdefault(reason, []).append(p)
+        dropped = sum(len(ps) for ps in why.values())
+        if dropped:
+            metrics.record_dropped(dropped, "implausible_time")
+            self.implausible_dropped += dropped
+            if not self._implausible.get(job):
+                reason, example = next(iter(why.items()))
+                log.warning(
+                    "%s: %d %s points have an impossible time (%s: %s); they are not written, "
+                    'and counted (envoy_ingest_dropped_points_total{reason="implausible_time"}) '
+                    "until the times are right again. Check the gateway's and the host's clock",
+                    self.label,
+                    dropped,
+                    job,
+                    reason,
+                    datetime.fromtimestamp(example[0].time, UTC).isoformat(),
+                )
+            self._implausible[job] = self._implausible.get(job, 0) + dropped
+        elif self._implausible.get(job) and keep:
+            log.warning(
+                "%s: %s report times are plausible again; %d points with impossible times "
+                "were not written",
+                self.label,
+                job,
+                self._implausible.pop(job),
+            )
+        return keep
 
     def _seen_unavailable(self, exc: EnvoyIngestError) -> None:
         """A gateway that answered before and now answers only 503 is rebooting

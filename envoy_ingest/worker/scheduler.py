@@ -25,8 +25,10 @@ from datetime import datetime, timedelta
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from envoy_ingest.clock import JumpDetector
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.tokens import TokenManager
+from envoy_ingest.envoy.tokens.claims import duration_text
 from envoy_ingest.errors import SettingsError
 from envoy_ingest.point import Kind
 from envoy_ingest.service import metrics
@@ -46,8 +48,32 @@ ResultCallback = Callable[[CycleResult], None]
 #: Reads the settings again (from the same files and environment) for a reload.
 SettingsLoader = Callable[[], Settings]
 
+# How often the worker looks for a jump of the host clock (seconds, monotonic).
+CLOCK_CHECK_SECONDS = 5.0
+
 # How long `run --once` waits by default for the sink to deliver what it holds.
 ONCE_DRAIN_TIMEOUT = 30.0
+
+
+def after_clock_jump(scheduler: AsyncIOScheduler, jump: float) -> None:
+    """The host clock jumped by ``jump`` seconds: keep polling at the same pace.
+
+    APScheduler's interval trigger runs on wall time. After a forward jump it
+    runs each job once (``coalesce``, ``misfire_grace_time`` of one interval)
+    and goes on: no burst. After a backward jump it would wait until its old
+    next run time came round again, i.e. stop polling for as long as the clock
+    went back; so every job is rescheduled to run now, and the trigger counts
+    its intervals from there."""
+    log.warning(
+        "the host clock jumped %s by %s%s",
+        "forward" if jump > 0 else "back",
+        duration_text(abs(jump)),
+        "; rescheduled every job to run now" if jump < 0 else "; polling goes on as before",
+    )
+    if jump < 0:
+        now = datetime.now().astimezone()
+        for job in scheduler.get_jobs():
+            job.modify(next_run_time=now)
 
 
 class Worker:
@@ -60,10 +86,10 @@ class Worker:
         reload: SettingsLoader | None = None,
     ) -> None:
         self.settings = _own_share(settings)
-        self.sink = sink if sink is not None else build_sink(settings)
+        self.health = HealthState()
+        self.sink = sink if sink is not None else build_sink(settings, self.health)
         self.tokens = TokenManager(self.settings)
         self.on_result = on_result
-        self.health = HealthState()
         self._loader = reload
         self._pollers: dict[str, GatewayPoller] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -85,7 +111,10 @@ class Worker:
     async def poll(self, poller: GatewayPoller, job: Kind) -> CycleResult:
         """One cycle of one job of one gateway, within its interval."""
         interval = self._interval(job)
-        async with self._locks[poller.label]:
+        lock = self._locks.get(poller.label)
+        if lock is None or self._pollers.get(poller.label) is not poller:
+            return CycleResult(poller.label, job, ok=False, error="removed by a reload")
+        async with lock:
             deadline = asyncio.get_running_loop().time() + interval * 0.9
             result = await poller.poll(job, deadline=deadline)
         self._record(poller, result)
@@ -96,7 +125,7 @@ class Worker:
     def _record(self, poller: GatewayPoller, result: CycleResult) -> None:
         """Tell health and metrics how a poll went and what the gateway is."""
         label = poller.label
-        if poller not in self._pollers.values():
+        if self._pollers.get(label) is not poller:
             return  # removed by a reload while it polled: its state is gone
         if result.ok:
             self.health.poll_succeeded(label, result.job)
@@ -161,12 +190,11 @@ class Worker:
         await self.sink.start()
         await self.tokens.start()
         self._scheduler = scheduler = AsyncIOScheduler(event_loop=loop)
-        scheduler.add_job(
-            self.health.heartbeat, "interval", seconds=HEARTBEAT_INTERVAL, id="heartbeat"
-        )
+        scheduler.add_job(self._heartbeat, "interval", seconds=HEARTBEAT_INTERVAL, id="heartbeat")
         for index, poller in enumerate(self.pollers):
             self._add_jobs(poller, index)
         scheduler.start()
+        watch = asyncio.create_task(self._watch_clock(scheduler, JumpDetector()))
         self.health.scheduler_running(True)
         log.info(
             "polling %d gateway(s)%s: totals every %gs, devices every %gs",
@@ -179,6 +207,7 @@ class Worker:
             await self._stop.wait()
         finally:
             log.info("stopping")
+            watch.cancel()
             self.health.scheduler_running(False)
             scheduler.shutdown(wait=False)
             self._scheduler = None
@@ -188,6 +217,18 @@ class Worker:
             if health_server is not None:
                 await health_server.close()
             await self._close()
+
+    async def _heartbeat(self) -> None:
+        """A job on the event loop: it runs only while the loop and the scheduler do."""
+        self.health.heartbeat()
+
+    async def _watch_clock(self, scheduler: AsyncIOScheduler, detector: JumpDetector) -> None:
+        """Check for a host clock jump every few seconds (on the monotonic clock)."""
+        while True:
+            await asyncio.sleep(CLOCK_CHECK_SECONDS)
+            jump = detector.jumped()
+            if jump:
+                after_clock_jump(scheduler, jump)
 
     # --- the gateways' jobs -----------------------------------------------------------
 
@@ -236,12 +277,12 @@ class Worker:
                 self._scheduler.remove_job(f"{label}:{job}")
 
     async def _remove_gateway(self, label: str) -> None:
-        """Stop polling gateway ``label``: its jobs, health entry and metrics go."""
+        """Stop polling gateway ``label``: its jobs and health entry go (its metrics
+        are dropped by the caller, for all removed gateways at once)."""
         if self._scheduler is not None:
             self._remove_jobs(label)
         poller = self._pollers.pop(label)
         self.health.unregister_gateway(label)
-        metrics.forget_gateway(label)
         async with self._locks.pop(label):  # let a poll in progress finish first
             poller.flush_state()
             await poller.aclose()
@@ -288,6 +329,7 @@ class Worker:
                 await tokens.start()
             for label in changes.removed + [gw.label for gw in changes.changed]:
                 await self._remove_gateway(label)
+            metrics.forget_gateways(changes.removed)
             for poller in self.pollers:
                 poller.client.tokens = self.tokens
             fresh = [self._add_poller(gw) for gw in changes.added + changes.changed]

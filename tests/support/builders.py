@@ -117,9 +117,15 @@ def influx_sink(
 
 
 def expected_lines(points: list[Point]) -> list[Line]:
-    """The points as :class:`tests.lp.Line`, sorted as :meth:`InfluxDB1.lines` sorts."""
-    lines = [Line(p.measurement, dict(p.tags), dict(p.fields), p.time) for p in points]
-    return sorted(lines, key=lambda ln: (ln.measurement, sorted(ln.tags.items()), ln.time))
+    """The points as :class:`tests.lp.Line`, sorted as :meth:`InfluxDB1.lines` sorts.
+    Points of one series at one time are one line, as InfluxDB stores them (e.g. a
+    meter's power and the CT energies read by the other job at the same second)."""
+    merged: dict[tuple[str, tuple[tuple[str, str], ...], int], Line] = {}
+    for p in points:
+        key = (p.measurement, tuple(sorted(p.tags.items())), p.time)
+        line = merged.setdefault(key, Line(p.measurement, dict(p.tags), {}, p.time))
+        line.fields.update(p.fields)
+    return [merged[key] for key in sorted(merged)]
 
 
 def expected_samples(points: list[Point]) -> list[Sample]:

@@ -1,6 +1,8 @@
 """The token cache: one file per gateway serial in the state directory
 (``<state>/tokens/<serial>.json``), mode 0600, written atomically, so a
-fetched token survives restarts without a cloud call."""
+fetched token survives restarts without a cloud call. A damaged file is moved
+aside (``<serial>.json.corrupt-<time>``, :func:`envoy_ingest.statefile.quarantine`)
+and the token fetched again."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from envoy_ingest.envoy.tokens.claims import TokenInfo, decode_token
-from envoy_ingest.statefile import write_atomic
+from envoy_ingest.statefile import quarantine, write_atomic
 
 log = logging.getLogger("envoy_ingest.envoy.tokens")
 
@@ -31,12 +33,17 @@ class TokenCache:
         if not path.is_file():
             return None
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+        except (OSError, ValueError) as exc:  # unreadable (permissions, bad bytes)
+            log.warning("%s: ignoring the token cache %s (%s)", where, path, type(exc).__name__)
+            return None
+        try:
+            data = json.loads(text)
             if data.get("enlighten_username") != username:
                 return None
             tok = decode_token(str(data["token"]), "cached")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.warning("%s: ignoring the token cache %s (%s)", where, path, type(exc).__name__)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            quarantine(path, f"{where}: not a token cache ({type(exc).__name__})")
             return None
         with contextlib.suppress(OSError):
             path.chmod(0o600)

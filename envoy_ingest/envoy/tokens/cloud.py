@@ -8,13 +8,18 @@
          -> the JWT itself, as plain text
 
 Both calls verify TLS (``[enlighten].verify_tls``) and time out
-(``[enlighten].timeout``). Error messages name the URL setting to check and
+(``[enlighten].timeout``). A fleet never bursts: the calls of one client (the
+whole process has one) start at least ``[enlighten].request_spacing`` seconds
+apart, whichever account they are for. Error messages name the URL setting to check and
 never carry the password, the session id or the token, nor any answer body.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -50,9 +55,24 @@ class EnlightenClient:
         settings: EnlightenSettings,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.settings = settings
         self._transport = transport
+        self._clock = clock
+        self._sleep = sleep
+        self._turn = asyncio.Lock()
+        self._next_call = float("-inf")
+
+    async def _wait_turn(self) -> None:
+        """Wait until ``request_spacing`` seconds have passed since the last call started."""
+        spacing = self.settings.request_spacing
+        async with self._turn:
+            wait = min(self._next_call - self._clock(), spacing)  # (the clock may jump back)
+            if wait > 0:
+                await self._sleep(wait)
+            self._next_call = self._clock() + spacing
 
     def _client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -64,6 +84,7 @@ class EnlightenClient:
         )
 
     async def _post(self, what: str, key: str, url: str, **kwargs: Any) -> httpx.Response:
+        await self._wait_turn()
         try:
             async with self._client() as client:
                 return await client.post(url, **kwargs)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from envoy_ingest.backoff import Backoff
+from envoy_ingest.clock import Clock, SteadyClock
 from envoy_ingest.envoy.tokens import renewal
 from envoy_ingest.envoy.tokens.cache import TokenCache
 from envoy_ingest.envoy.tokens.claims import TokenInfo, decode_token, duration_text
@@ -32,7 +32,6 @@ from envoy_ingest.settings import GatewaySettings, Settings
 log = logging.getLogger("envoy_ingest.envoy.tokens")
 
 Validator = Callable[[str], Awaitable[bool]]
-Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 REASON_REFUSED = "the gateway refused the current one"
@@ -74,16 +73,19 @@ class TokenManager:
         self,
         settings: Settings,
         *,
-        clock: Clock = time.time,
+        clock: Clock | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         cloud_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings
-        self.clock = clock
+        # Expiry decisions on a clock a host clock jump cannot move (envoy_ingest.clock).
+        self.clock: Clock = clock if clock is not None else SteadyClock()
         self._sleep = sleep
         self._rng = rng
-        self.cloud = EnlightenClient(settings.enlighten, transport=cloud_transport)
+        self.cloud = EnlightenClient(
+            settings.enlighten, transport=cloud_transport, clock=self.clock, sleep=sleep
+        )
         self.cache = TokenCache(settings.state.directory / "tokens", self.clock)
         self._entries: dict[str, _Entry] = {}
         self._accounts: dict[str, _Account] = {}
@@ -314,6 +316,8 @@ class TokenManager:
                     f"{entry.where}: {exc}; next attempt in "
                     f"{duration_text(acct.retry_at - self.clock())}"
                 ) from None
+            if isinstance(self.clock, SteadyClock) and tok.issued is not None:
+                self.clock.trust(tok.issued)  # the Enphase cloud's clock, just now
             now = self.clock()
             entry.current, entry.obtained = tok, now
             entry.replaces_refused = entry.refused

@@ -1,0 +1,74 @@
+"""The in-memory stand-in for the spool while the spool cannot be written.
+
+The same FIFO as :class:`envoy_ingest.sink.spool.Spool` (append, peek, delete,
+replace), bounded by a number of points: beyond it the oldest rows go first,
+counted. Its rows carry negative ids, so a row always says which of the two
+queues it came from.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Sequence
+
+from envoy_ingest.sink.spool import SpoolEntry
+
+
+class MemoryQueue:
+    def __init__(self, max_points: int) -> None:
+        self.max_points = max_points
+        self._rows: deque[SpoolEntry] = deque()
+        self._points = 0
+        self._next_id = -1
+
+    @property
+    def pending_points(self) -> int:
+        return self._points
+
+    def append(self, entries: Sequence[tuple[str, bytes, int]]) -> int:
+        """Hold ``(target, body, points)`` rows; return the old points dropped for room."""
+        now = time.time()
+        for target, body, points in entries:
+            if body:
+                self._rows.append(SpoolEntry(self._next_id, target, points, body, now))
+                self._next_id -= 1
+                self._points += points
+        dropped = 0
+        while self._points > self.max_points and self._rows:
+            oldest = self._rows.popleft()
+            self._points -= oldest.points
+            dropped += oldest.points
+        return dropped
+
+    def peek(self, max_points: int) -> list[SpoolEntry]:
+        """The oldest rows, up to ``max_points`` points (at least one row if any)."""
+        out: list[SpoolEntry] = []
+        total = 0
+        for row in self._rows:
+            if out and total + row.points > max_points:
+                break
+            out.append(row)
+            total += row.points
+        return out
+
+    def delete(self, entries: Sequence[SpoolEntry]) -> None:
+        ids = {e.id for e in entries}
+        kept = deque(r for r in self._rows if r.id not in ids)
+        self._points = sum(r.points for r in kept)
+        self._rows = kept
+
+    def replace(self, entry: SpoolEntry, body: bytes, points: int) -> SpoolEntry:
+        """Shrink a row to its part not yet delivered (after a split send)."""
+        new = SpoolEntry(entry.id, entry.target, points, body, entry.created)
+        self._rows = deque(new if r.id == entry.id else r for r in self._rows)
+        self._points = sum(r.points for r in self._rows)
+        return new
+
+    def rows(self) -> list[tuple[str, bytes, int]]:
+        """Everything held, oldest first, as ``(target, body, points)``."""
+        return [(r.target, r.body, r.points) for r in self._rows]
+
+    def clear(self) -> None:
+        self._rows.clear()
+        self._points = 0
