@@ -4,8 +4,7 @@ gateway and the sink."""
 from __future__ import annotations
 
 from envoy_ingest.commands import Out, print_line
-from envoy_ingest.commands.probe import probed
-from envoy_ingest.envoy.tokens import TokenManager
+from envoy_ingest.commands.probe import probed, started_tokens
 from envoy_ingest.errors import EnvoyIngestError
 from envoy_ingest.settings import Settings
 from envoy_ingest.sink import check_sink
@@ -15,9 +14,7 @@ async def check(settings: Settings, out: Out = print_line) -> int:
     """Settings are valid (we got here); reach every gateway and the sink."""
     status = 0
     out("settings: ok")
-    tokens = TokenManager(settings)
-    await tokens.start()
-    try:
+    async with started_tokens(settings) as tokens:
         for gw in settings.gateways:
             try:
                 async with probed(gw, tokens) as (client, info, caps):
@@ -30,8 +27,6 @@ async def check(settings: Settings, out: Out = print_line) -> int:
             except EnvoyIngestError as exc:
                 out(f"gateway {gw.label}: FAILED: {exc}")
                 status = 1
-    finally:
-        await tokens.aclose()
     report = sink_report(await check_sink(settings))
     for line in report:
         out(line)

@@ -7,9 +7,8 @@ from typing import Any
 
 from envoy_ingest import normalize
 from envoy_ingest.commands import Out, print_line
-from envoy_ingest.commands.probe import probed
+from envoy_ingest.commands.probe import probed, started_tokens
 from envoy_ingest.envoy.capabilities import requests_per_hour
-from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.errors import EnvoyIngestError
 from envoy_ingest.point import Point
 from envoy_ingest.settings import Settings
@@ -45,9 +44,7 @@ def _device_table(points: list[Point]) -> list[str]:
 async def discover(settings: Settings, out: Out = print_line) -> int:
     """Probe each gateway and print what it is and every device on it."""
     status = 0
-    tokens = TokenManager(settings)
-    await tokens.start()
-    try:
+    async with started_tokens(settings) as tokens:
         for gw in settings.gateways:
             try:
                 async with probed(gw, tokens) as (client, info, caps):
@@ -65,6 +62,4 @@ async def discover(settings: Settings, out: Out = print_line) -> int:
             out(f"  requests per hour with the current schedule: {rph:.0f}")
             for line in _device_table(points):
                 out(line)
-    finally:
-        await tokens.aclose()
     return status

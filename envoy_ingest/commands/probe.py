@@ -9,7 +9,7 @@ from envoy_ingest.envoy.capabilities import Capabilities, detect, probe_paths
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.firmware import GatewayInfo
 from envoy_ingest.envoy.tokens import TokenManager
-from envoy_ingest.settings import GatewaySettings
+from envoy_ingest.settings import GatewaySettings, Settings
 
 
 @contextlib.asynccontextmanager
@@ -24,3 +24,14 @@ async def probed(
         yield client, info, caps
     finally:
         await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def started_tokens(settings: Settings) -> AsyncIterator[TokenManager]:
+    """The settings' token manager, started (renewing) and closed after."""
+    tokens = TokenManager(settings)
+    await tokens.start()
+    try:
+        yield tokens
+    finally:
+        await tokens.aclose()

@@ -19,13 +19,12 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from envoy_ingest.simulator.answer import Answer, json_answer
 from envoy_ingest.simulator.auth import INSTALLER_LIFETIME, OWNER_LIFETIME, TokenAuthority
-from envoy_ingest.simulator.httpbase import BackgroundServer, Request
+from envoy_ingest.simulator.httpbase import BackgroundServer, Request, Startable
 
 MODES = ("ok", "wrong_password", "mfa", "http_400", "http_403", "http_500", "http_503", "timeout")
 LOGIN_PATH = "/login/login.json"
@@ -33,7 +32,7 @@ TOKEN_PATH = "/tokens"  # noqa: S105 - a URL path, not a secret
 _TIMEOUT_HOLD = 300.0  # seconds a "timeout" request is held open at most
 
 
-class FakeCloud:
+class FakeCloud(Startable):
     def __init__(
         self,
         authority: TokenAuthority | None = None,
@@ -65,14 +64,6 @@ class FakeCloud:
     def stop(self) -> None:
         self._stopping.set()
         self._server.stop()
-
-    def __enter__(self) -> FakeCloud:
-        return self.start()
-
-    def __exit__(
-        self, exc: type[BaseException] | None, val: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     @property
     def mode(self) -> str:

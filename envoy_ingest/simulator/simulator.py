@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 
 from envoy_ingest.envoy.firmware import parse_version
 from envoy_ingest.simulator.auth import OWNER_LIFETIME, TokenAuthority
@@ -18,14 +18,14 @@ from envoy_ingest.simulator.config import SimulatorConfig
 from envoy_ingest.simulator.faults import Faults
 from envoy_ingest.simulator.fixtures import FixtureGateway
 from envoy_ingest.simulator.gateway import Clock, GatewayApp, Source
-from envoy_ingest.simulator.httpbase import BackgroundServer
+from envoy_ingest.simulator.httpbase import BackgroundServer, Startable
 from envoy_ingest.simulator.model import Model
 from envoy_ingest.simulator.site import build_site
 from envoy_ingest.simulator.synthetic import SyntheticGateway
 from envoy_ingest.simulator.tls import Certificate, self_signed, server_context
 
 
-class Simulator:
+class Simulator(Startable):
     """A gateway on ``config.host`` (``legacy``: http + digest; ``modern``: https +
     JWT), with a paired :class:`FakeCloud` on its own plain-http port.
 
@@ -89,14 +89,6 @@ class Simulator:
     def stop(self) -> None:
         self._server.stop()
         self.cloud.stop()
-
-    def __enter__(self) -> Simulator:
-        return self.start()
-
-    def __exit__(
-        self, exc: type[BaseException] | None, val: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # where and what ------------------------------------------------------------------
 

@@ -53,6 +53,19 @@ class Sink(Protocol):
         """Stop background work and release resources. Accepted points stay durable."""
 
 
+class ImmediateSink:
+    """For sinks that write at :meth:`submit`: nothing to start, drain or close."""
+
+    async def start(self) -> None:
+        return None
+
+    async def drain(self, timeout: float) -> DeliveryReport:  # noqa: ASYNC109
+        return DeliveryReport()
+
+    async def close(self) -> None:
+        return None
+
+
 class FanoutSink:
     """Submits every batch to several sinks (e.g. InfluxDB and stdout)."""
 

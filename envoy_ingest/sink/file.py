@@ -26,7 +26,7 @@ from pathlib import Path
 from envoy_ingest.errors import SinkError
 from envoy_ingest.point import Point
 from envoy_ingest.sink._append import LineAppender
-from envoy_ingest.sink.base import DeliveryReport, StatusBoard
+from envoy_ingest.sink.base import ImmediateSink, StatusBoard
 from envoy_ingest.sink.degraded import Degraded
 from envoy_ingest.sink.lineprotocol import encode_point
 
@@ -38,7 +38,7 @@ def day_file(directory: Path, time: int) -> Path:
     return directory / f"{datetime.fromtimestamp(time, UTC):%Y-%m-%d}.lp"
 
 
-class FileSink:
+class FileSink(ImmediateSink):
     name = "file"
 
     def __init__(
@@ -103,12 +103,6 @@ class FileSink:
             self.degraded.drop(cut, "file_unwritable")
             if not lines:
                 del self._held[path]
-
-    async def start(self) -> None:
-        return None
-
-    async def drain(self, timeout: float) -> DeliveryReport:  # noqa: ASYNC109
-        return DeliveryReport()
 
     async def close(self) -> None:
         if self._held:

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from envoy_ingest.point import Point
-from envoy_ingest.sink.base import DeliveryReport
+from envoy_ingest.sink.base import ImmediateSink
 from envoy_ingest.sink.lineprotocol import encode
 
 log = logging.getLogger(__name__)
 
 
-class StdoutSink:
+class StdoutSink(ImmediateSink):
     name = "stdout"
 
     def __init__(self, stream: TextIO | None = None) -> None:
@@ -32,12 +32,3 @@ class StdoutSink:
             # `envoy-ingest run | head`: stop printing, keep polling.
             self._broken = True
             log.warning("standard output was closed; no longer printing points")
-
-    async def start(self) -> None:
-        return None
-
-    async def drain(self, timeout: float) -> DeliveryReport:  # noqa: ASYNC109
-        return DeliveryReport()
-
-    async def close(self) -> None:
-        return None

@@ -34,7 +34,7 @@ from envoy_ingest.simulator import Simulator, SimulatorConfig
 from envoy_ingest.simulator.answer import Answer as SimAnswer
 from envoy_ingest.simulator.cloud import TOKEN_PATH
 from envoy_ingest.simulator.httpbase import App, Request
-from envoy_ingest.sink.base import DeliveryReport
+from envoy_ingest.sink.base import ImmediateSink
 
 
 @dataclass
@@ -123,7 +123,7 @@ def fake_influx() -> Iterator[FakeInflux]:
         server.stop()
 
 
-class ListSink:
+class ListSink(ImmediateSink):
     """A :class:`envoy_ingest.sink.base.Sink` that keeps what it is given."""
 
     name = "list"
@@ -133,15 +133,6 @@ class ListSink:
 
     def submit(self, points: Sequence[Point]) -> None:
         self.points.extend(points)
-
-    async def start(self) -> None:
-        return None
-
-    async def drain(self, timeout: float) -> DeliveryReport:
-        return DeliveryReport()
-
-    async def close(self) -> None:
-        return None
 
 
 # --- the Enphase gateway and cloud, in-process ------------------------------------------

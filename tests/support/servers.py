@@ -81,6 +81,21 @@ class ServerProcess:
     def ready(self) -> bool:
         raise NotImplementedError
 
+    def new_ports(self) -> None:
+        """Pick other free ports (after losing a race for the first ones)."""
+        raise NotImplementedError
+
+    def first_start(self) -> None:
+        """Start; on new ports if another process took the first ones (3 tries)."""
+        for attempt in range(3):
+            try:
+                self.start()
+                return
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+                self.new_ports()
+
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -188,16 +203,12 @@ bind-address = "127.0.0.1:{self.rpc_port}"
     def ready(self) -> bool:
         return self._get(f"{self.url}/ping") == 204
 
+    def new_ports(self) -> None:
+        self.port, self.rpc_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
     def first_start(self) -> None:
-        for attempt in range(3):
-            try:
-                self.start()
-                break
-            except RuntimeError:
-                if attempt == 2:
-                    raise
-                self.port, self.rpc_port = free_port(), free_port()  # lost a port race
-                self.url = f"http://127.0.0.1:{self.port}"
+        super().first_start()
         if self.auth:
             user, password = self.admin
             self.query(f"CREATE USER {user} WITH PASSWORD '{password}' WITH ALL PRIVILEGES")
@@ -316,16 +327,9 @@ class VictoriaMetrics(ServerProcess):
     def ready(self) -> bool:
         return self._get(f"{self.url}/health") == 200
 
-    def first_start(self) -> None:
-        for attempt in range(3):
-            try:
-                self.start()
-                return
-            except RuntimeError:
-                if attempt == 2:
-                    raise
-                self.port = free_port()
-                self.url = f"http://127.0.0.1:{self.port}"
+    def new_ports(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def flush(self) -> None:
         httpx.get(f"{self.url}/internal/force_flush", timeout=10).raise_for_status()
