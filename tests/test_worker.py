@@ -99,7 +99,7 @@ def test_legacy_http_digest_site_without_cts(tmp_path: Path) -> None:
         r = sim.model.reading(NOON)
         api = api_v1_production(sim.model, NOON)
         before = int(time.time())
-        table = gateway_table(sim) + f'\ntimezone = "{midday_timezone()}"'
+        table = gateway_table(sim, timezone=midday_timezone())
         rc = main(["run", "--once", "-c", str(write_settings(tmp_path, table))])
         after = int(time.time())
     assert rc == 0

@@ -19,10 +19,12 @@ FLAG_FIELDS = {"provisioned", "communicating", "producing"}
 STRING_FIELDS = {"battery_state", "state"}
 
 
-def run_once(tmp_path: Path, fixture: str, more: str = "") -> tuple[int, list[Line], Simulator]:
+def run_once(
+    tmp_path: Path, fixture: str, timezone: str | None = None
+) -> tuple[int, list[Line], Simulator]:
     root = require_fixtures()
     with Simulator(SimulatorConfig(fixture=root / fixture)) as sim:
-        table = gateway_table(sim) + more
+        table = gateway_table(sim, timezone=timezone)
         rc = main(["run", "--once", "-c", str(write_settings(tmp_path, table))])
     return rc, read_dir(tmp_path / "data"), sim
 
@@ -97,7 +99,7 @@ def test_metered_7_6_175_values(tmp_path: Path) -> None:
 
 
 def test_legacy_3_9_36_falls_back_to_api_v1(tmp_path: Path) -> None:
-    rc, lines, sim = run_once(tmp_path, "3.9.36", f'\ntimezone = "{midday_timezone()}"')
+    rc, lines, sim = run_once(tmp_path, "3.9.36", midday_timezone())
     assert rc == 0
     (system,) = [ln for ln in lines if ln.measurement == "enphase_system"]
     assert {

@@ -8,9 +8,16 @@ from pathlib import Path
 from envoy_ingest.simulator import Simulator
 
 
-def gateway_table(sim: Simulator, name: str = "home") -> str:
-    """The body of a ``[[gateways]]`` table for ``sim`` (a one-year token when modern)."""
+def gateway_table(sim: Simulator, name: str = "home", timezone: str | None = None) -> str:
+    """The body of a ``[[gateways]]`` table for ``sim`` (a one-year token when modern).
+
+    The gateway's ``timezone`` is ``timezone``, else the simulator's own zone: the
+    energy stage then cuts days where the simulated gateway resets its day
+    counters, whatever the host's zone (a test must not depend on ``$TZ``)."""
     lines = [f'host = "{sim.host}"', f'name = "{name}"']
+    zone = timezone or sim.config.tz
+    if zone != "local":
+        lines.append(f'timezone = "{zone}"')
     if sim.url.startswith("https://"):
         lines.append(f'token = "{sim.issue_token(lifetime=365 * 86400)}"')
     return "\n".join(lines)
