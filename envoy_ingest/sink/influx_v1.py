@@ -16,14 +16,7 @@ import httpx
 
 from envoy_ingest.point import Kind
 from envoy_ingest.settings import InfluxDBSettings
-from envoy_ingest.sink.answers import (
-    Outcome,
-    WriteResult,
-    classify,
-    display_url,
-    short,
-    unreachable,
-)
+from envoy_ingest.sink import answers
 
 # Bodies larger than this are gzipped in a thread, off the event loop.
 _GZIP_INLINE_LIMIT = 64 * 1024
@@ -51,7 +44,7 @@ class InfluxV1Writer:
     ) -> None:
         assert settings.database, "influxdb.database is required with api = 'v1'"
         self.url = settings.url
-        self.name = f"InfluxDB 1.x at {display_url(self.url)}"
+        self.name = f"InfluxDB 1.x at {answers.display_url(self.url)}"
         self._databases: dict[Kind, str] = {
             "totals": settings.database,
             "devices": settings.device_database or settings.database,
@@ -116,21 +109,23 @@ class InfluxV1Writer:
             "/write", params=self._params(target), content=content, headers=headers
         )
 
-    async def write(self, target: Kind, body: bytes) -> WriteResult:
+    async def write(self, target: Kind, body: bytes) -> answers.WriteResult:
         try:
             resp = await self._post(target, body)
         except httpx.HTTPError as exc:
-            return unreachable(self.url, exc)
-        return classify(
+            return answers.unreachable(self.url, exc)
+        return answers.classify(
             resp.status_code, _reason(resp), resp.headers, refused=self._refused(target)
         )
 
     async def check(self) -> list[tuple[bool, str]]:
-        url = display_url(self.url)
+        url = answers.display_url(self.url)
         try:
             ping = await self._client.get("/ping")
         except httpx.HTTPError as exc:
-            return [(False, f"InfluxDB at {url} is not reachable: {short(str(exc)) or exc!r}")]
+            return [
+                (False, f"InfluxDB at {url} is not reachable: {answers.short(str(exc)) or exc!r}")
+            ]
         version = ping.headers.get("X-Influxdb-Version", "unknown version")
         lines = [(True, f"InfluxDB ({version}) reachable at {url}")]
         seen: set[str] = set()
@@ -142,7 +137,7 @@ class InfluxV1Writer:
             # database) and writes nothing.
             result = await self.write(target, b"")
             as_user = f" as user {self._username!r}" if self._username else ""
-            if result.outcome is Outcome.OK:
+            if result.outcome is answers.Outcome.OK:
                 lines.append((True, f"database {db!r} accepts writes{as_user}"))
             else:
                 lines.append((False, f"database {db!r}: {result.message}"))

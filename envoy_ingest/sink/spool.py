@@ -46,16 +46,13 @@ from pathlib import Path
 from envoy_ingest.errors import SinkError, SpoolCorrupt, SpoolInUse
 from envoy_ingest.service import metrics
 from envoy_ingest.sink.spool_read import SpoolStats, connect, inspect_spool
+from envoy_ingest.sink.spool_space import DropLog, no_room_message, space_limit
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 # Bytes charged per row on top of its body, for SQLite's row and page overhead.
 ROW_OVERHEAD = 64
-# How large the -wal file may grow between checkpoints (1000 pages of 4 KiB, and a batch).
-WAL_ALLOWANCE = 5 * 1024 * 1024
-# Log at most one "dropped" warning per this many seconds (the counts add up).
-DROP_LOG_INTERVAL = 60.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batch (
@@ -105,8 +102,7 @@ class Spool:
         self.max_bytes = max_bytes
         self.min_free_bytes = min_free_bytes
         self._lock_fd: int | None = None
-        self._last_drop_log = 0.0
-        self._unlogged_drop: dict[str, tuple[int, int]] = {}
+        self._drop_log = DropLog(self.path, max_bytes, min_free_bytes)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock()
@@ -208,7 +204,7 @@ class Spool:
             self._bytes -= d_bytes
             self._dropped = (self._dropped[0] + d_points, self._dropped[1] + d_batches)
             metrics.record_dropped(d_points, setting.replace(".", "_"))
-            self._log_drop(setting, d_points, d_batches)
+            self._drop_log.add(setting, d_points, d_batches, self._dropped[0])
         self._batches += len(entries)
         self._points += sum(n for _, _, n in entries)
         self._bytes += need
@@ -235,27 +231,8 @@ class Spool:
             "page_size"
         )
 
-    def _limit(self) -> tuple[float, str]:
-        """How large the database file may be now, and the setting that says so."""
-        if self.min_free_bytes <= 0:
-            return self.max_bytes, "spool.max_bytes"
-        fs = os.statvfs(self.path.parent)
-        file_bytes = self.path.stat().st_size  # on disk (page_count includes the WAL's)
-        wal = self.path.with_name(self.path.name + "-wal")
-        wal_bytes = wal.stat().st_size if wal.exists() else 0
-        # The WAL may still grow to its checkpoint size: keep that room too.
-        room = (
-            file_bytes
-            + fs.f_bavail * fs.f_frsize
-            - self.min_free_bytes
-            - max(0, WAL_ALLOWANCE - wal_bytes)
-        )
-        if room < self.max_bytes:
-            return max(room, 0), "spool.min_free_bytes"
-        return self.max_bytes, "spool.max_bytes"
-
     def _make_room(self, need: int) -> tuple[int, int, int, str] | None:
-        limit, setting = self._limit()
+        limit, setting = space_limit(self.path, self.max_bytes, self.min_free_bytes)
         if self._bytes + need <= limit / 4:
             return None
         # Rows do not fill SQLite's pages exactly (up to ~1.35x for 1-3 kB rows):
@@ -263,11 +240,8 @@ class Spool:
         # payload, stays under the limit.
         ratio = max(1.0, self._used_bytes() / self._bytes) if self._bytes else 1.0
         if need * ratio > limit:
-            value = self.min_free_bytes if setting == "spool.min_free_bytes" else self.max_bytes
             raise SinkError(
-                f"no room for a batch of {need} bytes in the spool {self.path}: "
-                f"{setting} = {value}"
-                + (" left free on its filesystem" if setting == "spool.min_free_bytes" else "")
+                no_room_message(self.path, need, setting, self.max_bytes, self.min_free_bytes)
             )
         excess = (self._bytes + need) * ratio - limit
         if excess <= 0:
@@ -290,34 +264,6 @@ class Spool:
             [("dropped_points", points), ("dropped_batches", batches)],
         )
         return batches, points, freed, setting
-
-    def _log_drop(self, setting: str, points: int, batches: int) -> None:
-        p, b = self._unlogged_drop.get(setting, (0, 0))
-        self._unlogged_drop[setting] = (p + points, b + batches)
-        now = time.monotonic()
-        if now - self._last_drop_log >= DROP_LOG_INTERVAL:
-            self._flush_drop_log()
-            self._last_drop_log = now
-
-    def _flush_drop_log(self) -> None:
-        unlogged, self._unlogged_drop = self._unlogged_drop, {}
-        for setting, (points, batches) in unlogged.items():
-            if setting == "spool.max_bytes":
-                bound = f"spool.max_bytes = {self.max_bytes}"
-                hint = "raise spool.max_bytes"
-            else:
-                bound = f"spool.min_free_bytes = {self.min_free_bytes} free on {self.path.parent}"
-                hint = "free space on that filesystem"
-            log.warning(
-                "SPOOL FULL: dropped the oldest %d points (%d batches) to stay under %s; "
-                "%d points dropped in total. InfluxDB has not accepted data for a long "
-                "time: check the errors above, or %s",
-                points,
-                batches,
-                bound if setting == "spool.max_bytes" else f"the reserve ({bound})",
-                self._dropped[0],
-                hint,
-            )
 
     @contextlib.contextmanager
     def _guard(self, what: str) -> Iterator[None]:
@@ -413,7 +359,7 @@ class Spool:
         )
 
     def close(self) -> None:
-        self._flush_drop_log()
+        self._drop_log.flush(self._dropped[0])
         with contextlib.suppress(sqlite3.Error):
             self._db.close()
         self._unlock()
