@@ -127,7 +127,8 @@ async def test_after_the_clock_went_back_each_job_runs_at_its_phase_within_one_i
     for i in range(8):
         identity = f"12223808{i:04d}"
         offsets = start_offsets(identity, 60.0, 300.0)
-        for job, offset, interval in zip(("totals", "devices"), offsets, (60.0, 300.0), strict=True):
+        jobs = zip(("totals", "devices"), offsets, (60.0, 300.0), strict=True)
+        for job, offset, interval in jobs:
             first = datetime.fromtimestamp(first_run(identity, later, offset, interval, 1))
             scheduler.add_job(
                 print, "interval", seconds=interval, start_date=first.astimezone(),
