@@ -169,6 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="serve a recorded gateway directory (layout of shared/fixtures/envoy) instead",
     )
+    p.add_argument(
+        "--fleet",
+        type=int,
+        metavar="N",
+        help="serve N gateways, the recorded sets under --fixture in turn, at 127.1.1.1, "
+        "127.1.1.2, ... (one http and one https port for all; --speed divides answer times)",
+    )
+    p.add_argument(
+        "--gateways-out",
+        type=Path,
+        metavar="FILE",
+        help="with --fleet: write a [[gateways]] table per gateway (mode 0600: tokens) here",
+    )
     return parser
 
 

@@ -128,6 +128,13 @@ class GatewaySettings(_Section):
         """How logs and messages name this gateway (never a secret)."""
         return self.name or self.serial or self.host
 
+    @property
+    def identity(self) -> str:
+        """What stays the same for this gateway across restarts and edits of other
+        keys: its serial when set, else its host (e.g. what its schedule phase is
+        hashed from)."""
+        return self.serial or self.host
+
 
 class FileSettings(_Section):
     directory: Path = Path("./data")
@@ -141,6 +148,7 @@ class ScheduleSettings(_Section):
     totals_interval: float = Field(default=60.0, ge=1)
     devices_interval: float = Field(default=300.0, ge=1)
     jitter: float = Field(default=5.0, ge=0)
+    max_in_flight: int = Field(default=1000, ge=1)
 
 
 class InfluxDBSettings(_Section):

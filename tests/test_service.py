@@ -226,10 +226,11 @@ async def test_a_busy_port_is_a_settings_error() -> None:
 
 EXPECTED_METRICS = {
     "envoy_ingest_polls_total": {"gateway", "job", "outcome"},
-    "envoy_ingest_requests_total": {"gateway", "endpoint", "status"},
-    "envoy_ingest_request_duration_seconds_bucket": {"gateway", "endpoint", "le"},
-    "envoy_ingest_request_duration_seconds_sum": {"gateway", "endpoint"},
-    "envoy_ingest_request_duration_seconds_count": {"gateway", "endpoint"},
+    "envoy_ingest_requests_total": {"endpoint", "status"},
+    "envoy_ingest_request_duration_seconds_bucket": {"endpoint", "le"},
+    "envoy_ingest_request_duration_seconds_sum": {"endpoint"},
+    "envoy_ingest_request_duration_seconds_count": {"endpoint"},
+    "envoy_ingest_missed_cycles_total": {"job"},
     "envoy_ingest_points_written_total": {"measurement"},
     "envoy_ingest_spool_points": set(),
     "envoy_ingest_spool_bytes": set(),
@@ -269,9 +270,11 @@ async def test_metrics_endpoint_exposes_every_metric_with_its_labels(
     before_dead = sample("envoy_ingest_dead_lettered_points_total")
     metrics.record_poll("home", "totals", "ok")
     metrics.record_poll("home", "devices", "error")
-    # A gateway name of its own: the worker tests record real requests too.
-    metrics.record_request("metrics-test", "/production.json?details=1", 200, 0.12)
-    metrics.record_request("metrics-test", "/ivp/pdm/device_data", "error", 45.0)
+    # An endpoint of its own: the worker tests record real requests too.
+    metrics.record_request("/metrics-test/production", 200, 0.12)
+    metrics.record_request("/metrics-test/device_data", "error", 45.0)
+    before_missed = sample("envoy_ingest_missed_cycles_total", job="devices")
+    metrics.record_missed_cycle("devices")
     metrics.record_points(
         [
             Point("enphase_inverter", {"power_w": 1.0}, 1, {"serial": "1"}),
@@ -340,16 +343,19 @@ async def test_metrics_endpoint_exposes_every_metric_with_its_labels(
     ]
     slow = sample(
         "envoy_ingest_request_duration_seconds_bucket",
-        gateway="metrics-test",
-        endpoint="/ivp/pdm/device_data",
+        endpoint="/metrics-test/device_data",
         le="20.0",
     )
     assert slow == 0  # 45 s is above the 20 s bucket
+    assert (
+        sample("envoy_ingest_request_duration_seconds_count", endpoint="/metrics-test/device_data")
+        == 1
+    )
+    assert sample("envoy_ingest_missed_cycles_total", job="devices") == before_missed + 1
 
 
 def test_forget_gateway_drops_every_series_of_that_gateway() -> None:
     metrics.record_poll("gone-gw", "totals", "ok")
-    metrics.record_request("gone-gw", "/info", 200, 0.1)
     metrics.last_success("gone-gw", 1.0)
     metrics.last_error("gone-gw", 2.0)
     metrics.gateway_info("gone-gw", "9", "D8")

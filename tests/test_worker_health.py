@@ -58,8 +58,7 @@ def test_health_follows_the_gateway_and_metrics_count_the_polls(tmp_path: Path) 
     assert 'envoy_ingest_polls_total{gateway="home",job="totals",outcome="ok"}' in metrics
     assert 'envoy_ingest_points_written_total{measurement="enphase_system"}' in metrics
     assert (
-        'envoy_ingest_requests_total{endpoint="/production.json?details=1",gateway="home",'
-        'status="200"}'
+        'envoy_ingest_requests_total{endpoint="/production.json?details=1",status="200"}'
     ) in metrics
     assert seen["ready"] == 200
     home = seen["gateways"]["gateways"]["home"]

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
+import threading
 from datetime import datetime
 from typing import Any
 
+from envoy_ingest.commands import Out, print_line
 from envoy_ingest.errors import SettingsError
 
 
@@ -42,7 +47,46 @@ def simulate(args: argparse.Namespace) -> int:
 
     if args.fixture is not None and not args.fixture.is_dir():
         raise SettingsError(f"--fixture: {args.fixture} is not a directory")
+    if args.fleet is not None:
+        return _simulate_fleet(args)
     serve_forever(
         sim_config(args, host=args.host, port=args.port, serial=args.serial, fixture=args.fixture)
     )
+    return 0
+
+
+def _simulate_fleet(args: argparse.Namespace, out: Out = print_line) -> int:
+    """``simulate --fleet N --fixture DIR``: N recorded gateways until Ctrl-C or SIGTERM."""
+    from envoy_ingest.simulator.fleet import (
+        FleetSimulator,
+        describe_fleet,
+        fixture_sets,
+        gateways_toml,
+    )
+
+    if args.fixture is None:
+        raise SettingsError("--fleet needs --fixture DIR (a directory of recorded gateway sets)")
+    if args.fleet < 1:
+        raise SettingsError("--fleet must be at least 1")
+    if args.speed <= 0:
+        raise SettingsError("--speed must be positive")
+    sets = fixture_sets(args.fixture)
+    if not sets:
+        raise SettingsError(f"--fixture: no recorded gateway sets in {args.fixture}")
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        with FleetSimulator(sets, args.fleet, delay_scale=1 / args.speed) as fleet:
+            line = describe_fleet(fleet)
+            if args.gateways_out is not None:
+                fd = os.open(args.gateways_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(gateways_toml(fleet))
+                line += f"; [[gateways]] tables (with tokens) in {args.gateways_out}"
+            out(line)
+            with contextlib.suppress(KeyboardInterrupt):
+                while not stop.wait(0.5):
+                    pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0

@@ -67,10 +67,12 @@ class EnvoyClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         backoff: float = 1.0,
+        limit: _transport.InFlightLimit | None = None,
     ) -> None:
         self.gw = gw
         self.tokens = tokens
         self.backoff = backoff
+        self.limit = limit
         self.base_url: str | None = None
         self.scheme: str | None = None
         self.info: GatewayInfo | None = None
@@ -172,6 +174,7 @@ class EnvoyClient:
                 auth=auth,
                 deadline=deadline,
                 backoff=self.backoff,
+                limit=self.limit,
             )
             status = response.status_code
             self._note_date(response.headers.get("date"))
@@ -181,7 +184,7 @@ class EnvoyClient:
             raise
         finally:
             endpoint = httpx.URL(url).raw_path.decode("ascii", "replace")
-            metrics.record_request(self.label, endpoint, status, time.monotonic() - started)
+            metrics.record_request(endpoint, status, time.monotonic() - started)
 
     # --- tokens ----------------------------------------------------------------------
 

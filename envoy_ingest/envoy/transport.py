@@ -8,18 +8,29 @@
   (so a token is never sent to an impostor).
 - Redirects are never followed. Dropped connections and 503 are retried with
   exponential backoff while the caller's deadline allows.
+- Shared by every gateway of the process (a fleet has thousands): one TLS
+  context per verification mode (:func:`gateway_ssl_context`), and one
+  :class:`InFlightLimit` bounding the requests in flight across gateways. Each
+  gateway has a pool of one connection, kept alive between cycles
+  (:data:`KEEPALIVE_EXPIRY`) so that a gateway that keeps it open is not asked
+  for a new TLS handshake every minute.
+- A request never ends in a bare ``CancelledError``: running out of the cycle's
+  time, or a cancellation that was not aimed at the task, is a
+  :class:`TransportFailure` like any other failed request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import ssl
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+import anyio
 import httpcore
 import httpx
 
@@ -39,8 +50,14 @@ RETRY_STATUS = 503
 MAX_ATTEMPTS_WITHOUT_DEADLINE = 3
 MAX_ATTEMPTS = 8
 MAX_BACKOFF = 16.0
+# An idle connection is kept this long: beyond the default 60 s totals interval,
+# within the 75 s that nginx (the gateway's openresty) keeps one by default. A
+# connection the gateway closed sooner is noticed before use and replaced.
+KEEPALIVE_EXPIRY = 75.0
 # One connection at a time: the gateway is weak and we read it sequentially.
-LIMITS = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=10.0)
+LIMITS = httpx.Limits(
+    max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_EXPIRY
+)
 
 
 def split_host(host: str) -> tuple[str | None, str]:
@@ -56,7 +73,14 @@ def fingerprint(der: bytes) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
+@functools.cache
 def gateway_ssl_context(verify: bool) -> ssl.SSLContext:
+    """The process's one TLS context for gateways with (or without) verification.
+
+    Shared by every client: a context holds the parsed CA store (hundreds of KB,
+    and about 50 ms of CPU to load), which a fleet must not pay per gateway.
+    Pinning (``tls_fingerprint``) is checked per connection, not in the context.
+    """
     ctx = ssl.create_default_context()
     if not verify:
         ctx.check_hostname = False
@@ -170,6 +194,32 @@ class TransportFailure(GatewayUnreachable):
         self.reason = reason
 
 
+class InFlightLimit:
+    """At most ``limit`` requests to gateways in flight at once, across gateways.
+
+    One per worker. A fleet's cycles are spread over the interval, so this is
+    a bound for bad moments (a restart, a network that comes back): it caps
+    open sockets and buffers. A request waits for a slot within its deadline.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("the in-flight limit must be at least 1")
+        self.limit = limit
+        self.in_flight = 0
+        self.peak = 0  # the most requests seen in flight at once
+        self._slots = asyncio.Semaphore(limit)
+
+    async def __aenter__(self) -> None:
+        await self._slots.acquire()
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.in_flight -= 1
+        self._slots.release()
+
+
 def _now() -> float:
     return asyncio.get_running_loop().time()
 
@@ -182,12 +232,29 @@ def _timeout(gw: GatewaySettings, deadline: float | None) -> httpx.Timeout:
 
 
 @contextlib.asynccontextmanager
-async def _within(deadline: float | None) -> AsyncIterator[None]:
-    if deadline is None:
+async def _within(deadline: float | None, limit: InFlightLimit | None) -> AsyncIterator[None]:
+    """Until ``deadline`` (TimeoutError after it), holding a slot of ``limit``.
+
+    The deadline is an anyio cancel scope, not ``asyncio.timeout``: httpcore
+    (under httpx) closes a cancelled request in anyio scopes shielded from
+    anyio cancellation, which a native asyncio cancellation goes through. Cut
+    short that way, a request could leave its pool's one connection slot taken
+    for good, and every later request to that gateway waited for it and failed
+    (seen with 5,000 gateways).
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        if deadline is not None:
+            stack.enter_context(anyio.fail_after(max(deadline - _now(), 0.0)))
+        if limit is not None:
+            await stack.enter_async_context(limit)
         yield
-    else:
-        async with asyncio.timeout_at(deadline):
-            yield
+
+
+def _cancelled_from_outside() -> bool:
+    """Is the current task being cancelled (shutdown), rather than a library leaking
+    a CancelledError of its own (e.g. an inner timeout) into ours?"""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
 
 def is_dropped(exc: Exception) -> bool:
@@ -219,13 +286,15 @@ async def send(
     auth: httpx.Auth | None = None,
     deadline: float | None = None,
     backoff: float = 1.0,
+    limit: InFlightLimit | None = None,
 ) -> httpx.Response:
     """GET ``url``; retry dropped connections and 503 with backoff while time allows.
 
     Returns the response, whatever its status (a 503 too, once retries run
     out). Raises :class:`TransportFailure` (a :class:`GatewayUnreachable`) for
-    connect errors, timeouts and drops that persist, :class:`CertificateMismatch`
-    for a pinned certificate that does not match.
+    connect errors, timeouts, drops that persist and cancellations not aimed at
+    this task; :class:`CertificateMismatch` for a pinned certificate that does
+    not match. Each attempt holds a slot of ``limit`` while in flight.
     """
     attempt = 0
     pace = Backoff(backoff, MAX_BACKOFF, jitter=False)
@@ -238,7 +307,7 @@ async def send(
         failure: str
         response: httpx.Response | None = None
         try:
-            async with _within(deadline):
+            async with _within(deadline, limit):
                 response = await client.get(
                     url,
                     headers=headers,
@@ -255,6 +324,10 @@ async def send(
             failure = describe_transport_error(exc)
         except TimeoutError:
             raise TransportFailure(gw, path, describe_transport_error(TimeoutError())) from None
+        except asyncio.CancelledError:
+            if _cancelled_from_outside():
+                raise  # the worker is stopping: let the task end
+            raise TransportFailure(gw, path, "request cancelled") from None
         else:
             if response.status_code != RETRY_STATUS:
                 return response

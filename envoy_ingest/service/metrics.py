@@ -9,6 +9,9 @@ serves :data:`REGISTRY`.
 Label values are bounded: ``gateway`` is the gateway's label (its configured
 name, serial or host), ``endpoint`` a request path of the request plan, ``job``
 ``totals`` or ``devices``, ``measurement`` one of the four of the data contract.
+Per-gateway series are few (polls, last success, token expiry): every series
+costs memory in each of a fleet's thousands of gateways, so the per-request
+counter and latency histogram are by endpoint only.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ __all__ = [
     "record_counter_correction",
     "record_dead_letter",
     "record_dropped",
+    "record_missed_cycle",
     "record_points",
     "record_poll",
     "record_request",
@@ -80,16 +84,24 @@ POLLS = Counter(
 )
 REQUESTS = Counter(
     f"{PREFIX}_requests",
-    "HTTP requests to gateways by gateway, endpoint and status "
-    "(the HTTP status code, or 'error' when no answer came).",
-    ["gateway", "endpoint", "status"],
+    "HTTP requests to gateways (all gateways) by endpoint and status "
+    "(the HTTP status code, or the error's name when no answer came).",
+    ["endpoint", "status"],
     registry=REGISTRY,
 )
 REQUEST_SECONDS = Histogram(
     f"{PREFIX}_request_duration_seconds",
-    "Time from sending a request to a gateway to its full answer (or failure).",
-    ["gateway", "endpoint"],
+    "Time from sending a request to a gateway to its full answer (or failure), "
+    "all gateways, by endpoint.",
+    ["endpoint"],
     buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+MISSED_CYCLES = Counter(
+    f"{PREFIX}_missed_cycles",
+    "Scheduled poll cycles that did not run, by job: the previous cycle of the "
+    "same gateway was still running, or the worker was too busy to start it in time.",
+    ["job"],
     registry=REGISTRY,
 )
 POINTS = Counter(
@@ -177,8 +189,6 @@ GATEWAY_INFO = Gauge(
 # The metrics above whose first label is the gateway, with their label names.
 _PER_GATEWAY = (
     (POLLS, ("gateway", "job", "outcome")),
-    (REQUESTS, ("gateway", "endpoint", "status")),
-    (REQUEST_SECONDS, ("gateway", "endpoint")),
     (LAST_SUCCESS, ("gateway",)),
     (GATEWAY_UP, ("gateway",)),
     (LAST_ERROR, ("gateway",)),
@@ -234,10 +244,15 @@ def record_poll(gateway: str, job: Kind, outcome: PollOutcome) -> None:
     POLLS.labels(gateway, job, outcome).inc()
 
 
-def record_request(gateway: str, endpoint: str, status: int | str, seconds: float) -> None:
-    """One HTTP request to a gateway: its path, status code (or ``"error"``) and duration."""
-    REQUESTS.labels(gateway, endpoint, str(status)).inc()
-    REQUEST_SECONDS.labels(gateway, endpoint).observe(max(seconds, 0.0))
+def record_request(endpoint: str, status: int | str, seconds: float) -> None:
+    """One HTTP request to a gateway: its path, status code (or error name) and duration."""
+    REQUESTS.labels(endpoint, str(status)).inc()
+    REQUEST_SECONDS.labels(endpoint).observe(max(seconds, 0.0))
+
+
+def record_missed_cycle(job: str) -> None:
+    """A scheduled cycle of ``job`` did not run."""
+    MISSED_CYCLES.labels(job).inc()
 
 
 def record_points(points: Iterable[Point]) -> None:

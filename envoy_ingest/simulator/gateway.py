@@ -78,8 +78,10 @@ class GatewayApp:
         clock: Clock,
         authority: TokenAuthority,
         latency: float = 0.0,
+        record: bool = True,
     ) -> None:
         self.source = source
+        self.record = record  # keep every request in :attr:`requests` (off in a fleet)
         self.modern = modern
         self.clock = clock
         self.authority = authority
@@ -136,8 +138,9 @@ class GatewayApp:
     # requests -------------------------------------------------------------------
 
     def handle(self, request: Request) -> Answer | None:
-        with self._lock:
-            self._requests.append((request.method, request.path))
+        if self.record:
+            with self._lock:
+                self._requests.append((request.method, request.path))
         if self.latency > 0:
             time.sleep(self.latency)
         rule = self._take_rule(request.path)

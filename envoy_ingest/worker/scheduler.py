@@ -1,9 +1,14 @@
 """The worker: APScheduler's asyncio scheduler with one job per gateway and kind.
 
-Jobs coalesce and never overlap themselves (``max_instances=1``); a little
-jitter keeps many gateways from firing together. The two jobs of one gateway
-share a lock so the weak gateway never serves two of our requests at once,
-while different gateways poll independently: a failing one never stalls others.
+Each job runs at a stable phase of its interval (:mod:`.spread`), so a fleet's
+polls are spread evenly instead of firing together, and a restart does not
+burst. Jobs coalesce and never overlap themselves (``max_instances=1``); a run
+that could not start in time is counted as a missed cycle. The two jobs of one
+gateway share a lock so the weak gateway never serves two of our requests at
+once, while different gateways poll independently: a failing one never stalls
+others. All gateways share one bound on the requests in flight
+(``[schedule] max_in_flight``). Nothing escapes a job: a cancelled or failed
+cycle is an ordinary failed poll.
 
 With a shard (``--shard I/N``) the worker polls only its share of the
 gateways. SIGHUP reloads the settings (:meth:`Worker.reload`): gateways are
@@ -16,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
+import resource
 import signal
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -29,6 +35,7 @@ from envoy_ingest.clock import JumpDetector
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.envoy.tokens.claims import duration_text
+from envoy_ingest.envoy.transport import InFlightLimit
 from envoy_ingest.errors import SettingsError
 from envoy_ingest.point import Kind
 from envoy_ingest.service import metrics
@@ -41,6 +48,7 @@ from envoy_ingest.sink import build_sink
 from envoy_ingest.sink.base import Sink
 from envoy_ingest.worker.poller import CycleResult, GatewayPoller
 from envoy_ingest.worker.reload import gateway_changes, needs_restart
+from envoy_ingest.worker.spread import first_run, start_offsets
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +98,7 @@ class Worker:
         self.sink = sink if sink is not None else build_sink(settings, self.health)
         self.tokens = TokenManager(self.settings)
         self.on_result = on_result
+        self.limit = InFlightLimit(self.settings.schedule.max_in_flight)
         self._loader = reload
         self._pollers: dict[str, GatewayPoller] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -99,6 +108,7 @@ class Worker:
         for gw in self.settings.gateways:
             self._add_poller(gw)
         self._stop = asyncio.Event()
+        self._running: set[asyncio.Task[object]] = set()
 
     @property
     def pollers(self) -> list[GatewayPoller]:
@@ -121,6 +131,49 @@ class Worker:
         if self.on_result is not None:
             self.on_result(result)
         return result
+
+    async def run_job(self, poller: GatewayPoller, job: Kind) -> CycleResult:
+        """What the scheduler runs: :meth:`poll`, from which nothing escapes.
+
+        A cancelled cycle (the worker stopping, or a cancellation that leaked
+        out of a library) and any unexpected error are a failed poll.
+        """
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            return await self.poll(poller, job)
+        except asyncio.CancelledError:
+            if self._stop.is_set():
+                log.debug("%s: %s poll stopped with the worker", poller.label, job)
+            else:
+                metrics.record_poll(poller.label, job, "error")
+                log.error("%s: %s poll failed: cancelled", poller.label, job)
+            return CycleResult(poller.label, job, ok=False, error="cancelled")
+        except Exception as exc:  # a bug: say so loudly, keep polling
+            metrics.record_poll(poller.label, job, "error")
+            log.exception("%s: %s poll failed unexpectedly", poller.label, job)
+            return CycleResult(poller.label, job, ok=False, error=f"internal error: {exc!r}")
+        finally:
+            if task is not None:
+                self._running.discard(task)
+
+    def _on_missed(self, event: JobEvent) -> None:
+        """A run skipped (the previous one still runs) or started too late."""
+        _, sep, job = str(event.job_id).rpartition(":")
+        if not sep:
+            return  # not a gateway's job (the heartbeat)
+        metrics.record_missed_cycle(job)
+        reason = "still running" if event.code == EVENT_JOB_MAX_INSTANCES else "started too late"
+        log.warning("%s: cycle missed (%s)", event.job_id, reason)
+
+    async def _cancel_running(self) -> None:
+        """Stop the cycles in flight (they end as failed polls) before closing clients."""
+        running = list(self._running)
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
 
     def _record(self, poller: GatewayPoller, result: CycleResult) -> None:
         """Tell health and metrics how a poll went and what the gateway is."""
@@ -158,7 +211,7 @@ class Worker:
         try:
 
             async def both(p: GatewayPoller) -> list[CycleResult]:
-                return [await self.poll(p, "totals"), await self.poll(p, "devices")]
+                return [await self.run_job(p, "totals"), await self.run_job(p, "devices")]
 
             results = await asyncio.gather(*(both(p) for p in self.pollers))
             report = await self.sink.drain(drain_timeout)
@@ -184,15 +237,18 @@ class Worker:
         if self._loader is not None:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        _raise_fd_limit(len(self._pollers), len(self._pollers) + self.limit.limit + 100)
         health_server = None
         if self.settings.health.enabled:
             health_server = await start_health_server(self.settings.health.listen, self.health)
         await self.sink.start()
         await self.tokens.start()
         self._scheduler = scheduler = AsyncIOScheduler(event_loop=loop)
+        scheduler.add_listener(self._on_missed, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         scheduler.add_job(self._heartbeat, "interval", seconds=HEARTBEAT_INTERVAL, id="heartbeat")
-        for index, poller in enumerate(self.pollers):
-            self._add_jobs(poller, index)
+        now = time.time()
+        for poller in self.pollers:
+            self.add_gateway_jobs(scheduler, poller, now)
         scheduler.start()
         watch = asyncio.create_task(self._watch_clock(scheduler, JumpDetector()))
         self.health.scheduler_running(True)
@@ -210,6 +266,7 @@ class Worker:
             watch.cancel()
             self.health.scheduler_running(False)
             scheduler.shutdown(wait=False)
+            await self._cancel_running()
             self._scheduler = None
             if self._loader is not None:
                 with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -235,7 +292,7 @@ class Worker:
     def _add_poller(self, gw: GatewaySettings) -> GatewayPoller:
         poller = GatewayPoller(
             gw,
-            EnvoyClient(gw, self.tokens),
+            EnvoyClient(gw, self.tokens, limit=self.limit),
             self.sink,
             state_dir=self.settings.state.directory,
             energy=self.settings.energy,
@@ -244,23 +301,29 @@ class Worker:
         self._locks[poller.label] = asyncio.Lock()
         return poller
 
-    def _add_jobs(self, poller: GatewayPoller, index: int) -> None:
-        """Schedule the totals and devices jobs of one gateway (the ``index``-th)."""
-        assert self._scheduler is not None
-        jitter = self.settings.schedule.jitter
-        now = datetime.now().astimezone()
-        for job in ("totals", "devices"):
+    def add_gateway_jobs(
+        self, scheduler: AsyncIOScheduler, poller: GatewayPoller, now: float
+    ) -> None:
+        """Schedule both jobs of one gateway at its stable phases (see :mod:`.spread`):
+        the totals job first runs within two intervals of ``now`` (Unix seconds), the
+        devices job within one."""
+        s = self.settings.schedule
+        identity = poller.settings.identity
+        offsets = start_offsets(identity, s.totals_interval, s.devices_interval)
+        jobs: tuple[Kind, Kind] = ("totals", "devices")
+        for job, offset, ramp in zip(jobs, offsets, (2, 1), strict=True):
             interval = self._interval(job)
             self.health.register_gateway(poller.label, job, interval)
             self.health.gateway_facts(poller.label, host=poller.settings.host)
-            # Start at once, staggered a little so gateways do not fire together.
-            first = now + timedelta(seconds=min(index * 0.5 + random.uniform(0, 1), 10))
-            self._scheduler.add_job(
-                self.poll,
+            at = first_run(identity, now, offset, interval, ramp)
+            first = datetime.fromtimestamp(at).astimezone()
+            scheduler.add_job(
+                self.run_job,
                 "interval",
                 args=[poller, job],
                 seconds=interval,
-                jitter=min(jitter, interval / 4) or None,
+                start_date=first,
+                jitter=min(s.jitter, interval / 4) or None,
                 coalesce=True,
                 max_instances=1,
                 misfire_grace_time=int(interval),
@@ -330,13 +393,17 @@ class Worker:
             for label in changes.removed + [gw.label for gw in changes.changed]:
                 await self._remove_gateway(label)
             metrics.forget_gateways(changes.removed)
+            if new.schedule.max_in_flight != self.limit.limit:
+                self.limit = InFlightLimit(new.schedule.max_in_flight)
             for poller in self.pollers:
                 poller.client.tokens = self.tokens
+                poller.client.limit = self.limit
             fresh = [self._add_poller(gw) for gw in changes.added + changes.changed]
             if self._scheduler is not None:
                 again = self.pollers if schedule_changed else fresh
-                for index, poller in enumerate(again):
-                    self._add_jobs(poller, index)
+                now = time.time()
+                for poller in again:
+                    self.add_gateway_jobs(self._scheduler, poller, now)
             log.info(
                 "reloaded the settings: gateways %s; now %d%s",
                 changes.describe(),
@@ -351,6 +418,26 @@ class Worker:
             p.flush_state()
             await p.aclose()
         await self.sink.close()
+
+
+def _raise_fd_limit(gateways: int, wanted: int) -> None:
+    """Lift the soft open-file limit towards ``wanted`` (one kept-alive connection per
+    gateway, plus the requests in flight), up to the hard limit: systemd's default
+    soft limit of 1024 would stop a fleet at about a thousand gateways."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        log.warning(
+            "only %d files may be open (the hard limit); %d gateways may need %d: "
+            "raise LimitNOFILE= or ulimit -n",
+            target,
+            gateways,
+            wanted,
+        )
 
 
 def _own_share(settings: Settings) -> Settings:

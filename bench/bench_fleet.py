@@ -1,0 +1,235 @@
+"""Fleet benchmark: one `envoy-ingest run` polling N recorded gateways.
+
+The simulator's fleet mode serves the recorded sets of ../shared/fixtures/envoy
+round-robin (3.x to 8.x, with and without CTs, ACB and IQ batteries), each
+gateway at its own loopback address, with realistic answer times (production.json
+5 to 11 s on 8.x, other endpoints about 0.3 s). The worker runs as a real
+subprocess at the default schedule (totals 60 s, devices 300 s) with the file
+sink. After a warm-up that covers every gateway's first cycles, it measures over
+a steady-state window:
+
+- CPU of the worker process (utime + stime from /proc) per gateway-minute;
+- its peak RSS (VmHWM), RSS and open file descriptors at the window's start and end;
+- missed cycles: seen by the simulator (a gap of two or more totals intervals
+  between a gateway's answered totals requests) and reported by the worker
+  (failed polls, and cycles the scheduler could not start);
+- requests per gateway-hour, and when each gateway was first asked for data;
+- for comparison, pyenphase's CPU per update of one 7.6.175 gateway of the
+  same fleet, measured in this process in the same run.
+
+    .venv/bin/python bench/bench_fleet.py --gateways 100,1000,5000 --minutes 10
+    .venv/bin/python bench/bench_fleet.py --gateways 500 --speed 10 --minutes 30   # soak
+
+``--speed S`` divides both intervals and the answer times by S (an accelerated
+soak); ``--fixtures DIR`` serves other recorded sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from envoy_ingest.simulator.fleet import (
+    FleetGateway,
+    FleetSimulator,
+    fixture_sets,
+    gateways_toml,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_FIXTURES = Path(os.environ.get("ENVOY_FIXTURES", ROOT.parent / "shared/fixtures/envoy"))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PYENPHASE_SET = "7.6.175_with_cts"
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def status_kb(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@dataclass
+class Result:
+    gateways: int
+    minutes: float
+    cpu_ms_per_gateway_minute: float
+    peak_rss_mb: float
+    rss_mb: tuple[float, float]
+    fds: tuple[int, int]
+    missed_seen: int
+    worker_failed: int
+    worker_missed: int
+    requests_per_gateway_hour: float
+    slowest_first_request_s: float
+    cycles: int
+
+
+def missed_cycles(g: FleetGateway, t0: float, t1: float, interval: float) -> tuple[int, int]:
+    """(cycles missed, cycles expected) for one gateway over [t0, t1]."""
+    times = [t for t in g.totals_answers if t <= t1]
+    missed = 0
+    prev = max((t for t in times if t < t0), default=t0)
+    for t in (t for t in times if t >= t0):
+        missed += max(0, round((t - prev) / interval) - 1)
+        prev = t
+    missed += max(0, round((t1 - prev) / interval - 0.5) - 1)
+    return missed, round((t1 - t0) / interval)
+
+
+def write_settings(path: Path, fleet: FleetSimulator, tmp: Path, speed: float) -> None:
+    lines = [
+        gateways_toml(fleet),
+        f'[file]\ndirectory = "{tmp}/data"',
+        f'[state]\ndirectory = "{tmp}/state"',
+        f"[schedule]\ntotals_interval = {60 / speed:g}\ndevices_interval = {300 / speed:g}",
+        f"jitter = {5 / speed:g}",
+        '[log]\nlevel = "warning"',
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run_fleet(
+    sets: list[Path], n: int, minutes: float, speed: float, warmup: float | None
+) -> Result:
+    totals, devices = 60 / speed, 300 / speed
+    warmup = warmup if warmup is not None else devices + 2 * totals
+    with (
+        tempfile.TemporaryDirectory() as tmpdir,
+        FleetSimulator(sets, n, delay_scale=1 / speed) as fleet,
+    ):
+        tmp = Path(tmpdir)
+        settings = tmp / "settings.toml"
+        write_settings(settings, fleet, tmp, speed)
+        exe = Path(sys.executable).parent / "envoy-ingest"
+        log = (tmp / "worker.log").open("w+")
+        started = time.monotonic()
+        proc = subprocess.Popen([str(exe), "run", "-c", str(settings)], stderr=log)
+        try:
+            time.sleep(warmup)
+            t0, cpu0 = time.monotonic(), cpu_seconds(proc.pid)
+            rss0, fds0 = status_kb(proc.pid, "VmRSS"), open_fds(proc.pid)
+            req0 = sum(g.requests for g in fleet.gateways)
+            log_pos = log.tell()
+            time.sleep(minutes * 60)
+            t1, cpu1 = time.monotonic(), cpu_seconds(proc.pid)
+            rss1, fds1 = status_kb(proc.pid, "VmRSS"), open_fds(proc.pid)
+            peak = status_kb(proc.pid, "VmHWM")
+            req1 = sum(g.requests for g in fleet.gateways)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=300)  # it writes every gateway's energy state first
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.flush()
+        log.seek(log_pos)
+        window_log = log.read()
+        missed = [missed_cycles(g, t0, t1, totals) for g in fleet.gateways]
+        first = [g.first_request for g in fleet.gateways]
+        slowest = max((f - started) if f is not None else float("inf") for f in first)
+        gateway_minutes = n * (t1 - t0) / 60 * speed
+        return Result(
+            gateways=n,
+            minutes=(t1 - t0) / 60,
+            cpu_ms_per_gateway_minute=(cpu1 - cpu0) * 1000 / gateway_minutes,
+            peak_rss_mb=peak / 1024,
+            rss_mb=(rss0 / 1024, rss1 / 1024),
+            fds=(fds0, fds1),
+            missed_seen=sum(m for m, _ in missed),
+            worker_failed=window_log.count("poll failed"),
+            worker_missed=window_log.count("cycle missed"),
+            requests_per_gateway_hour=(req1 - req0) / (gateway_minutes / 60),
+            slowest_first_request_s=slowest * speed,
+            cycles=sum(c for _, c in missed),
+        )
+
+
+def pyenphase_cpu_ms(sets: list[Path], updates: int = 30) -> float:
+    """Median CPU (ms) of one pyenphase ``Envoy.update()`` of a 7.6.175 CT gateway."""
+    from pyenphase import Envoy
+
+    chosen = [s for s in sets if s.name == PYENPHASE_SET] or sets[:1]
+    with FleetSimulator(chosen, 1, delay_scale=0.0) as fleet:
+        g = fleet.gateways[0]
+        port = fleet.https_port if g.modern else fleet.http_port
+
+        async def measure() -> list[float]:
+            envoy = Envoy(f"{g.address}:{port}")
+            await envoy.setup()
+            await envoy.authenticate(username="", password="", token=fleet.issue_token(g))
+            await envoy.update()  # the probe: not counted
+            samples = []
+            for _ in range(updates):
+                c0 = time.process_time()
+                await envoy.update()
+                samples.append((time.process_time() - c0) * 1000)
+            return samples
+
+        return statistics.median(asyncio.run(measure()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gateways", default="100,1000,5000", help="fleet sizes, comma-separated")
+    parser.add_argument("--minutes", type=float, default=10.0, help="steady-state window")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        help="seconds before the window (default: 2 x 60 s + 300 s, / speed)",
+    )
+    parser.add_argument(
+        "--speed", type=float, default=1.0, help="divide intervals and answer times by this"
+    )
+    parser.add_argument("--fixtures", type=Path, default=DEFAULT_FIXTURES)
+    parser.add_argument("--no-pyenphase", action="store_true")
+    args = parser.parse_args()
+    sets = fixture_sets(args.fixtures)
+    if not sets:
+        sys.exit(f"no recorded gateway sets under {args.fixtures}")
+    print(f"load before: {os.getloadavg()[0]:.2f}; {len(sets)} recorded sets", flush=True)
+    if not args.no_pyenphase:
+        print(
+            f"pyenphase 4.2.0, CPU per update of {PYENPHASE_SET}: {pyenphase_cpu_ms(sets):.1f} ms",
+            flush=True,
+        )
+    print(
+        "| gateways | window min | CPU ms per gateway-minute | peak RSS MB | RSS MB start->end "
+        "| open fds start->end | missed cycles (simulator) | failed / missed (worker) "
+        "| requests per gateway-hour | first request after s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for n in (int(x) for x in args.gateways.split(",")):
+        r = run_fleet(sets, n, args.minutes, args.speed, args.warmup)
+        print(
+            f"| {r.gateways:,} | {r.minutes:.1f} | {r.cpu_ms_per_gateway_minute:.2f} "
+            f"| {r.peak_rss_mb:.0f} | {r.rss_mb[0]:.0f} -> {r.rss_mb[1]:.0f} "
+            f"| {r.fds[0]} -> {r.fds[1]} | {r.missed_seen} of {r.cycles:,} "
+            f"| {r.worker_failed} / {r.worker_missed} | {r.requests_per_gateway_hour:.0f} "
+            f"| {r.slowest_first_request_s:.0f} |",
+            flush=True,
+        )
+    print(f"load after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""When each gateway's jobs run: stable phases spread evenly over the interval.
+
+A fleet must not poll in bursts (thousands of gateways at the same second,
+after every start or restart). Each job of a gateway runs at a fixed phase of
+its interval, taken from a stable hash of the gateway's identity and counted
+from the Unix epoch, so:
+
+- across a fleet the runs are spread evenly over the interval;
+- a restart (or a reload) keeps every gateway at its phase: no burst, and the
+  gateway sees the same cadence as before;
+- the devices job of a gateway runs half a totals interval away from its
+  totals job (when one interval divides the other, as by default), so the two
+  rarely wait for each other's turn at the weak gateway.
+
+At start every gateway is probed (several requests each, and a TLS
+handshake), so the first totals runs are spread over two intervals: each
+gateway starts in the first or the second (a stable choice, half the fleet
+each), at its phase. Every gateway is probed within two totals intervals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+
+def stable_fraction(key: str) -> float:
+    """A number in [0, 1) from ``key``, the same in every process and on every machine."""
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def start_offsets(
+    identity: str, totals_interval: float, devices_interval: float
+) -> tuple[float, float]:
+    """Seconds into its interval at which each job of gateway ``identity`` runs:
+    ``(totals_offset, devices_offset)``, each in ``[0, interval)``."""
+    totals = stable_fraction(identity) * totals_interval
+    spot = stable_fraction(identity + "/devices")
+    periods = devices_interval / totals_interval
+    if periods >= 1 and math.isclose(periods, round(periods)):
+        # Which of the totals periods within the devices interval, then half a
+        # totals interval after the totals phase.
+        k = int(spot * round(periods))
+        devices = (totals + totals_interval / 2 + k * totals_interval) % devices_interval
+    else:
+        devices = spot * devices_interval
+    return totals, devices
+
+
+def next_run(now: float, offset: float, interval: float) -> float:
+    """The first time at or after ``now`` (Unix seconds) that is ``offset`` seconds
+    past a multiple of ``interval`` since the epoch."""
+    return now + (offset - now) % interval
+
+
+def first_run(identity: str, now: float, offset: float, interval: float, ramp: int) -> float:
+    """The first run of a job: at its phase, in one of the first ``ramp`` intervals
+    after ``now`` (a stable choice per gateway, so a fleet's start is spread too)."""
+    k = int(stable_fraction(identity + "/start") * ramp)
+    return next_run(now, offset, interval) + k * interval
