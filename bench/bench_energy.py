@@ -7,6 +7,12 @@ devices job every 5 minutes, over a simulated day; the state is flushed every
 300 s of that day as the worker would.
 
     .venv/bin/python bench/bench_energy.py [--repeat 5]
+
+With ``--stop N``: the time to write N gateways' dirty states at a worker's
+stop, one by one with an fsync each (before) and the way the worker does it
+now (no fsync per file, then one sync: ``Worker.flush_states``).
+
+    .venv/bin/python bench/bench_energy.py --stop 5000 --repeat 3
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from pathlib import Path
 
 from envoy_ingest.energy.localday import zone
 from envoy_ingest.energy.stage import EnergyStage
-from envoy_ingest.energy.store import EnergyStore, state_path
+from envoy_ingest.energy.store import EnergyStore, GatewayEnergy, state_path
 from envoy_ingest.point import Point
+from envoy_ingest.statefile import sync_all
 
 T0 = 1_749_945_600
 INVERTERS = 24
@@ -102,10 +109,48 @@ def one_day(directory: Path) -> tuple[float, int, float]:
     return cpu / 1440 * 1000, size, write_ms
 
 
+def dirty_fleet(directory: Path, template: GatewayEnergy, n: int) -> list[EnergyStore]:
+    stores = []
+    for i in range(n):
+        store = EnergyStore(state_path(directory, f"1222{i:08d}"), flush_interval=1e9)
+        store.state = GatewayEnergy.from_json(template.to_json())
+        store.changed()
+        stores.append(store)
+    return stores
+
+
+def stop_flush(n: int) -> tuple[float, float]:
+    """(seconds one by one with an fsync each, seconds without, then one sync)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        template = EnergyStore(Path(tmp) / "template.json")
+        stage = EnergyStage(template, zone("Europe/Berlin"), label="bench")
+        for k in range(10):
+            stage.apply(totals(T0 + 60 * k, k) + devices(T0 + 60 * k, k))
+        stores = dirty_fleet(Path(tmp) / "before", template.state, n)
+        sync_all()
+        t0 = time.perf_counter()
+        assert all(store.flush() for store in stores)
+        before = time.perf_counter() - t0
+        stores = dirty_fleet(Path(tmp) / "after", template.state, n)
+        sync_all()
+        t0 = time.perf_counter()
+        assert all(store.flush(durable=False) for store in stores)
+        sync_all()
+        after = time.perf_counter() - t0
+    return before, after
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--stop", type=int, default=0, metavar="N")
     args = parser.parse_args()
+    if args.stop:
+        times = [stop_flush(args.stop) for _ in range(args.repeat)]
+        print(f"stop flush of {args.stop} dirty energy states, medians of {args.repeat}:")
+        print(f"  one by one, fsync each: {statistics.median(t[0] for t in times):.2f} s")
+        print(f"  no fsync each, one sync: {statistics.median(t[1] for t in times):.2f} s")
+        return
     runs = []
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:

@@ -3,6 +3,11 @@ written atomically, and moved aside, never deleted, when they are damaged.
 
 - :func:`write_atomic`: temp file, fsync, rename, fsync the directory, so a
   power cut leaves either the old file or the new one, never a torn one.
+  With ``durable=False`` it skips both fsyncs (for writing many files at
+  once, as at shutdown): until :func:`sync_all` has returned, a power cut may
+  leave such a file empty or garbled on some filesystems, which its reader
+  must treat as damaged (quarantine it).
+- :func:`sync_all`: one ``sync()`` that makes every write before it durable.
 - :func:`quarantine`: rename a damaged file to ``NAME.corrupt-YYYYMMDDTHHMMSSZ``
   beside it, so the worker can start afresh and a person can still look at it.
 """
@@ -28,8 +33,15 @@ def fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` atomically and durably. Raises OSError."""
+def sync_all() -> None:
+    """Flush every filesystem's written data and metadata to disk (``sync()``,
+    which waits for it on Linux): closes the window left by ``durable=False``."""
+    os.sync()
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically, and durably unless ``durable`` is
+    false (then :func:`sync_all` must follow). Raises OSError."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -39,7 +51,8 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -47,7 +60,8 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def quarantine(path: Path, reason: str, *, clock: float | None = None) -> Path | None:

@@ -21,6 +21,7 @@ from envoy_ingest.simulator import Simulator, SimulatorConfig
 from envoy_ingest.timecheck import FLOOR, implausible
 from envoy_ingest.worker.poller import GatewayPoller
 from envoy_ingest.worker.scheduler import after_clock_jump
+from envoy_ingest.worker.spread import first_run, start_offsets
 from tests.support.builders import expected_lines, influx_sink
 from tests.support.fakes import FakeClock, InProcessEnphase
 from tests.support.servers import InfluxDB1
@@ -117,14 +118,51 @@ async def test_a_host_clock_jump_by_days_fetches_no_token_and_expiry_still_count
         enphase.close()
 
 
-async def test_after_the_clock_went_back_every_job_runs_now_not_days_later() -> None:
+async def test_after_the_clock_went_back_each_job_runs_at_its_phase_within_one_interval() -> None:
+    """Not every job at once (a burst at fleet scale), not days later: each at its
+    own phase, within one interval of the (new) now, so the fleet stays spread."""
+    scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+    later = NOON + 5 * DAY  # where the clock was before it was set 5 days back
+    expected: dict[str, float] = {}
+    for i in range(8):
+        identity = f"12223808{i:04d}"
+        offsets = start_offsets(identity, 60.0, 300.0)
+        jobs = zip(("totals", "devices"), offsets, (60.0, 300.0), strict=True)
+        for job, offset, interval in jobs:
+            first = datetime.fromtimestamp(first_run(identity, later, offset, interval, 1))
+            scheduler.add_job(
+                print, "interval", seconds=interval, start_date=first.astimezone(),
+                next_run_time=first.astimezone(), id=f"{identity}:{job}",
+            )  # fmt: skip
+            expected[f"{identity}:{job}"] = NOON + offset  # NOON is a multiple of 300 s
+    scheduler.start(paused=True)
+    try:
+        after_clock_jump(scheduler, -5 * DAY, now=NOON)
+        got = {job.id: job.next_run_time.timestamp() for job in scheduler.get_jobs()}
+        assert got.keys() == expected.keys()
+        for key, at in got.items():
+            assert at == pytest.approx(expected[key], abs=1e-5)
+            assert NOON <= at < NOON + (60 if key.endswith("totals") else 300)
+        totals = sorted(at for key, at in got.items() if key.endswith("totals"))
+        assert len({round(t) for t in totals}) == 8  # spread, not together
+        assert totals[-1] - totals[0] > 30
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+async def test_a_job_rescheduled_after_the_clock_went_back_really_runs() -> None:
     ran = asyncio.Event()
     scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+    phase = datetime.now().astimezone() + timedelta(seconds=0.3) - timedelta(days=5, seconds=60)
     later = datetime.now().astimezone() + timedelta(days=5)  # what a 5-day step back leaves
-    scheduler.add_job(ran.set, "interval", seconds=60, next_run_time=later, coalesce=True)
+    scheduler.add_job(
+        ran.set, "interval", seconds=60, start_date=phase, next_run_time=later, coalesce=True
+    )
     scheduler.start()
     try:
         after_clock_jump(scheduler, -5 * DAY)
+        (job,) = scheduler.get_jobs()
+        assert job.next_run_time < datetime.now().astimezone() + timedelta(seconds=1)
         await asyncio.wait_for(ran.wait(), 2.0)
         (job,) = scheduler.get_jobs()
         assert job.next_run_time < datetime.now().astimezone() + timedelta(seconds=61)

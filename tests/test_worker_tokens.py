@@ -33,14 +33,24 @@ def run_worker(tmp_path: Path, sim: Simulator, seconds: float, during=None) -> l
         "[schedule]\ntotals_interval = 1\ndevices_interval = 5\njitter = 0\n"
     )
     results: list[CycleResult] = []
-    worker = Worker(load_settings(path), on_result=results.append)
+    started = False
+
+    def record(result: CycleResult) -> None:
+        # The clock starts at the first totals cycle: the jobs start at their
+        # phases (worker/spread.py), up to two intervals after the worker does.
+        nonlocal started
+        results.append(result)
+        if result.job == "totals" and not started:
+            started = True
+            loop = asyncio.get_running_loop()
+            loop.call_later(seconds, worker.stop)
+            for at, action in during or ():
+                loop.call_later(at, action)
+
+    worker = Worker(load_settings(path), on_result=record)
 
     async def go() -> None:
-        loop = asyncio.get_running_loop()
-        loop.call_later(seconds, worker.stop)
-        if during is not None:
-            for at, action in during:
-                loop.call_later(at, action)
+        asyncio.get_running_loop().call_later(seconds + 60, worker.stop)  # never started
         await worker.run_forever()
 
     asyncio.run(go())

@@ -5,6 +5,14 @@ Written atomically (:func:`envoy_ingest.statefile.write_atomic`) at most every
 correction is decided or a new local day begins (so a ``kill -9`` can only
 lose plain progress, which the counter rules absorb: see docs/schema.md), and
 at shutdown. A damaged file is moved aside and the gateway starts afresh.
+
+At shutdown a whole fleet's states are written at once: each without its own
+fsync (``flush(durable=False)``), then one :func:`envoy_ingest.statefile.sync_all`
+before the worker returns, so a normal stop leaves every file durable, fast.
+A power cut within that short window may leave a renamed file whose data never
+reached the disk (empty or garbled on some filesystems): it fails to parse at
+the next start and is moved aside like any damaged file (that gateway's
+counters start afresh; the counter rules absorb it, see docs/schema.md).
 """
 
 from __future__ import annotations
@@ -101,12 +109,14 @@ class EnergyStore:
         if urgent or self.clock() - self._flushed_at >= self.flush_interval:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, *, durable: bool = True) -> bool:
+        """Write the state if it moved; True if a file was written. With
+        ``durable=False`` the caller must run :func:`~envoy_ingest.statefile.sync_all`."""
         if not self._dirty:
-            return
+            return False
         data = json.dumps(self.state.to_json(), separators=(",", ":")).encode()
         try:
-            write_atomic(self.path, data)
+            write_atomic(self.path, data, durable=durable)
         except OSError as exc:
             if not self._failing:
                 log.error(
@@ -115,7 +125,8 @@ class EnergyStore:
                     exc.strerror or exc,
                 )
             self._failing = True
-            return
+            return False
         self._failing = False
         self._dirty = False
         self._flushed_at = self.clock()
+        return True

@@ -193,10 +193,12 @@ class GatewayPoller:
         corrected, events = self.energy.apply(points)
         return corrected + events
 
-    def flush_state(self) -> None:
-        """Write what the energy stage holds (at shutdown)."""
+    def flush_state(self, *, durable: bool = True) -> bool:
+        """Write what the energy stage holds (at shutdown); True if a file was
+        written. See :meth:`EnergyStore.flush` for ``durable``."""
         if self.energy is not None:
-            self.energy.store.flush()
+            return self.energy.store.flush(durable=durable)
+        return False
 
     def _tag(self, points: Sequence[Point]) -> list[Point]:
         serial = self.serial or "unknown"

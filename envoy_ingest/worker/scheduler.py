@@ -30,6 +30,7 @@ from datetime import datetime
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 
 from envoy_ingest.clock import JumpDetector
 from envoy_ingest.envoy.client import EnvoyClient
@@ -46,9 +47,10 @@ from envoy_ingest.settings import GatewaySettings, Settings
 from envoy_ingest.shard import select
 from envoy_ingest.sink import build_sink
 from envoy_ingest.sink.base import Sink
+from envoy_ingest.statefile import sync_all
 from envoy_ingest.worker.poller import CycleResult, GatewayPoller
 from envoy_ingest.worker.reload import gateway_changes, needs_restart
-from envoy_ingest.worker.spread import first_run, start_offsets
+from envoy_ingest.worker.spread import first_run, next_run, start_offsets
 
 log = logging.getLogger(__name__)
 
@@ -63,25 +65,32 @@ CLOCK_CHECK_SECONDS = 5.0
 ONCE_DRAIN_TIMEOUT = 30.0
 
 
-def after_clock_jump(scheduler: AsyncIOScheduler, jump: float) -> None:
+def after_clock_jump(scheduler: AsyncIOScheduler, jump: float, now: float | None = None) -> None:
     """The host clock jumped by ``jump`` seconds: keep polling at the same pace.
 
     APScheduler's interval trigger runs on wall time. After a forward jump it
     runs each job once (``coalesce``, ``misfire_grace_time`` of one interval)
     and goes on: no burst. After a backward jump it would wait until its old
     next run time came round again, i.e. stop polling for as long as the clock
-    went back; so every job is rescheduled to run now, and the trigger counts
-    its intervals from there."""
+    went back; so each job is put back on its own phase (the phase of its start
+    date, set by :mod:`.spread`): its next run is the first time at its phase at
+    or after ``now`` (Unix seconds; the host clock if None), within one interval.
+    A fleet stays spread: no burst of polls."""
     log.warning(
         "the host clock jumped %s by %s%s",
         "forward" if jump > 0 else "back",
         duration_text(abs(jump)),
-        "; rescheduled every job to run now" if jump < 0 else "; polling goes on as before",
+        "; every job rescheduled at its phase" if jump < 0 else "; polling goes on as before",
     )
-    if jump < 0:
-        now = datetime.now().astimezone()
-        for job in scheduler.get_jobs():
-            job.modify(next_run_time=now)
+    if jump >= 0:
+        return
+    at = time.time() if now is None else now
+    for job in scheduler.get_jobs():
+        trigger = job.trigger
+        if isinstance(trigger, IntervalTrigger):
+            phase = trigger.start_date.timestamp()
+            when = next_run(at, phase, trigger.interval_length)
+            job.modify(next_run_time=datetime.fromtimestamp(when).astimezone())
 
 
 class Worker:
@@ -414,10 +423,17 @@ class Worker:
 
     async def _close(self) -> None:
         await self.tokens.aclose()
+        self.flush_states()
         for p in self.pollers:
-            p.flush_state()
             await p.aclose()
         await self.sink.close()
+
+    def flush_states(self) -> None:
+        """Write every gateway's energy state at stop: no fsync per file (thousands
+        of them would outlast systemd's stop timeout), then one sync for all."""
+        written = [p.flush_state(durable=False) for p in self.pollers]
+        if any(written):
+            sync_all()
 
 
 def _raise_fd_limit(gateways: int, wanted: int) -> None:

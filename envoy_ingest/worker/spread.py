@@ -6,8 +6,8 @@ its interval, taken from a stable hash of the gateway's identity and counted
 from the Unix epoch, so:
 
 - across a fleet the runs are spread evenly over the interval;
-- a restart (or a reload) keeps every gateway at its phase: no burst, and the
-  gateway sees the same cadence as before;
+- a restart (or a reload, or a backward jump of the host clock) keeps every
+  gateway at its phase: no burst, and the gateway sees the same cadence as before;
 - the devices job of a gateway runs half a totals interval away from its
   totals job (when one interval divides the other, as by default), so the two
   rarely wait for each other's turn at the weak gateway.
