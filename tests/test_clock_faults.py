@@ -19,8 +19,8 @@ from envoy_ingest.service import metrics
 from envoy_ingest.settings import Settings
 from envoy_ingest.simulator import Simulator, SimulatorConfig
 from envoy_ingest.timecheck import FLOOR, implausible
+from envoy_ingest.worker.host import after_clock_jump
 from envoy_ingest.worker.poller import GatewayPoller
-from envoy_ingest.worker.scheduler import after_clock_jump
 from envoy_ingest.worker.spread import first_run, start_offsets
 from tests.support.builders import expected_lines, influx_sink
 from tests.support.fakes import FakeClock, InProcessEnphase

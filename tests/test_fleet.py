@@ -362,12 +362,12 @@ def test_simulate_fleet_command_serves_and_writes_the_gateways(tmp_path: Path) -
 def test_the_open_file_limit_is_raised_for_a_fleet() -> None:
     import resource
 
-    from envoy_ingest.worker.scheduler import _raise_fd_limit
+    from envoy_ingest.worker.host import raise_fd_limit
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
-        _raise_fd_limit(400, 1500)
+        raise_fd_limit(400, 1500)
         expected = 1500 if hard == resource.RLIM_INFINITY else min(1500, hard)
         assert resource.getrlimit(resource.RLIMIT_NOFILE) == (expected, hard)
     finally:

@@ -1,4 +1,5 @@
-"""What a settings reload (SIGHUP) changes: pure comparisons of two Settings.
+"""What a settings reload (SIGHUP) changes: pure comparisons of two Settings;
+and which of the settings' gateways this worker polls (its shard's share).
 
 Taken on reload: the gateways (of the settings file and of ``gateways_file``:
 added, removed and changed ones) and ``[schedule]``. Everything else is read
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from envoy_ingest.settings import GatewaySettings, Settings
+from envoy_ingest.shard import select
 
 #: Sections and keys a reload applies.
 RELOADED = ("gateways", "gateways_file", "schedule")
@@ -45,3 +47,10 @@ def gateway_changes(old: list[GatewaySettings], new: list[GatewaySettings]) -> G
 def needs_restart(old: Settings, new: Settings) -> list[str]:
     """The keys that differ but are only read at start."""
     return [key for key in RESTART_ONLY if getattr(old, key) != getattr(new, key)]
+
+
+def own_share(settings: Settings) -> Settings:
+    """``settings`` with only the gateways of its shard (all of them without one)."""
+    if settings.shard is None:
+        return settings
+    return settings.model_copy(update={"gateways": select(settings.gateways, settings.shard_spec)})

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import resource
 import signal
 import time
 from collections.abc import Callable
@@ -30,12 +29,10 @@ from datetime import datetime
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from envoy_ingest.clock import JumpDetector
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.tokens import TokenManager
-from envoy_ingest.envoy.tokens.claims import duration_text
 from envoy_ingest.envoy.transport import InFlightLimit
 from envoy_ingest.errors import SettingsError
 from envoy_ingest.point import Kind
@@ -44,13 +41,13 @@ from envoy_ingest.service.health import HEARTBEAT_INTERVAL, HealthState
 from envoy_ingest.service.logging import redact
 from envoy_ingest.service.server import start_health_server
 from envoy_ingest.settings import GatewaySettings, Settings
-from envoy_ingest.shard import select
 from envoy_ingest.sink import build_sink
 from envoy_ingest.sink.base import Sink
 from envoy_ingest.statefile import sync_all
+from envoy_ingest.worker.host import CLOCK_CHECK_SECONDS, after_clock_jump, raise_fd_limit
 from envoy_ingest.worker.poller import CycleResult, GatewayPoller
-from envoy_ingest.worker.reload import gateway_changes, needs_restart
-from envoy_ingest.worker.spread import first_run, next_run, start_offsets
+from envoy_ingest.worker.reload import gateway_changes, needs_restart, own_share
+from envoy_ingest.worker.spread import first_run, start_offsets
 
 log = logging.getLogger(__name__)
 
@@ -58,39 +55,8 @@ ResultCallback = Callable[[CycleResult], None]
 #: Reads the settings again (from the same files and environment) for a reload.
 SettingsLoader = Callable[[], Settings]
 
-# How often the worker looks for a jump of the host clock (seconds, monotonic).
-CLOCK_CHECK_SECONDS = 5.0
-
 # How long `run --once` waits by default for the sink to deliver what it holds.
 ONCE_DRAIN_TIMEOUT = 30.0
-
-
-def after_clock_jump(scheduler: AsyncIOScheduler, jump: float, now: float | None = None) -> None:
-    """The host clock jumped by ``jump`` seconds: keep polling at the same pace.
-
-    APScheduler's interval trigger runs on wall time. After a forward jump it
-    runs each job once (``coalesce``, ``misfire_grace_time`` of one interval)
-    and goes on: no burst. After a backward jump it would wait until its old
-    next run time came round again, i.e. stop polling for as long as the clock
-    went back; so each job is put back on its own phase (the phase of its start
-    date, set by :mod:`.spread`): its next run is the first time at its phase at
-    or after ``now`` (Unix seconds; the host clock if None), within one interval.
-    A fleet stays spread: no burst of polls."""
-    log.warning(
-        "the host clock jumped %s by %s%s",
-        "forward" if jump > 0 else "back",
-        duration_text(abs(jump)),
-        "; every job rescheduled at its phase" if jump < 0 else "; polling goes on as before",
-    )
-    if jump >= 0:
-        return
-    at = time.time() if now is None else now
-    for job in scheduler.get_jobs():
-        trigger = job.trigger
-        if isinstance(trigger, IntervalTrigger):
-            phase = trigger.start_date.timestamp()
-            when = next_run(at, phase, trigger.interval_length)
-            job.modify(next_run_time=datetime.fromtimestamp(when).astimezone())
 
 
 class Worker:
@@ -102,7 +68,7 @@ class Worker:
         on_result: ResultCallback | None = None,
         reload: SettingsLoader | None = None,
     ) -> None:
-        self.settings = _own_share(settings)
+        self.settings = own_share(settings)
         self.health = HealthState()
         self.sink = sink if sink is not None else build_sink(settings, self.health)
         self.tokens = TokenManager(self.settings)
@@ -246,7 +212,7 @@ class Worker:
         if self._loader is not None:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
-        _raise_fd_limit(len(self._pollers), len(self._pollers) + self.limit.limit + 100)
+        raise_fd_limit(len(self._pollers), len(self._pollers) + self.limit.limit + 100)
         health_server = None
         if self.settings.health.enabled:
             health_server = await start_health_server(self.settings.health.listen, self.health)
@@ -373,7 +339,7 @@ class Worker:
             return False
         async with self._reloading:
             try:
-                new = _own_share(self._loader())
+                new = own_share(self._loader())
                 tokens = TokenManager(new)  # checks pasted tokens before anything changes
             except SettingsError as exc:
                 why = "; ".join(str(exc).splitlines())
@@ -434,30 +400,3 @@ class Worker:
         written = [p.flush_state(durable=False) for p in self.pollers]
         if any(written):
             sync_all()
-
-
-def _raise_fd_limit(gateways: int, wanted: int) -> None:
-    """Lift the soft open-file limit towards ``wanted`` (one kept-alive connection per
-    gateway, plus the requests in flight), up to the hard limit: systemd's default
-    soft limit of 1024 would stop a fleet at about a thousand gateways."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= wanted:
-        return
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if target > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    if target < wanted:
-        log.warning(
-            "only %d files may be open (the hard limit); %d gateways may need %d: "
-            "raise LimitNOFILE= or ulimit -n",
-            target,
-            gateways,
-            wanted,
-        )
-
-
-def _own_share(settings: Settings) -> Settings:
-    """``settings`` with only the gateways of its shard (all of them without one)."""
-    if settings.shard is None:
-        return settings
-    return settings.model_copy(update={"gateways": select(settings.gateways, settings.shard_spec)})
