@@ -61,6 +61,7 @@ def settings_for(tmp_path: Path, **gw: Any) -> Settings:
             "login_url": "https://cloud.test/login/login.json",
             "token_url": "https://cloud.test/tokens",
             "timeout": 0.25,  # the cloud's "timeout" mode holds the request
+            "request_spacing": 0,  # spacing is tested in test_tokens_fleet.py
         },
     )
 

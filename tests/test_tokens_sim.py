@@ -41,6 +41,7 @@ def settings(sim: Simulator, tmp_path: Path, **gw: Any) -> Settings:
             "login_url": sim.cloud.login_url,
             "token_url": sim.cloud.token_url,
             "timeout": 0.5,
+            "request_spacing": 0,  # spacing is tested in test_tokens_fleet.py
         },
     )
 
