@@ -175,7 +175,7 @@ def test_one_tls_context_for_every_gateway(tmp_path: Path) -> None:
     )
     tokens = TokenManager(settings)
     clients = [EnvoyClient(gw, tokens) for gw in settings.gateways]
-    contexts = {id(c._http._transport._pool._ssl_context) for c in clients}  # type: ignore[attr-defined]
+    contexts = {id(c._http.ssl_context) for c in clients}  # type: ignore[attr-defined]
     assert contexts == {id(transport.gateway_ssl_context(False))}
     assert transport.gateway_ssl_context(True) is not transport.gateway_ssl_context(False)
 

@@ -183,8 +183,7 @@ class EnvoyClient:
             status = type(exc).__name__
             raise
         finally:
-            endpoint = httpx.URL(url).raw_path.decode("ascii", "replace")
-            metrics.record_request(endpoint, status, time.monotonic() - started)
+            metrics.record_request(_transport.path_of(url), status, time.monotonic() - started)
 
     # --- tokens ----------------------------------------------------------------------
 
