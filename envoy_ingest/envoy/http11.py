@@ -50,6 +50,7 @@ class _Stream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.eof = False
+        self.answered = False  # a byte of the current answer has arrived
         self.error: BaseException | None = None
         self._waiter: asyncio.Future[bool] | None = None
 
@@ -59,6 +60,7 @@ class _Stream(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        self.answered = True
         self._wake()
 
     def eof_received(self) -> bool:
@@ -173,6 +175,7 @@ class GatewayConnection(httpx.AsyncBaseTransport):
             stream = self._stream = await self._connect(request, origin, timeouts.get("connect"))
             self._origin = origin
         assert stream is not None and stream.transport is not None
+        stream.answered = False
         stream.transport.write(_head(request) + _body(request))
         status, reason, headers, keep = await _read_head(stream, request, timeouts.get("read"))
         body = await _read_body(stream, request, status, headers, timeouts.get("read"))
@@ -254,9 +257,8 @@ async def _wait(stream: _Stream, request: httpx.Request, timeout: float | None) 
 def _raise_closed(stream: _Stream, request: httpx.Request) -> None:
     if isinstance(stream.error, OSError):
         raise httpx.ReadError(str(stream.error) or type(stream.error).__name__, request=request)
-    raise httpx.RemoteProtocolError(
-        "Server disconnected without sending a complete response.", request=request
-    )
+    what = "a complete response" if stream.answered else "a response"
+    raise httpx.RemoteProtocolError(f"Server disconnected without sending {what}.", request=request)
 
 
 async def _read_head(
@@ -270,10 +272,6 @@ async def _read_head(
         while end < 0:
             if len(stream.buffer) > MAX_HEAD:
                 raise httpx.RemoteProtocolError("the answer's head is too large", request=request)
-            if stream.eof and not stream.buffer:
-                raise httpx.RemoteProtocolError(
-                    "Server disconnected without sending a response.", request=request
-                )
             await _wait(stream, request, timeout)
             end = stream.buffer.find(b"\r\n\r\n")
         head = bytes(stream.buffer[:end])
