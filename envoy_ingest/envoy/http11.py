@@ -26,8 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
+import select
+import socket
 import ssl
 import time
+from typing import Any
 
 import httpx
 
@@ -43,68 +47,110 @@ def fingerprint(der: bytes) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-class _Stream(asyncio.Protocol):
-    """The bytes of one connection, waited for with a per-read timeout."""
+# Every read lands here first, then only the bytes read are copied to the
+# connection's buffer: one event loop, so one scratch area serves every
+# connection (asyncio's own TLS transport keeps 256 KB per connection).
+_SCRATCH = bytearray(64 * 1024)
+_SCRATCH_VIEW = memoryview(_SCRATCH)
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
+
+class _Stream:
+    """One non-blocking socket (an ``SSLSocket`` for https: OpenSSL reads and
+    writes the socket itself) and the bytes read from it but not yet used."""
+
+    __slots__ = ("answered", "buffer", "eof", "error", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
         self.buffer = bytearray()
         self.eof = False
         self.answered = False  # a byte of the current answer has arrived
-        self.error: BaseException | None = None
-        self._waiter: asyncio.Future[bool] | None = None
+        self.error: OSError | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        self.answered = True
-        self._wake()
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        self._wake()
-        return False  # close our side too
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.eof = True
-        self.error = exc
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(True)
+    def _read_ready(self) -> bool:
+        """Take what has arrived; True if any bytes (or the end) came."""
+        got = False
+        while True:
+            try:
+                n = self.sock.recv_into(_SCRATCH_VIEW)
+            except _WOULD_BLOCK:
+                return got
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                n = 0  # close_notify, or a close without it: the end either way
+            except OSError as exc:
+                self.error, self.eof = exc, True
+                return True
+            if n == 0:
+                self.eof = True
+                return True
+            self.buffer += _SCRATCH_VIEW[:n]
+            self.answered = got = True
 
     async def more(self, timeout: float | None) -> bool:  # noqa: ASYNC109
         """Wait for more bytes or the end; False if ``timeout`` passed first."""
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[bool] = loop.create_future()
-        self._waiter = waiter
-        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
-        try:
-            return await waiter
-        finally:
-            self._waiter = None
-            if timer is not None:
-                timer.cancel()
+        until = None if timeout is None else loop.time() + timeout
+        while not self._read_ready():
+            if not await _ready(loop, self.sock, until, write=False):
+                return False
+        return True
+
+    async def send(self, data: bytes, timeout: float | None) -> None:  # noqa: ASYNC109
+        loop = asyncio.get_running_loop()
+        until = None if timeout is None else loop.time() + timeout
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self.sock.send(view) :]
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
+                if not await _ready(loop, self.sock, until, write=True):
+                    raise TimeoutError from None
+            except ssl.SSLWantReadError:
+                if not await _ready(loop, self.sock, until, write=False):
+                    raise TimeoutError from None
 
     @property
     def usable(self) -> bool:
-        """Idle, open and with nothing unread: fit for the next request."""
-        t = self.transport
-        return t is not None and not self.eof and not t.is_closing() and not self.buffer
+        """Open, and nothing arrived while idle but TLS housekeeping (session
+        tickets): fit for the next request."""
+        if self.eof or self.buffer or self.sock.fileno() < 0:
+            return False
+        poll = select.poll()
+        poll.register(self.sock, select.POLLIN)
+        if poll.poll(0):
+            self._read_ready()
+        return not self.eof and not self.buffer
 
     def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
+        self.sock.close()
 
 
-def _expire(waiter: asyncio.Future[bool]) -> None:
+async def _ready(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, until: float | None, *, write: bool
+) -> bool:
+    """Wait until ``sock`` is readable (writable); False if ``until`` passed first."""
+    waiter: asyncio.Future[bool] = loop.create_future()
+    fd = sock.fileno()
+    if write:
+        loop.add_writer(fd, _settle, waiter, True)
+    else:
+        loop.add_reader(fd, _settle, waiter, True)
+    timer = None if until is None else loop.call_at(until, _settle, waiter, False)
+    try:
+        return await waiter
+    finally:
+        if write:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)
+        if timer is not None:
+            timer.cancel()
+
+
+def _settle(waiter: asyncio.Future[bool], value: bool) -> None:
     if not waiter.done():
-        waiter.set_result(False)
+        waiter.set_result(value)
 
 
 class GatewayConnection(httpx.AsyncBaseTransport):
@@ -174,13 +220,19 @@ class GatewayConnection(httpx.AsyncBaseTransport):
             self._drop()
             stream = self._stream = await self._connect(request, origin, timeouts.get("connect"))
             self._origin = origin
-        assert stream is not None and stream.transport is not None
+        assert stream is not None
         stream.answered = False
-        stream.transport.write(_head(request) + _body(request))
+        try:
+            await stream.send(_head(request) + _body(request), timeouts.get("write"))
+        except TimeoutError:
+            raise httpx.WriteTimeout("timed out", request=request) from None
+        except OSError as exc:
+            raise httpx.WriteError(str(exc) or type(exc).__name__, request=request) from None
         status, reason, headers, keep = await _read_head(stream, request, timeouts.get("read"))
         body = await _read_body(stream, request, status, headers, timeouts.get("read"))
         if keep and not stream.buffer and not stream.eof:
             self._idle_since = time.monotonic()
+            stream.buffer = bytearray()  # not the capacity of the largest answer so far
         else:
             self._drop()
         return httpx.Response(
@@ -198,35 +250,81 @@ class GatewayConnection(httpx.AsyncBaseTransport):
         timeout: float | None,  # noqa: ASYNC109
     ) -> _Stream:
         scheme, host, port = origin
-        tls = self.ssl_context if scheme == "https" else None
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
-                _, stream = await loop.create_connection(
-                    _Stream, host, port, ssl=tls, server_hostname=host if tls else None
-                )
+                sock = await _open(loop, host, port)
+                if scheme == "https":
+                    sock = await self._handshake(loop, sock, host)
         except TimeoutError:
             raise httpx.ConnectTimeout("timed out", request=request) from None
-        except (OSError, ssl.SSLError) as exc:
+        except OSError as exc:  # ssl.SSLError too
             raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from None
         self.connections_opened += 1
-        if tls is not None and self.pinned is not None:
-            self._check_pin(stream)
-        return stream
+        return _Stream(sock)
 
-    def _check_pin(self, stream: _Stream) -> None:
-        assert stream.transport is not None
-        ssl_object = stream.transport.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    async def _handshake(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, host: str
+    ) -> ssl.SSLSocket:
+        try:
+            tls = self.ssl_context.wrap_socket(
+                sock, server_hostname=host, do_handshake_on_connect=False
+            )
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    await _ready(loop, tls, None, write=False)
+                except ssl.SSLWantWriteError:
+                    await _ready(loop, tls, None, write=True)
+            if self.pinned is not None:
+                self._check_pin(tls)
+        except BaseException:
+            tls.close()
+            raise
+        return tls
+
+    def _check_pin(self, tls: ssl.SSLSocket) -> None:
+        der = tls.getpeercert(binary_form=True)
         actual = fingerprint(der) if der else None
         if actual != self.pinned:
-            stream.abort()
             raise CertificateMismatch(
                 f"gateway {self.label}: the TLS certificate's SHA-256 fingerprint is "
                 f"{actual or 'unavailable'}, not the pinned tls_fingerprint {self.pinned}; "
                 "if the gateway really got a new certificate (firmware update), "
                 "set tls_fingerprint to the new value"
             )
+
+
+async def _open(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
+    """A connected non-blocking TCP socket; each address of a name tried in turn."""
+    addresses: list[tuple[int, tuple[Any, ...]]]
+    try:
+        ip = ipaddress.ip_address(host)
+        addresses = [(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, (host, port))]
+    except ValueError:  # a name: resolved off the event loop
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = [(family, address) for family, _, _, _, address in infos]
+    error: OSError = OSError(f"{host} has no address")
+    for family, address in addresses:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await loop.sock_connect(sock, address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+        except BaseException:
+            sock.close()
+            raise
+    raise error
 
 
 def _head(request: httpx.Request) -> bytes:
@@ -255,7 +353,7 @@ async def _wait(stream: _Stream, request: httpx.Request, timeout: float | None) 
 
 
 def _raise_closed(stream: _Stream, request: httpx.Request) -> None:
-    if isinstance(stream.error, OSError):
+    if stream.error is not None:
         raise httpx.ReadError(str(stream.error) or type(stream.error).__name__, request=request)
     what = "a complete response" if stream.answered else "a response"
     raise httpx.RemoteProtocolError(f"Server disconnected without sending {what}.", request=request)
@@ -329,7 +427,7 @@ async def _read_body(
             raise httpx.RemoteProtocolError("the answer is too large", request=request)
         if not await stream.more(timeout):
             raise httpx.ReadTimeout("timed out", request=request)
-    if isinstance(stream.error, OSError):
+    if stream.error is not None:
         _raise_closed(stream, request)
     body = bytes(stream.buffer)
     stream.buffer.clear()
