@@ -144,11 +144,13 @@ def _now() -> float:
     return asyncio.get_running_loop().time()
 
 
-def _timeout(gw: GatewaySettings, deadline: float | None) -> httpx.Timeout:
-    if deadline is None:
-        return httpx.Timeout(gw.read_timeout, connect=gw.connect_timeout)
-    left = max(deadline - _now(), 0.01)
-    return httpx.Timeout(min(gw.read_timeout, left), connect=min(gw.connect_timeout, left))
+def _timeout(gw: GatewaySettings, deadline: float | None) -> dict[str, float]:
+    """httpx's ``timeout`` request extension: the gateway's timeouts, within ``deadline``."""
+    read, connect = gw.read_timeout, gw.connect_timeout
+    if deadline is not None:
+        left = max(deadline - _now(), 0.01)
+        read, connect = min(read, left), min(connect, left)
+    return {"connect": connect, "read": read, "write": read, "pool": read}
 
 
 @contextlib.asynccontextmanager
@@ -267,7 +269,7 @@ async def send(
                     "GET",
                     target,
                     headers=_headers(headers),
-                    extensions={"timeout": _timeout(gw, deadline).as_dict()},
+                    extensions={"timeout": _timeout(gw, deadline)},
                 )
                 response = await _exchange(client, request, auth)
                 await response.aread()
