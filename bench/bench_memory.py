@@ -57,40 +57,69 @@ def fake_token(serial: str, now: float) -> str:
         raw = json.dumps(obj, separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
-    claims = {"aud": serial, "iss": "Entrez", "enphaseUser": "owner"}
+    claims: dict[str, Any] = {"aud": serial, "iss": "Entrez", "enphaseUser": "owner"}
     claims |= {"exp": int(now) + 365 * 86400, "iat": int(now)}
     signature = base64.urlsafe_b64encode(os.urandom(64)).rstrip(b"=").decode()
     return f"{part({'kid': 'bench', 'typ': 'JWT', 'alg': 'ES256'})}.{part(claims)}.{signature}"
 
 
-def write_settings(path: Path, sets: Sequence[Path], n: int, tmp: Path) -> None:
+#: Every path the worker may ask a gateway for (probe and both jobs' plans).
+PATHS = (
+    "/info",
+    "/production.json?details=1",
+    "/api/v1/production",
+    "/api/v1/production/inverters",
+    "/inventory.json?deleted=1",
+    "/ivp/meters",
+    "/ivp/meters/readings",
+    "/ivp/ensemble/inventory",
+    "/ivp/ensemble/power",
+    "/ivp/pdm/device_data",
+)
+
+
+def write_fleet(tmp: Path, sets: Sequence[Path], n: int) -> tuple[Path, Path]:
+    """The settings of a fleet of ``n`` and every set's recorded answers (status,
+    text) by path, as JSON: the measured process never imports the simulator."""
     from envoy_ingest.simulator.fixtures import FixtureGateway
     from envoy_ingest.simulator.fleet import fleet_address
 
-    modern = [bool(FixtureGateway(d).modern) for d in sets]
-    (tmp / "data").mkdir()
-    (tmp / "state").mkdir()
+    fixtures = [FixtureGateway(d) for d in sets]
+    answers = []
+    for fixture in fixtures:
+        recorded = {}
+        for path in PATHS:
+            answer = fixture.answer(path)
+            recorded[path] = (answer.status, answer.body.decode("utf-8", "replace"))
+        answers.append(recorded)
     lines = []
     now = time.time()
     for i in range(n):
         k = i % len(sets)
-        scheme = "https" if modern[k] else "http"
+        scheme = "https" if fixtures[k].modern else "http"
         lines += ["[[gateways]]", f'host = "{scheme}://{fleet_address(i)}:9"']
-        if modern[k]:
+        if fixtures[k].modern:
             lines.append(f'token = "{fake_token(f"9{i:011d}", now)}"')
+    for name in ("data", "state"):
+        (tmp / name).mkdir()
     lines += [
         f'[file]\ndirectory = "{tmp}/data"',
         f'[state]\ndirectory = "{tmp}/state"',
         '[log]\nlevel = "error"',
     ]
-    path.write_text("\n".join(lines) + "\n")
+    settings, recorded_file = tmp / "settings.toml", tmp / "answers.json"
+    settings.write_text("\n".join(lines) + "\n")
+    recorded_file.write_text(json.dumps(answers))
+    return settings, recorded_file
 
 
 class RecordedClient:
     """Stands in for ``EnvoyClient``: answers one recorded set, under its own serial."""
 
-    def __init__(self, fixture: Any, serial: str, poller: Any, tokens: Any) -> None:
-        self.fixture, self.serial, self.gw, self.tokens = fixture, serial, poller.settings, tokens
+    def __init__(
+        self, answers: dict[str, tuple[int, str]], serial: str, poller: Any, tokens: Any
+    ) -> None:
+        self.answers, self.serial, self.gw, self.tokens = answers, serial, poller.settings, tokens
         self.last_errors: dict[str, str] = {}
         self.not_found: set[str] = set()
         self.gateway_now: float | None = None
@@ -99,7 +128,7 @@ class RecordedClient:
     async def connect(self, *, deadline: float | None = None, authenticate: bool = True) -> Any:
         from envoy_ingest.envoy.firmware import parse_info
 
-        info = parse_info(self.fixture.answer("/info").body.decode())
+        info = parse_info(self.answers["/info"][1])
         self.info = replace(info, serial=self.serial)
         if self.info.uses_jwt:
 
@@ -115,14 +144,13 @@ class RecordedClient:
         self.last_errors, self.not_found = {}, set()
         snap: dict[str, Any] = {}
         for path in paths:
-            answer = self.fixture.answer(path, time.time())
-            metrics.record_request(path, answer.status, 0.3)
-            if answer.status != 200:
-                self.last_errors[path] = f"HTTP {answer.status}"
-                if answer.status == 404:
+            status, text = self.answers.get(path, (404, ""))
+            metrics.record_request(path, status, 0.3)
+            if status != 200:
+                self.last_errors[path] = f"HTTP {status}"
+                if status == 404:
                     self.not_found.add(path)
                 continue
-            text = answer.body.decode("utf-8", "replace")
             try:
                 snap[path] = json.loads(text)
             except ValueError:
@@ -142,15 +170,15 @@ def package_of(filename: str) -> str:
     return "stdlib/" + filename.rsplit("/", 1)[-1]
 
 
-async def build_and_run(settings_path: Path, sets: Sequence[Path], keep_http: bool) -> list[Any]:
+async def build_and_run(
+    settings_path: Path, recorded: list[dict[str, tuple[int, str]]], keep_http: bool
+) -> list[Any]:
     """The worker for the settings, its jobs scheduled, every gateway's first cycles run."""
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     from envoy_ingest.settings import load_settings
-    from envoy_ingest.simulator.fixtures import FixtureGateway
     from envoy_ingest.worker import Worker
 
-    fixtures = [FixtureGateway(d) for d in sets]
     settings = load_settings(settings_path)
     stages = [("settings loaded", rss_kb())]
     worker = Worker(settings)
@@ -159,7 +187,7 @@ async def build_and_run(settings_path: Path, sets: Sequence[Path], keep_http: bo
         if keep_http:
             kept.append(poller.client)
         poller.client = RecordedClient(  # type: ignore[assignment]
-            fixtures[i % len(fixtures)], f"9{i:011d}", poller, worker.tokens
+            recorded[i % len(recorded)], f"9{i:011d}", poller, worker.tokens
         )
     await worker.sink.start()
     await worker.tokens.start()
@@ -172,14 +200,14 @@ async def build_and_run(settings_path: Path, sets: Sequence[Path], keep_http: bo
     stages.append(("worker built, jobs scheduled", rss_kb()))
     for job in ("totals", "devices", "totals"):
         for poller in worker.pollers:
-            await worker.run_job(poller, job)  # type: ignore[arg-type]
+            await worker.run_job(poller, job)
     gc.collect()
     stages.append(("cycles run", rss_kb()))
     return [worker, scheduler, kept, stages]
 
 
 def child(args: argparse.Namespace) -> None:
-    sets = [Path(p) for p in args.sets]
+    recorded = json.loads(args.answers.read_text())  # the gateways' side: not measured
     start = rss_kb()
     import envoy_ingest.cli
     import envoy_ingest.commands.run  # noqa: F401 - what `envoy-ingest run` imports
@@ -189,7 +217,7 @@ def child(args: argparse.Namespace) -> None:
         tracemalloc.start(args.trace)
         gc.collect()
         before = tracemalloc.take_snapshot()
-    kept = asyncio.run(build_and_run(args.settings, sets, args.keep_http))
+    kept = asyncio.run(build_and_run(args.settings, recorded, args.keep_http))
     out: dict[str, Any] = {
         "stages": [("python started", start), ("imported", imported), *kept[3]],
         "hwm": rss_kb("VmHWM"),
@@ -210,10 +238,9 @@ def child(args: argparse.Namespace) -> None:
 def measure(n: int, sets: Sequence[Path], args: argparse.Namespace, trace: int = 0) -> Any:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        settings = tmp / "settings.toml"
-        write_settings(settings, sets, n, tmp)
+        settings, answers = write_fleet(tmp, sets, n)
         cmd = [sys.executable, __file__, "--child", "--settings", str(settings)]
-        cmd += ["--trace", str(trace), "--sets", *map(str, sets)]
+        cmd += ["--answers", str(answers), "--trace", str(trace)]
         cmd += ["--keep-http"] * args.keep_http
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -232,7 +259,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=1, help="> 1: also show where (tracebacks)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--settings", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--sets", nargs="*", default=[], help=argparse.SUPPRESS)
+    parser.add_argument("--answers", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--trace", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
