@@ -10,6 +10,7 @@ every rule.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
@@ -70,7 +71,7 @@ def _signed(p: Point, name: str) -> bool:
 
 def _group(p: Point) -> str:
     tags = ",".join(f"{k}={v}" for k, v in sorted(p.tags.items()) if k not in ("gateway", "site"))
-    return f"{p.measurement},{tags}" if tags else p.measurement
+    return sys.intern(f"{p.measurement},{tags}") if tags else p.measurement
 
 
 def _power(fields: Mapping[str, FieldValue]) -> float:
@@ -138,7 +139,7 @@ class EnergyStage:
         for name, value in p.fields.items():
             if not is_counter(name) or not isinstance(value, float):
                 continue
-            key = f"{group}|{name}"
+            key = sys.intern(f"{group}|{name}")  # one string for a fleet's gateways
             c = state.counters.get(key)
             if c is None:
                 c = counter.Counter(signed=_signed(p, name), wraps=(p.measurement, name) in _WRAPS)
