@@ -16,7 +16,6 @@ from envoy_ingest.envoy.capabilities import (
     ENSEMBLE_POWER,
     Capabilities,
     detect,
-    probe_paths,
 )
 from envoy_ingest.normalize.kept import kept
 from tests import fixtures_io as fx
@@ -44,9 +43,7 @@ def same_points(snap: dict[str, Any], caps: Capabilities) -> None:
 def test_kept_answers_give_the_same_points(name: str) -> None:
     require_fixtures()
     d = fx.set_dir(name)
-    info = fx.info(d)
-    probe = fx.snapshot(d, probe_paths(info))
-    caps = fx.capabilities(d)
+    info, probe, caps = fx.probed(d)
     # Everything either job may read, as both jobs' merged snapshots.
     snap = fx.snapshot(d, [*caps.totals_paths, *caps.devices_paths, *KEPT_PATHS])
     same_points(snap, caps)
