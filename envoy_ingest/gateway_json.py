@@ -24,6 +24,14 @@ _FALSE = frozenset({"false", "0", "no"})
 def number(value: Any) -> float | None:
     """A finite float from an int, float or numeric string; ``None`` otherwise
     (``bool`` is not a number here)."""
+    kind = type(value)  # the common cases first, without the checks below
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is int:
+        try:
+            return float(value)
+        except OverflowError:  # an int past the float range
+            return None
     if isinstance(value, bool) or value is None:
         return None
     if not isinstance(value, int | float | str):
