@@ -90,14 +90,15 @@ def report_time(value: Any) -> int | None:
 
 
 def mapping(value: Any) -> JsonObject | None:
-    return value if isinstance(value, Mapping) else None
+    return value if type(value) is dict or isinstance(value, Mapping) else None
 
 
 def dicts(value: Any) -> list[JsonObject]:
     """The objects of a JSON list; ``[]`` for anything that is not a list."""
     if not isinstance(value, list):
         return []
-    return [v for v in value if isinstance(v, Mapping)]
+    # type() first: parsed JSON objects are dicts, and the Mapping check is slow
+    return [v for v in value if type(v) is dict or isinstance(v, Mapping)]
 
 
 def path(value: Any, *keys: str | int) -> Any:
@@ -105,7 +106,7 @@ def path(value: Any, *keys: str | int) -> Any:
     for key in keys:
         if isinstance(key, int) and isinstance(value, list) and -len(value) <= key < len(value):
             value = value[key]
-        elif isinstance(key, str) and isinstance(value, Mapping):
+        elif isinstance(key, str) and (type(value) is dict or isinstance(value, Mapping)):
             value = value.get(key)
         else:
             return None

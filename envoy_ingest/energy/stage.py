@@ -149,7 +149,9 @@ class EnergyStage:
         raws: dict[str, float] = {}
         written: dict[str, bool] = {}
         for name, value in p.fields.items():
-            if not is_counter(name) or not isinstance(value, float):
+            if not isinstance(value, float) or not (
+                name == "lifetime_wh" or name.endswith("_lifetime_wh")  # is_counter, inline
+            ):
                 continue
             key = f"{group}|{name}"
             c = state.counters.get(key)
