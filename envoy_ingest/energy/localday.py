@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, date, datetime, tzinfo
+from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -49,11 +50,15 @@ def host_zone() -> tzinfo:
         return UTC
 
 
+# Both are pure and asked again and again for the same arguments (every counter
+# of a point, every point of a poll at one report time): remembered.
+@lru_cache(maxsize=1024)
 def day_of(t: float, tz: tzinfo) -> int:
     """The local date of unix time ``t`` as a proleptic ordinal."""
     return datetime.fromtimestamp(t, tz).date().toordinal()
 
 
+@lru_cache(maxsize=256)
 def midnight(day: int, tz: tzinfo) -> int:
     """Unix time of the start of local day ``day`` (an ordinal)."""
     d = date.fromordinal(day)

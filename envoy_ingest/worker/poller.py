@@ -204,8 +204,12 @@ class GatewayPoller:
         return False
 
     def _tag(self, points: Sequence[Point]) -> list[Point]:
-        serial = self.serial or "unknown"
-        return [p.with_tags(gateway=serial, site=self.settings.name) for p in points]
+        """Each point with the ``gateway`` and ``site`` tags (``Point.with_tags``,
+        the merged tags built once per point rather than through keywords)."""
+        extra = {"gateway": self.serial or "unknown"}
+        if self.settings.name is not None:
+            extra["site"] = self.settings.name
+        return [Point(p.measurement, p.fields, p.time, {**p.tags, **extra}) for p in points]
 
     async def poll(self, job: Kind, deadline: float | None = None) -> CycleResult:
         """Run one cycle of ``job``; never raises for gateway trouble."""
