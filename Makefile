@@ -57,6 +57,7 @@ bench: $(VENV)/.dev test-servers
 	$(BIN)/python bench/bench_worker.py
 	$(BIN)/python bench/bench_spool.py
 	$(BIN)/python bench/bench_energy.py
+	$(BIN)/python bench/bench_pipeline.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -24,6 +24,14 @@ _FALSE = frozenset({"false", "0", "no"})
 def number(value: Any) -> float | None:
     """A finite float from an int, float or numeric string; ``None`` otherwise
     (``bool`` is not a number here)."""
+    kind = type(value)  # the common cases first, without the checks below
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is int:
+        try:
+            return float(value)
+        except OverflowError:  # an int past the float range
+            return None
     if isinstance(value, bool) or value is None:
         return None
     if not isinstance(value, int | float | str):
@@ -82,14 +90,15 @@ def report_time(value: Any) -> int | None:
 
 
 def mapping(value: Any) -> JsonObject | None:
-    return value if isinstance(value, Mapping) else None
+    return value if type(value) is dict or isinstance(value, Mapping) else None
 
 
 def dicts(value: Any) -> list[JsonObject]:
     """The objects of a JSON list; ``[]`` for anything that is not a list."""
     if not isinstance(value, list):
         return []
-    return [v for v in value if isinstance(v, Mapping)]
+    # type() first: parsed JSON objects are dicts, and the Mapping check is slow
+    return [v for v in value if type(v) is dict or isinstance(v, Mapping)]
 
 
 def path(value: Any, *keys: str | int) -> Any:
@@ -97,7 +106,7 @@ def path(value: Any, *keys: str | int) -> Any:
     for key in keys:
         if isinstance(key, int) and isinstance(value, list) and -len(value) <= key < len(value):
             value = value[key]
-        elif isinstance(key, str) and isinstance(value, Mapping):
+        elif isinstance(key, str) and (type(value) is dict or isinstance(value, Mapping)):
             value = value.get(key)
         else:
             return None

@@ -16,6 +16,7 @@ import pytest
 from envoy_ingest.point import Point
 from envoy_ingest.sink import FileSink, StdoutSink
 from envoy_ingest.sink._append import LineAppender
+from envoy_ingest.sink.file import day_file
 from tests.lp import parse, read_dir
 from tests.support.builders import device_points, totals_points
 
@@ -46,6 +47,40 @@ async def test_points_go_to_the_file_of_their_utc_day(tmp_path: Path) -> None:
     assert inverter.fields["producing"] is True
     assert sink.points_written == 40
     assert (await sink.drain(1.0)).complete
+
+
+def test_each_batch_goes_to_the_day_file_of_its_second(tmp_path: Path) -> None:
+    """The sink remembers each UTC day's file: still the right file at the exact
+    second of midnight, back and forth, and after it forgot older days."""
+    sink = FileSink(tmp_path)
+    midnight = NEXT_DAY - NEXT_DAY % 86400
+    times = [midnight - 1, midnight, midnight - 1, midnight + 86399, midnight + 86400]
+    times += [midnight + 86400 * k for k in range(2, 80)] + [midnight - 1, midnight]
+    for t in times:
+        sink.submit([Point("enphase_system", {"production_w": 1.0}, t)])
+    written: dict[str, list[int]] = {}
+    for path in tmp_path.iterdir():
+        written[path.name] = [ln.time for ln in parse(path.read_text())]
+    expected: dict[str, list[int]] = {}
+    for t in times:
+        expected.setdefault(day_file(tmp_path, t).name, []).append(t)
+    assert written == expected
+    assert written["2026-11-23.lp"] == [midnight - 1] * 3
+    assert written["2026-11-24.lp"] == [midnight, midnight + 86399, midnight]
+    assert written["2026-11-25.lp"] == [midnight + 86400]
+
+
+def test_a_day_file_removed_between_batches_is_created_again(tmp_path: Path) -> None:
+    sink = FileSink(tmp_path / "data")
+    sink.submit(totals_points(LATE))
+    (tmp_path / "data" / "2026-11-23.lp").unlink()
+    sink.submit(totals_points(LATE + 1))
+    assert [ln.time for ln in read_dir(tmp_path / "data")] == [LATE + 1] * 7
+    (tmp_path / "data" / "2026-11-23.lp").unlink()
+    (tmp_path / "data").rmdir()
+    sink.submit(totals_points(LATE + 2))
+    assert [ln.time for ln in read_dir(tmp_path / "data")] == [LATE + 2] * 7
+    assert not sink.degraded.active
 
 
 def test_appends_and_leaves_out_points_without_writable_fields(tmp_path: Path) -> None:

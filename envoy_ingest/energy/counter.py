@@ -188,7 +188,7 @@ def update(c: Counter, t: int, raw: float, rate_w: float) -> Outcome:
         if not c.signed and value < c.last:
             value = c.last  # within TOLERANCE_WH: rounding
         out = _accept(c, t, value)
-        return Outcome(out.value, glitch)
+        return out if glitch is None else Outcome(out.value, glitch)
     if c.held:
         prev_t, prev_raw = c.held[-1]
         if t <= prev_t:

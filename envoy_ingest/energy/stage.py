@@ -10,6 +10,7 @@ every rule.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
@@ -60,6 +61,14 @@ def is_counter(name: str) -> bool:
     return name == "lifetime_wh" or name.endswith("_lifetime_wh")
 
 
+def _has_counter(fields: Mapping[str, FieldValue]) -> bool:
+    # any(is_counter(...)) without a generator and a call per field: it runs for every point
+    for name in fields:  # noqa: SIM110
+        if name == "lifetime_wh" or name.endswith("_lifetime_wh"):
+            return True
+    return False
+
+
 def _signed(p: Point, name: str) -> bool:
     """Net counters (import minus export) may fall; a CT's delivered and received
     energies (import, export) do not."""
@@ -70,15 +79,18 @@ def _signed(p: Point, name: str) -> bool:
 
 def _group(p: Point) -> str:
     tags = ",".join(f"{k}={v}" for k, v in sorted(p.tags.items()) if k not in ("gateway", "site"))
-    return f"{p.measurement},{tags}" if tags else p.measurement
+    return sys.intern(f"{p.measurement},{tags}") if tags else p.measurement
 
 
 def _power(fields: Mapping[str, FieldValue]) -> float:
     """The highest power (W) the point reports, of any sign."""
-    return max(
-        (abs(v) for k, v in fields.items() if k.endswith("_w") and isinstance(v, float) and v == v),
-        default=0.0,
-    )
+    peak: float | None = None
+    for k, v in fields.items():
+        if k.endswith("_w") and isinstance(v, float) and v == v:
+            a = abs(v)
+            if peak is None or a > peak:
+                peak = a
+    return 0.0 if peak is None else peak
 
 
 def _merged(events: list[Point]) -> list[Point]:
@@ -108,18 +120,20 @@ class EnergyStage:
         """The points with corrected counters and day fields, and the events."""
         out: list[Point] = []
         events: list[Point] = []
-        urgent = False
+        urgent = touched = False
         for p in points:
-            if not any(is_counter(k) for k in p.fields) and p.measurement not in DAY_FIELDS:
+            if p.measurement not in DAY_FIELDS and not _has_counter(p.fields):
                 out.append(p)
                 continue
             fields, new_events, decided = self._point(p)
-            events += new_events
+            if new_events:
+                events += new_events
             urgent = urgent or decided
+            touched = True
             out.append(Point(p.measurement, fields, p.time, p.tags))
-        if len(out) != len(points) or any(a is not b for a, b in zip(out, points, strict=True)):
+        if touched:
             self.store.changed(urgent=urgent)
-        return out, _merged(events)
+        return out, _merged(events) if events else []
 
     def _point(self, p: Point) -> tuple[dict[str, FieldValue], list[Point], bool]:
         state = self.store.state
@@ -136,9 +150,11 @@ class EnergyStage:
         raws: dict[str, float] = {}
         written: dict[str, bool] = {}
         for name, value in p.fields.items():
-            if not is_counter(name) or not isinstance(value, float):
+            if not isinstance(value, float) or not (
+                name == "lifetime_wh" or name.endswith("_lifetime_wh")  # is_counter, inline
+            ):
                 continue
-            key = f"{group}|{name}"
+            key = sys.intern(f"{group}|{name}")  # one string for a fleet's gateways
             c = state.counters.get(key)
             if c is None:
                 c = counter.Counter(signed=_signed(p, name), wraps=(p.measurement, name) in _WRAPS)
@@ -150,7 +166,9 @@ class EnergyStage:
                 del fields[name]
             else:
                 fields[name] = result.value
-                track = state.days.setdefault(key, daily.DayTrack())
+                track = state.days.get(key)
+                if track is None:
+                    track = state.days[key] = daily.DayTrack()
                 before = track.day
                 track.advance(p.time, result.value, self.tz)
                 urgent = urgent or (before is not None and track.day != before)
@@ -159,7 +177,8 @@ class EnergyStage:
             if result.correction is not None:
                 urgent = True
                 events += self._correction(key, result.correction)
-        events += self._reboot(p, raws, written)
+        if p.measurement == "enphase_system":
+            events += self._reboot(p, group, raws, written)
         self._days(p, group, fields, raws, written, rate)
         return fields, events, urgent
 
@@ -176,13 +195,12 @@ class EnergyStage:
         return [Point(EVENT, {"text": text}, corr.since, {"kind": f"counter_{corr.kind}"})]
 
     def _reboot(
-        self, p: Point, raws: Mapping[str, float], written: Mapping[str, bool]
+        self, p: Point, group: str, raws: Mapping[str, float], written: Mapping[str, bool]
     ) -> list[Point]:
         """All lifetime counters of the system point 0: the gateway rebooted."""
         if p.measurement != "enphase_system" or not raws:
             return []
         state = self.store.state
-        group = _group(p)
         seen = any(
             (c := state.counters.get(f"{group}|{name}")) is not None and c.last for name in raws
         )
@@ -208,8 +226,11 @@ class EnergyStage:
         rate: float,
     ) -> None:
         state = self.store.state
-        for name, spec in DAY_FIELDS.get(p.measurement, {}).items():
-            if spec.lifetime not in raws or (p.tags.get("flow") == "net"):
+        specs = DAY_FIELDS.get(p.measurement)
+        if specs is None or p.tags.get("flow") == "net":
+            specs = {}
+        for name, spec in specs.items():
+            if spec.lifetime not in raws:
                 continue
             reported = p.fields.get(name)
             if reported is None and not spec.add:
@@ -217,7 +238,10 @@ class EnergyStage:
             gateway = reported if isinstance(reported, float) else None
             today = fields.get(spec.today) if spec.today else None
             floor = today if isinstance(today, float) else None
-            track = state.days.setdefault(f"{group}|{spec.lifetime}", daily.DayTrack())
+            key = f"{group}|{spec.lifetime}"
+            track = state.days.get(key)
+            if track is None:
+                track = state.days[key] = daily.DayTrack()
             value = daily.resolve(
                 name,
                 track,

@@ -46,11 +46,12 @@ def totals(snapshot: Snapshot, caps: Capabilities, now: int) -> list[Point]:
     e.g. ``/api/v1/production``). Nothing is written for a 3.x gateway reporting
     all-zero production: it does that for a while after a reboot.
     """
-    fields, times = production.system_fields(snapshot, caps)
+    body = production.production_json(snapshot)
+    parsed = production.entries(body, caps)  # read once, for the three uses below
+    fields, times = production.system_fields(snapshot, caps, parsed)
     if caps.firmware[:1] == (3,) and _all_zero(fields):
         return []
-    body = production.production_json(snapshot)
-    inverters_entry = production.entries(body, caps).inverters or {}
+    inverters_entry = parsed.inverters or {}
     n_inverters = count(inverters_entry.get("activeCount"))
     if n_inverters is None:
         n_inverters = inverters.count(snapshot, caps)
@@ -61,7 +62,7 @@ def totals(snapshot: Snapshot, caps: Capabilities, now: int) -> list[Point]:
     points: list[Point] = []
     if fields:
         points.append(Point("enphase_system", fields, time))
-    points += production.meter_points(snapshot, caps, time)
+    points += production.meter_points(snapshot, caps, time, parsed)
     return points
 
 

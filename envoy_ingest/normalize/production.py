@@ -118,10 +118,11 @@ def entries(body: JsonObject | None, caps: Capabilities) -> Entries:
 
 
 def system_fields(
-    snapshot: Snapshot, caps: Capabilities
+    snapshot: Snapshot, caps: Capabilities, parsed: Entries | None = None
 ) -> tuple[dict[str, FieldValue], list[int]]:
     """``enphase_system`` production / consumption / net fields, and the report
-    times of the entries they came from."""
+    times of the entries they came from. ``parsed``: the :func:`entries` of the
+    snapshot's production.json, when the caller has them already."""
     fields: dict[str, FieldValue] = {}
     times: list[int] = []
     source = caps.production_source
@@ -136,7 +137,7 @@ def system_fields(
         put(fields, "production_lifetime_wh", api.get("wattHoursLifetime"))
 
     body = production_json(snapshot)
-    e = entries(body, caps)
+    e = entries(body, caps) if parsed is None else parsed
     if source in ("eim", "inverters") and body is not None:
         main = e.eim if source == "eim" else e.inverters
         if main is not None:
@@ -158,13 +159,16 @@ def system_fields(
     return fields, times
 
 
-def meter_points(snapshot: Snapshot, caps: Capabilities, default_time: int) -> list[Point]:
+def meter_points(
+    snapshot: Snapshot, caps: Capabilities, default_time: int, parsed: Entries | None = None
+) -> list[Point]:
     """``enphase_meter`` per flow and phase from the ``lines`` of measuring CTs.
 
     Without ``lines`` a single-phase site's entry is its L1; a multi-phase (or
-    unknown) site without ``lines`` gets no per-phase points.
+    unknown) site without ``lines`` gets no per-phase points. ``parsed``: as for
+    :func:`system_fields`.
     """
-    e = entries(production_json(snapshot), caps)
+    e = entries(production_json(snapshot), caps) if parsed is None else parsed
     points: list[Point] = []
     for flow, entry in (("production", e.eim), ("consumption", e.total), ("net", e.net)):
         if entry is None:

@@ -23,6 +23,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
+_APPEND = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
 
 
 def _repair_tail(fd: int, path: Path) -> None:
@@ -70,15 +71,18 @@ class LineAppender:
             return
         if not data.endswith(b"\n"):
             raise ValueError("data must be complete lines ending in a newline")
-        created = not path.exists()
-        if created:
+        created = False
+        try:  # one system call where the file exists (the common case), not a stat too
+            fd = os.open(path, _APPEND)
+        except (FileNotFoundError, NotADirectoryError):  # what path.exists() said False to
+            created = True
             path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(path, _APPEND | os.O_CREAT, 0o644)
         try:
             if path not in self._checked:
                 _repair_tail(fd, path)
                 self._checked.add(path)
-            start = os.fstat(fd).st_size
+            start = os.lseek(fd, 0, os.SEEK_END)  # the size, as fstat would say
             try:
                 view = memoryview(data)
                 while view:

@@ -33,6 +33,12 @@ from envoy_ingest.sink.lineprotocol import encode_point
 log = logging.getLogger(__name__)
 
 
+DAY = 86400
+# Day files remembered per sink (a batch spans one or two days; more only after
+# an outage or with a gateway clock that is off): beyond this, forgotten.
+_DAYS_KEPT = 64
+
+
 def day_file(directory: Path, time: int) -> Path:
     """The file a point with timestamp ``time`` (seconds) belongs in."""
     return directory / f"{datetime.fromtimestamp(time, UTC):%Y-%m-%d}.lp"
@@ -53,23 +59,40 @@ class FileSink(ImmediateSink):
         self.dropped = 0
         self.memory_max_points = memory_max_points
         self.degraded = Degraded("file", status)
-        self._held: dict[Path, list[str]] = {}  # day file -> lines not yet written
+        self._held: dict[Path, list[str]] = {}  # day file -> lines (no newline) not yet written
         self._appender = LineAppender()
+        self._days: dict[int, Path] = {}  # UTC day number (time // DAY) -> its day file
+
+    def _day_file(self, time: int) -> Path:
+        """:func:`day_file`, computed once per UTC day: a UTC day is exactly 86,400 s
+        of Unix time (no leap seconds), so ``time // DAY`` names it."""
+        day = time // DAY
+        path = self._days.get(day)
+        if path is None:
+            if len(self._days) >= _DAYS_KEPT:
+                self._days.clear()
+            path = self._days[day] = day_file(self.directory, time)
+        return path
 
     @property
     def held_points(self) -> int:
         return sum(len(lines) for lines in self._held.values())
 
     def submit(self, points: Sequence[Point]) -> None:
+        held = self._held
         for point in points:
             line = encode_point(point)
             if line is not None:
-                self._held.setdefault(day_file(self.directory, point.time), []).append(line + "\n")
+                path = self._day_file(point.time)
+                lines = held.get(path)
+                if lines is None:
+                    lines = held[path] = []
+                lines.append(line)
         failure: SinkError | None = None
         for path in sorted(self._held):
             lines = self._held[path]
             try:
-                self._appender.append(path, "".join(lines).encode())
+                self._appender.append(path, ("\n".join(lines) + "\n").encode())
             except OSError as exc:
                 failure = SinkError(
                     f"cannot write {path}: {exc.strerror or exc} (check file.directory)"

@@ -9,8 +9,8 @@ with the ``i`` suffix, booleans as ``true``/``false``. Timestamps are seconds.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
+from math import isfinite
 
 from envoy_ingest.point import FieldValue, Point
 
@@ -19,38 +19,59 @@ _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
 
 
 def _key(s: str) -> str:
-    return s.translate(_KEY_ESCAPES)
+    # Almost no key or tag value needs escaping: looking is cheaper than translating.
+    if "," in s or "=" in s or " " in s or "\n" in s:
+        return s.translate(_KEY_ESCAPES)
+    return s
+
+
+def _measurement(s: str) -> str:
+    if "," in s or " " in s or "\n" in s:
+        return s.translate(_MEASUREMENT_ESCAPES)
+    return s
+
+
+def _float(value: float) -> str | None:
+    if not isfinite(value):
+        return None
+    text = repr(value)
+    return text if ("." in text or "e" in text) else text + ".0"
 
 
 def format_value(value: FieldValue) -> str | None:
     """Format one field value; ``None`` for values line protocol cannot carry (NaN, inf)."""
+    kind = type(value)
+    if kind is float:  # the exact types first (the common case), subclasses below
+        return _float(value)  # type: ignore[arg-type]
+    if kind is int:
+        return f"{value}i"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
         return f"{value}i"
     if isinstance(value, float):
-        if not math.isfinite(value):
-            return None
-        text = repr(value)
-        return text if ("." in text or "e" in text) else text + ".0"
+        return _float(value)
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{escaped}"'
 
 
 def encode_point(point: Point) -> str | None:
     """One line of line protocol (no newline), or ``None`` when no field is writable."""
+    values = point.fields
     fields = []
-    for k in sorted(point.fields):
-        v = format_value(point.fields[k])
+    for k in sorted(values):
+        v = format_value(values[k])
         if v is not None:
             fields.append(f"{_key(k)}={v}")
     if not fields:
         return None
-    head = point.measurement.translate(_MEASUREMENT_ESCAPES)
-    for k in sorted(point.tags):
-        v = point.tags[k]
-        if v != "":
-            head += f",{_key(k)}={_key(v)}"
+    head = _measurement(point.measurement)
+    tags = point.tags
+    if tags:
+        for k in sorted(tags):
+            v = tags[k]
+            if v != "":
+                head += f",{_key(k)}={_key(v)}"
     return f"{head} {','.join(fields)} {point.time}"
 
 
