@@ -71,6 +71,13 @@ def info(set_dir: Path) -> GatewayInfo:
     return parse_info((set_dir / "info").read_text())
 
 
+def probed(set_dir: Path) -> tuple[GatewayInfo, dict[str, Any], Capabilities]:
+    """The set's ``/info``, its probe answers, and the capabilities decided from them."""
+    gateway = info(set_dir)
+    probe = snapshot(set_dir, probe_paths(gateway))
+    return gateway, probe, detect(gateway, probe)
+
+
 def capabilities(set_dir: Path) -> Capabilities:
     gateway = info(set_dir)
     return detect(gateway, snapshot(set_dir, probe_paths(gateway)))

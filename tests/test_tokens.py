@@ -9,6 +9,8 @@ import itertools
 import json
 import logging
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import pytest
 from envoy_ingest.commands.token import token_command
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.tokens import BACKOFF_CAP, DAY, TokenManager, decode_token
+from envoy_ingest.envoy.tokens.claims import unverified_claims
 from envoy_ingest.errors import (
     CloudError,
     CloudLoginRefused,
@@ -135,6 +138,44 @@ def test_malformed_pasted_token_is_a_settings_error_naming_the_key(
         TokenManager(settings_for(tmp_path, token=bad))
     assert "gateways[0].token" in str(err.value)
     assert bad not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ("a.b", "not three dot-separated parts"),
+        ("a.b.c.d", "not three dot-separated parts"),
+        ("e30.!!!.x", "a part is not base64url JSON"),  # "!!!" decodes to no JSON
+        ("W10.e30.", "header or claims not a JSON object"),  # header: []
+        ("e30.W10.", "header or claims not a JSON object"),  # claims: []
+    ],
+)
+def test_malformed_token_reasons(bad: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=rf"^not a valid JWT \({reason}\)$"):
+        decode_token(bad, "pasted")
+
+
+def test_claims_read_as_pyjwt_reads_them_without_importing_it() -> None:
+    """pyjwt would load cryptography (about 10 MB) into every worker: the worker reads
+    the claims itself, the same as pyjwt's unverified decode."""
+    token = make_token(lambda: T0, 3600)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert (
+        unverified_claims(token)
+        == claims
+        == {
+            "exp": int(T0 + 3600),
+            "iat": int(T0),
+            "enphaseUser": "owner",
+            "aud": SERIAL,
+        }
+    )
+    code = (
+        "import sys, envoy_ingest.cli, envoy_ingest.commands.run\n"
+        "print('jwt' in sys.modules, 'cryptography' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]
 
 
 def test_pasted_token_without_expiry_is_rejected(tmp_path: Path) -> None:

@@ -14,6 +14,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 LOCALTIME = Path("/etc/localtime")
+# The zone read from LOCALTIME, by the file's identity: one object for all the
+# gateways of a fleet (a zone read from a file is not cached by ZoneInfo).
+_localtime: tuple[tuple[int, int, int], ZoneInfo] | None = None
 
 
 def zone(name: str) -> ZoneInfo:
@@ -35,9 +38,14 @@ def host_zone() -> tzinfo:
             return ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError):
             pass
+    global _localtime
     try:
-        with LOCALTIME.open("rb") as fh:
-            return ZoneInfo.from_file(fh, key="localtime")
+        st = LOCALTIME.stat()
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if _localtime is None or _localtime[0] != key:
+            with LOCALTIME.open("rb") as fh:
+                _localtime = key, ZoneInfo.from_file(fh, key="localtime")
+        return _localtime[1]
     except (OSError, ValueError):
         return UTC
 

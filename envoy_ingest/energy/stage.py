@@ -10,6 +10,7 @@ every rule.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
@@ -78,7 +79,7 @@ def _signed(p: Point, name: str) -> bool:
 
 def _group(p: Point) -> str:
     tags = ",".join(f"{k}={v}" for k, v in sorted(p.tags.items()) if k not in ("gateway", "site"))
-    return f"{p.measurement},{tags}" if tags else p.measurement
+    return sys.intern(f"{p.measurement},{tags}") if tags else p.measurement
 
 
 def _scan(fields: Mapping[str, FieldValue]) -> tuple[float, list[tuple[str, float]]]:
@@ -155,7 +156,7 @@ class EnergyStage:
         raws: dict[str, float] = {}
         written: dict[str, bool] = {}
         for name, value in counters:
-            key = f"{group}|{name}"
+            key = sys.intern(f"{group}|{name}")  # one string for a fleet's gateways
             c = state.counters.get(key)
             if c is None:
                 c = counter.Counter(signed=_signed(p, name), wraps=(p.measurement, name) in _WRAPS)

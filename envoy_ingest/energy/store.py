@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,13 +58,15 @@ class GatewayEnergy:
     def from_json(cls, data: Any) -> GatewayEnergy:
         if not isinstance(data, dict) or data.get("version") != VERSION:
             raise ValueError("not an energy state of this version")
-        peaks = {str(k): finite(v) for k, v in dict(data["peaks"]).items()}
+        peaks = {sys.intern(str(k)): finite(v) for k, v in dict(data["peaks"]).items()}
         rebooting = data["rebooting"]
         if not isinstance(rebooting, bool):
             raise ValueError("bad rebooting flag")
         return cls(
-            counters={str(k): Counter.from_json(v) for k, v in dict(data["counters"]).items()},
-            days={str(k): DayTrack.from_json(v) for k, v in dict(data["days"]).items()},
+            counters={
+                sys.intern(str(k)): Counter.from_json(v) for k, v in dict(data["counters"]).items()
+            },
+            days={sys.intern(str(k)): DayTrack.from_json(v) for k, v in dict(data["days"]).items()},
             peaks=peaks,
             rebooting=rebooting,
         )

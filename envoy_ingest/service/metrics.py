@@ -11,16 +11,17 @@ name, serial or host), ``endpoint`` a request path of the request plan, ``job``
 ``totals`` or ``devices``, ``measurement`` one of the four of the data contract.
 Per-gateway series are few (polls, last success, token expiry): every series
 costs memory in each of a fleet's thousands of gateways, so the per-request
-counter and latency histogram are by endpoint only.
+counter and latency histogram are by endpoint only. The per-gateway series are
+not prometheus_client's labelled children (about 0.5 KB each, six or more per
+gateway) but one small record per gateway, rendered when scraped
+(``service/gateway_series.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Literal
+from collections.abc import Iterable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -32,10 +33,14 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from envoy_ingest.point import Kind, Point
+from envoy_ingest.service.gateway_series import (
+    PREFIX,
+    GatewaySeries,
+    PollOutcome,
+    TokenExpiry,
+)
 
 __all__ = [
     "REGISTRY",
@@ -60,13 +65,9 @@ __all__ = [
     "set_token_expiry",
 ]
 
-PREFIX = "envoy_ingest"
-
 # No *_created series next to every counter: they double the output and nobody
 # graphs them. (A process-wide prometheus_client setting; this process is ours.)
 disable_created_metrics()  # type: ignore[no-untyped-call]
-
-PollOutcome = Literal["ok", "error"]
 
 #: The registry ``/metrics`` serves. Not prometheus_client's global one, so that
 #: importing this module twice (or a library registering its own metrics) never
@@ -76,12 +77,10 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 # Gateway requests take 50 ms (a fast LAN answer) to 45 s (the read timeout).
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 45.0)
 
-POLLS = Counter(
-    f"{PREFIX}_polls",
-    "Poll cycles by gateway, job (totals, devices) and outcome (ok, error).",
-    ["gateway", "job", "outcome"],
-    registry=REGISTRY,
-)
+
+#: Polls, last success and error, up, info: one record per gateway (see its module).
+GATEWAYS = GatewaySeries()
+REGISTRY.register(GATEWAYS)
 REQUESTS = Counter(
     f"{PREFIX}_requests",
     "HTTP requests to gateways (all gateways) by endpoint and status "
@@ -162,75 +161,7 @@ COUNTER_CORRECTIONS = Counter(
     ["gateway", "kind"],
     registry=REGISTRY,
 )
-LAST_SUCCESS = Gauge(
-    f"{PREFIX}_last_success_timestamp_seconds",
-    "Unix time of the last successful poll of each gateway (any job).",
-    ["gateway"],
-    registry=REGISTRY,
-)
-GATEWAY_UP = Gauge(
-    f"{PREFIX}_gateway_up",
-    "1 if the gateway's latest poll (any job) succeeded, else 0.",
-    ["gateway"],
-    registry=REGISTRY,
-)
-LAST_ERROR = Gauge(
-    f"{PREFIX}_last_error_timestamp_seconds",
-    "Unix time of the last failed poll of each gateway (any job); the error is in /gateways.",
-    ["gateway"],
-    registry=REGISTRY,
-)
-GATEWAY_INFO = Gauge(
-    f"{PREFIX}_gateway_info",
-    "Always 1: what each gateway is (serial number, firmware version).",
-    ["gateway", "serial", "firmware"],
-    registry=REGISTRY,
-)
-# The metrics above whose first label is the gateway, with their label names.
-_PER_GATEWAY = (
-    (POLLS, ("gateway", "job", "outcome")),
-    (LAST_SUCCESS, ("gateway",)),
-    (GATEWAY_UP, ("gateway",)),
-    (LAST_ERROR, ("gateway",)),
-    (GATEWAY_INFO, ("gateway", "serial", "firmware")),
-)
-
-
-class _TokenExpiry(Collector):
-    """Seconds until each gateway's token expires, computed at scrape time.
-
-    The token manager knows an expiry instant, not a countdown; computing the
-    difference when scraped keeps the value right between token events.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self.clock = clock
-        self._expires: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def set(self, gateway: str, expires_at: float | None) -> None:
-        with self._lock:
-            if expires_at is None:
-                self._expires.pop(gateway, None)
-            else:
-                self._expires[gateway] = float(expires_at)
-
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            f"{PREFIX}_token_expiry_seconds",
-            "Seconds until the token used for each gateway expires "
-            "(negative once expired; only gateways with firmware >= 7).",
-            labels=["gateway"],
-        )
-        now = self.clock()
-        with self._lock:
-            items = sorted(self._expires.items())
-        for gateway, expires in items:
-            family.add_metric([gateway], expires - now)
-        yield family
-
-
-TOKEN_EXPIRY = _TokenExpiry()
+TOKEN_EXPIRY = TokenExpiry()
 REGISTRY.register(TOKEN_EXPIRY)
 ProcessCollector(registry=REGISTRY)  # process_resident_memory_bytes, cpu seconds, fds
 PlatformCollector(registry=REGISTRY)  # python_info
@@ -241,7 +172,7 @@ PlatformCollector(registry=REGISTRY)  # python_info
 
 def record_poll(gateway: str, job: Kind, outcome: PollOutcome) -> None:
     """One poll cycle of ``job`` (``totals``/``devices``) ended with ``outcome``."""
-    POLLS.labels(gateway, job, outcome).inc()
+    GATEWAYS.poll(gateway, job, outcome)
 
 
 def record_request(endpoint: str, status: int | str, seconds: float) -> None:
@@ -320,31 +251,17 @@ def set_token_expiry(gateway: str, expires_at: float | None) -> None:
 
 def last_success(gateway: str, ts: float | None = None) -> None:
     """``gateway`` was polled successfully at Unix time ``ts`` (default: now)."""
-    LAST_SUCCESS.labels(gateway).set(time.time() if ts is None else ts)
-    GATEWAY_UP.labels(gateway).set(1)
+    GATEWAYS.succeeded(gateway, time.time() if ts is None else ts)
 
 
 def last_error(gateway: str, ts: float | None = None) -> None:
     """A poll of ``gateway`` failed at Unix time ``ts`` (default: now)."""
-    LAST_ERROR.labels(gateway).set(time.time() if ts is None else ts)
-    GATEWAY_UP.labels(gateway).set(0)
-
-
-_INFO: dict[str, tuple[str, str]] = {}  # gateway -> (serial, firmware) exposed
-_INFO_LOCK = threading.Lock()
+    GATEWAYS.failed(gateway, time.time() if ts is None else ts)
 
 
 def gateway_info(gateway: str, serial: str, firmware: str) -> None:
     """``gateway`` is the gateway with this serial number, running this firmware."""
-    with _INFO_LOCK:
-        old = _INFO.get(gateway)
-        if old == (serial, firmware):
-            return  # the usual case, every poll: nothing to do
-        if old is not None:
-            with contextlib.suppress(KeyError):
-                GATEWAY_INFO.remove(gateway, *old)
-        _INFO[gateway] = (serial, firmware)
-        GATEWAY_INFO.labels(gateway, serial, firmware).set(1)
+    GATEWAYS.info(gateway, serial, firmware)
 
 
 def forget_gateway(gateway: str) -> None:
@@ -353,22 +270,11 @@ def forget_gateway(gateway: str) -> None:
 
 
 def forget_gateways(gateways: Iterable[str]) -> None:
-    """Drop every series of these gateways (one pass over the metrics for all of them)."""
+    """Drop every series of these gateways."""
     gone = set(gateways)
     for gateway in gone:
         TOKEN_EXPIRY.set(gateway, None)
-        with _INFO_LOCK:
-            _INFO.pop(gateway, None)
-    for metric, names in _PER_GATEWAY:
-        keys = {
-            tuple(s.labels[n] for n in names)
-            for family in metric.collect()
-            for s in family.samples
-            if s.labels.get("gateway") in gone
-        }
-        for key in keys:
-            with contextlib.suppress(KeyError):
-                metric.remove(*key)
+    GATEWAYS.forget(gone)
 
 
 def exposition() -> bytes:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import resource
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -45,7 +45,7 @@ def after_clock_jump(scheduler: AsyncIOScheduler, jump: float, now: float | None
         if isinstance(trigger, IntervalTrigger):
             phase = trigger.start_date.timestamp()
             when = next_run(at, phase, trigger.interval_length)
-            job.modify(next_run_time=datetime.fromtimestamp(when).astimezone())
+            job.modify(next_run_time=datetime.fromtimestamp(when, UTC))
 
 
 def raise_fd_limit(gateways: int, wanted: int) -> None:

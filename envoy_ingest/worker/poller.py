@@ -5,8 +5,9 @@ The poller holds the only state that crosses cycles: the gateway's identity,
 its capabilities (probed once; again when the firmware changes) and the latest
 answer of the few endpoints that one job's normalizer reads from the other job
 (``Capabilities.totals_extra_paths`` and ``devices_extra_paths``: battery counts
-and capacities, IQ battery power). Nothing else is kept between cycles: in a
-fleet of thousands, every cached answer is paid per gateway.
+and capacities, IQ battery power), reduced to what that normalizer reads
+(``normalize/kept.py``). Nothing else is kept between cycles: in a fleet of
+thousands, every cached answer is paid per gateway.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from envoy_ingest.envoy.capabilities import (
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.firmware import GatewayInfo
 from envoy_ingest.errors import EnvoyIngestError, GatewayError, SinkError
+from envoy_ingest.normalize.kept import kept
 from envoy_ingest.point import Kind, Point
 from envoy_ingest.service import metrics
 from envoy_ingest.settings import EnergySettings, GatewaySettings
@@ -152,10 +154,11 @@ class GatewayPoller:
         return self.caps
 
     def _remember(self, snap: Mapping[str, Any], caps: Capabilities) -> None:
-        """Keep the answers that the other job's normalizer also reads, and only those."""
+        """Keep the answers that the other job's normalizer also reads, and of them
+        only what it reads (:func:`normalize.kept.kept`)."""
         for path in (*caps.totals_extra_paths, *caps.devices_extra_paths):
             if path in snap:
-                self.latest[path] = snap[path]
+                self.latest[path] = kept(path, snap[path])
 
     def _no_device_endpoints(self, caps: Capabilities, paths: Sequence[str]) -> Capabilities:
         """Every device endpoint answered 404: the gateway has none. Said once; the

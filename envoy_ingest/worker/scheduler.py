@@ -24,7 +24,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.jobstores.base import JobLookupError
@@ -291,7 +291,7 @@ class Worker:
             self.health.register_gateway(poller.label, job, interval)
             self.health.gateway_facts(poller.label, host=poller.settings.host)
             at = first_run(identity, now, offset, interval, ramp)
-            first = datetime.fromtimestamp(at).astimezone()
+            first = datetime.fromtimestamp(at, UTC)  # one shared tzinfo for every job
             scheduler.add_job(
                 self.run_job,
                 "interval",

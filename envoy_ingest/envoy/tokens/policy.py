@@ -3,6 +3,8 @@ token: pure functions of the time (no clock of their own, no I/O)."""
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 from envoy_ingest.envoy.tokens.claims import DAY, TokenInfo
 
 WARN_DAYS = (30, 7, 1)  # warnings before a pasted token expires
@@ -25,7 +27,7 @@ def due(tok: TokenInfo | None, obtained: float, refused: bool, now: float) -> bo
     return renew_at(tok, obtained, refused, now) <= now
 
 
-def pasted_warnings(left: float, warned: set[float]) -> set[float]:
+def pasted_warnings(left: float, warned: AbstractSet[float]) -> set[float]:
     """The warnings now due for a pasted token with ``left`` seconds to go, given
     those already given: ``{0.0}`` once it has expired, else every threshold of
     :data:`WARN_DAYS` it has crossed (said in one warning); empty when none is new."""
@@ -35,7 +37,7 @@ def pasted_warnings(left: float, warned: set[float]) -> set[float]:
     return crossed if crossed - warned else set()
 
 
-def pasted_wakes(expires: float, warned: set[float]) -> list[float]:
+def pasted_wakes(expires: float, warned: AbstractSet[float]) -> list[float]:
     """When the warnings not given yet fall due."""
     times = [expires - d * DAY for d in WARN_DAYS if d not in warned]
     if 0.0 not in warned:

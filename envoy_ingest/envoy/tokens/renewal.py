@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from envoy_ingest.envoy.tokens.manager import TokenManager
 
 log = logging.getLogger("envoy_ingest.envoy.tokens")
+_NONE: frozenset[float] = frozenset()  # no warning given yet
 
 
 async def refresh_due(manager: TokenManager) -> None:
@@ -50,12 +51,12 @@ def warn_pasted(manager: TokenManager, now: float) -> None:
         gw = manager.settings.gateways[i]
         if manager._account(gw) is not None:
             continue  # renewed from Enlighten when it runs out
-        warned = manager._warned.setdefault(i, set())
         left = tok.expires - now
-        new = pasted_warnings(left, warned)
+        # A set is stored only once a warning is given: a fleet has thousands of tokens.
+        new = pasted_warnings(left, manager._warned.get(i) or _NONE)
         if not new:
             continue
-        warned.update(new)
+        manager._warned.setdefault(i, set()).update(new)
         where = f"gateways[{i}] ({gw.label})"
         if left <= 0:
             log.error(
@@ -88,7 +89,7 @@ def next_wake(manager: TokenManager, now: float) -> float:
             times.append(max(at, acct.retry_at))
     for i, tok in manager._pasted.items():
         if manager._account(manager.settings.gateways[i]) is None:  # else renewed, no warnings
-            times += pasted_wakes(tok.expires, manager._warned.get(i, set()))
+            times += pasted_wakes(tok.expires, manager._warned.get(i) or _NONE)
     return min(times)
 
 
