@@ -572,3 +572,18 @@ async def test_token_command_fetches_and_shows_only_when_asked(rig: Rig) -> None
     assert status == 0 and rig.enphase.issued[-1] in lines
     with pytest.raises(SettingsError, match="--gateway 'nope'"):
         await token_command(rig.settings, "nope", False, out=lines.append, tokens=rig.tokens)
+
+
+def test_token_expiry_per_serial_in_a_fleet_before_any_request(tmp_path: Path) -> None:
+    """Looked up per poll for every gateway of a fleet: the pasted token of the
+    gateway with that serial, nothing for a gateway without one."""
+    clock = FakeClock()
+    gateways: list[dict[str, Any]] = [{"host": f"10.0.0.{i}"} for i in range(1, 4)]
+    gateways[1].update(serial="100000000002", token=make_token(clock, 10 * DAY))
+    gateways[2].update(serial="100000000003", token=make_token(clock, 20 * DAY))
+    settings = Settings(gateways=gateways, state={"directory": tmp_path / "state"})
+    tokens = TokenManager(settings, clock=clock)
+    assert tokens.seconds_until_expiry("100000000002") == pytest.approx(10 * DAY, abs=1)
+    assert tokens.seconds_until_expiry("100000000003") == pytest.approx(20 * DAY, abs=1)
+    assert tokens.seconds_until_expiry("100000000001") is None
+    assert tokens.seconds_until_expiry("999") is None

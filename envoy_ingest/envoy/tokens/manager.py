@@ -110,6 +110,12 @@ class TokenManager:
                         Backoff(BACKOFF_BASE, BACKOFF_CAP, rng=self._rng),
                     ),
                 )
+        # Lookups per poll and per new entry, in O(1) for fleets of thousands.
+        self._position = {id(gw): i for i, gw in enumerate(settings.gateways)}
+        self._pasted_serials: dict[str, int] = {}
+        for i, gw in enumerate(settings.gateways):
+            if gw.serial and i in self._pasted:
+                self._pasted_serials.setdefault(gw.serial, i)
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -197,10 +203,8 @@ class TokenManager:
         entry = self._entries.get(serial)
         if entry is not None and entry.current is not None:
             return entry.current.expires - self.clock()
-        for i, gw in enumerate(self.settings.gateways):
-            if gw.serial == serial and i in self._pasted:
-                return self._pasted[i].expires - self.clock()
-        return None
+        i = self._pasted_serials.get(serial)
+        return None if i is None else self._pasted[i].expires - self.clock()
 
     # --- decisions -------------------------------------------------------------
 
@@ -208,9 +212,9 @@ class TokenManager:
         return self._accounts.get(gw.enlighten_username or "")
 
     def _index(self, gw: GatewaySettings) -> int:
-        for i, other in enumerate(self.settings.gateways):
-            if other is gw:
-                return i
+        i = self._position.get(id(gw))
+        if i is not None:
+            return i
         for i, other in enumerate(self.settings.gateways):
             if other == gw:
                 return i
