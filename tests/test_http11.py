@@ -4,6 +4,7 @@ answers exactly the bytes each test scripts."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import ssl
 from collections.abc import Callable
 
@@ -251,3 +252,17 @@ async def test_a_second_request_waits_for_the_first_and_a_busy_connection_times_
             await slow
         await conn.aclose()
     assert server.connections == 1
+
+
+async def test_an_encoded_answer_is_decoded_and_a_plain_one_kept_as_is() -> None:
+    packed = gzip.compress(b'{"wattsNow": 5}')
+    server = RawServer(lambda head: _ok(packed, b"Content-Encoding: gzip"))
+    async with server as base:
+        conn = _conn()
+        decoded = await _get(conn, f"{base}/api/v1/production")
+        server.answer = lambda head: _ok(b'{"wattsNow": 6}')
+        plain = await _get(conn, f"{base}/api/v1/production")
+        await conn.aclose()
+    assert decoded.json() == {"wattsNow": 5} and decoded.content == b'{"wattsNow": 5}'
+    assert plain.content == b'{"wattsNow": 6}' and plain.text == '{"wattsNow": 6}'
+    assert await plain.aread() == b'{"wattsNow": 6}'  # what the transport layer does next

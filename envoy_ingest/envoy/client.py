@@ -44,6 +44,7 @@ from envoy_ingest.settings import GatewaySettings
 log = logging.getLogger(__name__)
 
 CHECK_JWT = "/auth/check_jwt"
+MAX_PARSED_URLS = 16
 
 
 def parse_body(response: httpx.Response, what: str) -> Any:
@@ -85,6 +86,8 @@ class EnvoyClient:
         self._http = _transport.build_client(gw, transport)
         self._digest: GatewayDigestAuth | None = None
         self._gateway_date: tuple[float, float] | None = None  # (Date, monotonic then)
+        # The few URLs asked every cycle, parsed once (about 400 bytes each).
+        self._urls: dict[str, httpx.URL] = {}
 
     def __repr__(self) -> str:
         return f"EnvoyClient({self.gw.label!r}, base_url={self.base_url!r})"
@@ -159,6 +162,14 @@ class EnvoyClient:
         date, received = self._gateway_date
         return date + (time.monotonic() - received)
 
+    def _parsed(self, url: str) -> httpx.URL:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= MAX_PARSED_URLS:
+                self._urls.clear()  # a new base (scheme fallback, new address)
+            parsed = self._urls[url] = httpx.URL(url)
+        return parsed
+
     async def _send(
         self,
         url: str,
@@ -173,7 +184,7 @@ class EnvoyClient:
             response = await _transport.send(
                 self._http,
                 self.gw,
-                url,
+                self._parsed(url),
                 headers=headers,
                 auth=auth,
                 deadline=deadline,
