@@ -175,10 +175,25 @@ def record_poll(gateway: str, job: Kind, outcome: PollOutcome) -> None:
     GATEWAYS.poll(gateway, job, outcome)
 
 
+# The labelled children of the request metrics, found once per (path, status):
+# a fleet records about 100 requests a second, and labels() takes a lock and
+# checks the values every time. Few paths and statuses: a small, bounded map.
+_request_children: dict[tuple[str, int | str], tuple[Counter, Histogram]] = {}
+_MAX_REQUEST_CHILDREN = 1024
+
+
 def record_request(endpoint: str, status: int | str, seconds: float) -> None:
     """One HTTP request to a gateway: its path, status code (or error name) and duration."""
-    REQUESTS.labels(endpoint, str(status)).inc()
-    REQUEST_SECONDS.labels(endpoint).observe(max(seconds, 0.0))
+    children = _request_children.get((endpoint, status))
+    if children is None:
+        if len(_request_children) >= _MAX_REQUEST_CHILDREN:
+            _request_children.clear()
+        children = _request_children[(endpoint, status)] = (
+            REQUESTS.labels(endpoint, str(status)),
+            REQUEST_SECONDS.labels(endpoint),
+        )
+    children[0].inc()
+    children[1].observe(max(seconds, 0.0))
 
 
 def record_missed_cycle(job: str) -> None:
