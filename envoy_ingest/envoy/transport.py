@@ -26,11 +26,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import ssl
-from collections.abc import AsyncIterator
 
 import httpx
 
@@ -130,12 +128,13 @@ class InFlightLimit:
         self.peak = 0  # the most requests seen in flight at once
         self._slots = asyncio.Semaphore(limit)
 
-    async def __aenter__(self) -> None:
+    async def acquire(self) -> None:
         await self._slots.acquire()
         self.in_flight += 1
-        self.peak = max(self.peak, self.in_flight)
+        if self.in_flight > self.peak:
+            self.peak = self.in_flight
 
-    async def __aexit__(self, *exc: object) -> None:
+    def release(self) -> None:
         self.in_flight -= 1
         self._slots.release()
 
@@ -151,21 +150,6 @@ def _timeout(gw: GatewaySettings, deadline: float | None) -> dict[str, float]:
         left = max(deadline - _now(), 0.01)
         read, connect = min(read, left), min(connect, left)
     return {"connect": connect, "read": read, "write": read, "pool": read}
-
-
-@contextlib.asynccontextmanager
-async def _within(deadline: float | None, limit: InFlightLimit | None) -> AsyncIterator[None]:
-    """Until ``deadline`` (TimeoutError after it), holding a slot of ``limit``.
-
-    A request cut short by the deadline leaves nothing behind: its connection
-    is closed (see http11), and the next request opens a new one.
-    """
-    async with asyncio.timeout_at(deadline):
-        if limit is None:
-            yield
-        else:
-            async with limit:
-                yield
 
 
 async def _exchange(
@@ -269,15 +253,24 @@ async def send(
         failure: str
         response: httpx.Response | None = None
         try:
-            async with _within(deadline, limit):
-                request = httpx.Request(
-                    "GET",
-                    target,
-                    headers=_headers(headers),
-                    extensions={"timeout": _timeout(gw, deadline)},
-                )
-                response = await _exchange(client, request, auth)
-                await response.aread()
+            # Until the deadline (TimeoutError after it), holding a slot of the
+            # limit. A request cut short leaves nothing behind: its connection
+            # is closed (see http11), and the next request opens a new one.
+            async with asyncio.timeout_at(deadline):
+                if limit is not None:
+                    await limit.acquire()
+                try:
+                    request = httpx.Request(
+                        "GET",
+                        target,
+                        headers=_headers(headers),
+                        extensions={"timeout": _timeout(gw, deadline)},
+                    )
+                    response = await _exchange(client, request, auth)
+                    await response.aread()
+                finally:
+                    if limit is not None:
+                        limit.release()
         except CertificateMismatch:
             raise
         except httpx.TransportError as exc:
