@@ -35,7 +35,12 @@ def build_sink(settings: Settings, status: StatusBoard | None = None) -> Sink:
     """
     main: Sink
     if settings.influxdb is None:
-        main = FileSink(settings.file.directory, settings.spool.memory_max_points, status=status)
+        main = FileSink(
+            settings.file.directory,
+            settings.spool.memory_max_points,
+            fsync_interval=settings.file.fsync_interval,
+            status=status,
+        )
     else:
         spool = DurableQueue(
             settings.spool_path,
