@@ -93,6 +93,8 @@ def main() -> None:
     parser.add_argument("--fsync-interval", type=float, default=1.0)
     parser.add_argument("--dir", type=Path, default=None, help="where the day files go")
     args = parser.parse_args()
+    if args.dir is not None:
+        args.dir.mkdir(parents=True, exist_ok=True)
     results = []
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
