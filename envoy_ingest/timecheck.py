@@ -19,11 +19,16 @@ FLOOR = int(datetime(2008, 1, 1, tzinfo=UTC).timestamp())
 MAX_AHEAD = 86400.0
 
 
+def latest(host_now: float, gateway_now: float | None) -> float:
+    """The latest plausible report time: the times from :data:`FLOOR` to this one,
+    both included, are those :func:`implausible` accepts."""
+    return max(host_now, gateway_now if gateway_now is not None else host_now) + MAX_AHEAD
+
+
 def implausible(t: float, host_now: float, gateway_now: float | None) -> str | None:
     """Why ``t`` (Unix seconds) cannot be a report time, or None if it can."""
     if t < FLOOR:
         return "before 2008, earlier than any Envoy"
-    newest = max(host_now, gateway_now if gateway_now is not None else host_now)
-    if t > newest + MAX_AHEAD:
+    if t > latest(host_now, gateway_now):
         return "more than a day ahead of both the host's and the gateway's clock"
     return None

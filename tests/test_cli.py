@@ -253,3 +253,14 @@ def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert " demo " in lines[2]
     assert rest.splitlines()[-1] == "stopped"
+
+
+def test_run_imports_neither_pyjwt_nor_cryptography() -> None:
+    """pyjwt would load cryptography's native library (about 10 MB of RSS) into every
+    worker to read claims it never verifies: `run` reads them itself (tokens/claims.py)."""
+    code = (
+        "import sys, envoy_ingest.cli, envoy_ingest.commands.run\n"
+        "print('jwt' in sys.modules, 'cryptography' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]

@@ -5,9 +5,17 @@ said before, at a fraction of the memory."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from envoy_ingest.service import metrics
 from envoy_ingest.service.gateway_series import GatewaySeries, TokenExpiry
+from envoy_ingest.settings import Settings
+from envoy_ingest.simulator.fleet import FleetSimulator, fixture_sets
+from envoy_ingest.sink.file import FileSink
+from envoy_ingest.worker.scheduler import Worker
+from tests.conftest import require_fixtures
 
 T = 1_700_000_000.0
 
@@ -116,3 +124,37 @@ def test_same_samples_as_labelled_metrics() -> None:
         return sorted(line for line in text.splitlines() if "_created" not in line)
 
     assert lines(new) == lines(old)
+
+
+async def test_a_two_gateway_worker_exposes_exactly_its_series(tmp_path: Path) -> None:
+    """A real worker polls two recorded gateways once (the fleet simulator on loopback):
+    every /metrics line about them, exactly."""
+    sets = [s for s in fixture_sets(require_fixtures()) if s.name in ("3.17.3", "5.0.62")]
+    with FleetSimulator(sets, 2, delay_scale=0.0) as fleet:
+        gateways = [
+            {"host": fleet.host(g), "name": f"series-{name}"}
+            for g, name in zip(fleet.gateways, ("a", "b"), strict=True)
+        ]
+        settings = Settings(gateways=gateways, state={"directory": tmp_path})
+        worker = Worker(settings, sink=FileSink(tmp_path / "data"))
+        for poller in worker.pollers:
+            poller.clock = lambda: T
+        assert await worker.run_once(drain_timeout=5) == 0
+        serials = [g.serial for g in fleet.gateways]
+    lines = [
+        line for line in metrics.exposition().decode().splitlines() if 'gateway="series-' in line
+    ]
+    assert lines == [
+        'envoy_ingest_polls_total{gateway="series-a",job="totals",outcome="ok"} 1.0',
+        'envoy_ingest_polls_total{gateway="series-a",job="devices",outcome="ok"} 1.0',
+        'envoy_ingest_polls_total{gateway="series-b",job="totals",outcome="ok"} 1.0',
+        'envoy_ingest_polls_total{gateway="series-b",job="devices",outcome="ok"} 1.0',
+        'envoy_ingest_last_success_timestamp_seconds{gateway="series-a"} 1.7e+09',
+        'envoy_ingest_last_success_timestamp_seconds{gateway="series-b"} 1.7e+09',
+        'envoy_ingest_gateway_up{gateway="series-a"} 1.0',
+        'envoy_ingest_gateway_up{gateway="series-b"} 1.0',
+        f'envoy_ingest_gateway_info{{firmware="3.17.3",gateway="series-a",serial="{serials[0]}"}} 1.0',
+        f'envoy_ingest_gateway_info{{firmware="5.0.62",gateway="series-b",serial="{serials[1]}"}} 1.0',
+    ]
+    metrics.forget_gateways(["series-a", "series-b"])
+    assert 'gateway="series-' not in metrics.exposition().decode()

@@ -9,8 +9,6 @@ import itertools
 import json
 import logging
 import stat
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -155,9 +153,7 @@ def test_malformed_token_reasons(bad: str, reason: str) -> None:
         decode_token(bad, "pasted")
 
 
-def test_claims_read_as_pyjwt_reads_them_without_importing_it() -> None:
-    """pyjwt would load cryptography (about 10 MB) into every worker: the worker reads
-    the claims itself, the same as pyjwt's unverified decode."""
+def test_claims_read_as_pyjwt_reads_them() -> None:
     token = make_token(lambda: T0, 3600)
     claims = jwt.decode(token, options={"verify_signature": False})
     assert (
@@ -170,12 +166,6 @@ def test_claims_read_as_pyjwt_reads_them_without_importing_it() -> None:
             "aud": SERIAL,
         }
     )
-    code = (
-        "import sys, envoy_ingest.cli, envoy_ingest.commands.run\n"
-        "print('jwt' in sys.modules, 'cryptography' in sys.modules)"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.split() == ["False", "False"]
 
 
 def test_pasted_token_without_expiry_is_rejected(tmp_path: Path) -> None:

@@ -82,15 +82,20 @@ def _group(p: Point) -> str:
     return sys.intern(f"{p.measurement},{tags}") if tags else p.measurement
 
 
-def _power(fields: Mapping[str, FieldValue]) -> float:
-    """The highest power (W) the point reports, of any sign."""
-    peak: float | None = None
+def _scan(fields: Mapping[str, FieldValue]) -> tuple[float, list[tuple[str, float]]]:
+    """In one pass over a point's fields: the highest power (W) it reports, of any
+    sign, and its lifetime counters (:func:`is_counter`) with float values, in order."""
+    power = 0.0
+    counters: list[tuple[str, float]] = []
     for k, v in fields.items():
-        if k.endswith("_w") and isinstance(v, float) and v == v:
-            a = abs(v)
-            if peak is None or a > peak:
-                peak = a
-    return 0.0 if peak is None else peak
+        if not isinstance(v, float):
+            continue
+        if k.endswith("_w"):
+            if v == v and abs(v) > power:
+                power = abs(v)
+        elif k == "lifetime_wh" or k.endswith("_lifetime_wh"):
+            counters.append((k, v))
+    return power, counters
 
 
 def _merged(events: list[Point]) -> list[Point]:
@@ -140,8 +145,9 @@ class EnergyStage:
         group = _group(p)
         # The highest power grows at most twofold per point: one absurd power
         # reading cannot open the bound for an absurd counter.
+        power, counters = _scan(p.fields)
         seen = state.peaks.get(group, 0.0)
-        peak = max(seen, min(_power(p.fields), 2 * max(seen, MIN_RATE_W)))
+        peak = max(seen, min(power, 2 * max(seen, MIN_RATE_W)))
         state.peaks[group] = peak
         rate = RATE_MARGIN * max(peak, MIN_RATE_W)
         fields = dict(p.fields)
@@ -149,11 +155,7 @@ class EnergyStage:
         urgent = False
         raws: dict[str, float] = {}
         written: dict[str, bool] = {}
-        for name, value in p.fields.items():
-            if not isinstance(value, float) or not (
-                name == "lifetime_wh" or name.endswith("_lifetime_wh")  # is_counter, inline
-            ):
-                continue
+        for name, value in counters:
             key = sys.intern(f"{group}|{name}")  # one string for a fleet's gateways
             c = state.counters.get(key)
             if c is None:
@@ -260,8 +262,10 @@ class EnergyStage:
                 fields[name] = value
         if p.measurement == "enphase_system":
             for net, suffix in NET_FIELDS.items():
+                if p.fields.get(net) != 0:
+                    continue
                 cons, prod = fields.get(f"consumption_{suffix}"), fields.get(f"production_{suffix}")
-                if p.fields.get(net) == 0 and isinstance(cons, float) and isinstance(prod, float):
+                if isinstance(cons, float) and isinstance(prod, float):
                     fields[net] = cons - prod
-                elif p.fields.get(net) == 0:
+                else:
                     fields.pop(net, None)

@@ -18,6 +18,11 @@ _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n"})
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
 
 
+# Field names are the data contract's few dozen: each escaped once, with its "=".
+_FIELD_PREFIX: dict[str, str] = {}
+_FIELD_PREFIXES_KEPT = 1024
+
+
 def _key(s: str) -> str:
     # Almost no key or tag value needs escaping: looking is cheaper than translating.
     if "," in s or "=" in s or " " in s or "\n" in s:
@@ -62,7 +67,12 @@ def encode_point(point: Point) -> str | None:
     for k in sorted(values):
         v = format_value(values[k])
         if v is not None:
-            fields.append(f"{_key(k)}={v}")
+            prefix = _FIELD_PREFIX.get(k)
+            if prefix is None:
+                prefix = f"{_key(k)}="
+                if len(_FIELD_PREFIX) < _FIELD_PREFIXES_KEPT:
+                    _FIELD_PREFIX[k] = prefix
+            fields.append(prefix + v)
     if not fields:
         return None
     head = _measurement(point.measurement)

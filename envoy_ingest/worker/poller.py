@@ -39,7 +39,7 @@ from envoy_ingest.point import Kind, Point
 from envoy_ingest.service import metrics
 from envoy_ingest.settings import EnergySettings, GatewaySettings
 from envoy_ingest.sink.base import Sink
-from envoy_ingest.timecheck import implausible
+from envoy_ingest.timecheck import FLOOR, implausible, latest
 
 log = logging.getLogger(__name__)
 
@@ -277,9 +277,13 @@ class GatewayPoller:
     def _plausible(self, job: Kind, points: list[Point]) -> list[Point]:
         """Drop (and count) points whose time cannot be true; say so once per episode."""
         host_now, gateway_now = self.clock(), self.client.gateway_now
+        last = latest(host_now, gateway_now)
         keep: list[Point] = []
         why: dict[str, list[Point]] = {}
         for p in points:
+            if FLOOR <= p.time <= last:  # what implausible() accepts, in one comparison
+                keep.append(p)
+                continue
             reason = implausible(p.time, host_now, gateway_now)
             if reason is None:
                 keep.append(p)
