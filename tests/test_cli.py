@@ -255,12 +255,15 @@ def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
     assert rest.splitlines()[-1] == "stopped"
 
 
-def test_run_imports_neither_pyjwt_nor_cryptography() -> None:
+def test_run_loads_neither_pyjwt_cryptography_nor_sqlite3() -> None:
     """pyjwt would load cryptography's native library (about 10 MB of RSS) into every
-    worker to read claims it never verifies: `run` reads them itself (tokens/claims.py)."""
+    worker to read claims it never verifies: `run` reads them itself (tokens/claims.py);
+    sqlite3 (the spool) is loaded only with [influxdb] (sink/build.py)."""
     code = (
         "import sys, envoy_ingest.cli, envoy_ingest.commands.run\n"
-        "print('jwt' in sys.modules, 'cryptography' in sys.modules)"
+        "print(*(m in sys.modules for m in ('jwt', 'cryptography', 'sqlite3')))\n"
+        "from envoy_ingest.sink import Spool\n"
+        "print('sqlite3' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.split() == ["False", "False"]
+    assert done.stdout.split() == ["False", "False", "False", "True"]

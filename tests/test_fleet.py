@@ -115,6 +115,10 @@ def test_start_offsets_exact() -> None:
     k = int(stable_fraction("122238082690/start") * 2)
     assert first_run("122238082690", 1000.0, 15.0, 60.0, 2) == 1035.0 + 60.0 * k
     assert first_run("122238082690", 1000.0, 15.0, 60.0, 1) == 1035.0
+    # A second-minute slot in the last tenth of the two minutes is taken in the first.
+    late = next(f"g{i}" for i in range(100) if int(stable_fraction(f"g{i}/start") * 2) == 1)
+    assert first_run(late, 1000.0, 15.0, 60.0, 2) == 1095.0  # 95 s: kept
+    assert first_run(late, 1000.0, 30.0, 60.0, 2) == 1050.0  # 110 s would be past 108 s
 
 
 def test_start_offsets_spread_evenly() -> None:
@@ -148,6 +152,8 @@ async def test_each_job_first_runs_at_its_phase_within_two_intervals(tmp_path: P
     for gw in settings.gateways:
         totals, devices = start_offsets(gw.identity, 60.0, 300.0)
         k = int(stable_fraction(gw.identity + "/start") * 2)  # first or second minute
+        if next_run(now, totals, 60.0) + k * 60.0 > now + 108:
+            k = 0  # not in the last tenth of the two minutes
         # (APScheduler keeps microseconds)
         expected = next_run(now, totals, 60.0) + k * 60.0
         assert runs[f"{gw.label}:totals"] == pytest.approx(expected, abs=1e-6)
@@ -175,7 +181,7 @@ def test_one_tls_context_for_every_gateway(tmp_path: Path) -> None:
     )
     tokens = TokenManager(settings)
     clients = [EnvoyClient(gw, tokens) for gw in settings.gateways]
-    contexts = {id(c._http._transport._pool._ssl_context) for c in clients}  # type: ignore[attr-defined]
+    contexts = {id(c._http.ssl_context) for c in clients}  # type: ignore[attr-defined]
     assert contexts == {id(transport.gateway_ssl_context(False))}
     assert transport.gateway_ssl_context(True) is not transport.gateway_ssl_context(False)
 

@@ -47,16 +47,20 @@ CHECK_JWT = "/auth/check_jwt"
 
 
 def parse_body(response: httpx.Response, what: str) -> Any:
-    """JSON bodies decoded (``dict``/``list``); anything else is the text."""
-    text = response.text
+    """JSON bodies decoded (``dict``/``list``); anything else is the text.
+
+    JSON is parsed from the bytes (UTF-8, or the UTF-16/32 that json detects):
+    decoding to text first would cost a charset lookup per request.
+    """
+    body = response.content
     is_json = "json" in response.headers.get("content-type", "").lower()
-    if is_json or text.lstrip()[:1] in ("{", "["):
+    if is_json or body.lstrip()[:1] in (b"{", b"["):
         try:
-            return json.loads(text)
-        except ValueError:
+            return json.loads(body)
+        except ValueError:  # UnicodeDecodeError too
             if is_json:
                 raise GatewayResponseError(f"{what} answered JSON that does not parse") from None
-    return text
+    return response.text
 
 
 class EnvoyClient:
@@ -183,8 +187,7 @@ class EnvoyClient:
             status = type(exc).__name__
             raise
         finally:
-            endpoint = httpx.URL(url).raw_path.decode("ascii", "replace")
-            metrics.record_request(endpoint, status, time.monotonic() - started)
+            metrics.record_request(_transport.path_of(url), status, time.monotonic() - started)
 
     # --- tokens ----------------------------------------------------------------------
 

@@ -11,9 +11,13 @@
 - Shared by every gateway of the process (a fleet has thousands): one TLS
   context per verification mode (:func:`gateway_ssl_context`), and one
   :class:`InFlightLimit` bounding the requests in flight across gateways. Each
-  gateway has a pool of one connection, kept alive between cycles
+  gateway has one connection (:class:`~envoy_ingest.envoy.http11.GatewayConnection`,
+  an httpx transport on asyncio's sockets), kept alive between cycles
   (:data:`KEEPALIVE_EXPIRY`) so that a gateway that keeps it open is not asked
   for a new TLS handshake every minute.
+- Requests are httpx requests sent straight to that transport: no
+  ``httpx.AsyncClient`` per gateway (its cookie jar, URL merging and event
+  hooks are nothing a gateway needs), auth flows (digest) driven here.
 - A request never ends in a bare ``CancelledError``: running out of the cycle's
   time, or a cancellation that was not aimed at the task, is a
   :class:`TransportFailure` like any other failed request.
@@ -24,17 +28,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from collections.abc import AsyncIterator
 
-import anyio
-import httpcore
 import httpx
 
+from envoy_ingest import __version__
 from envoy_ingest.backoff import Backoff
+from envoy_ingest.envoy.http11 import GatewayConnection, fingerprint
 from envoy_ingest.errors import (
     CertificateMismatch,
     GatewayResponseError,
@@ -42,6 +44,8 @@ from envoy_ingest.errors import (
 )
 from envoy_ingest.service.logging import install_header_redaction
 from envoy_ingest.settings import GatewaySettings
+
+__all__ = ["fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +58,7 @@ MAX_BACKOFF = 16.0
 # within the 75 s that nginx (the gateway's openresty) keeps one by default. A
 # connection the gateway closed sooner is noticed before use and replaced.
 KEEPALIVE_EXPIRY = 75.0
-# One connection at a time: the gateway is weak and we read it sequentially.
-LIMITS = httpx.Limits(
-    max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_EXPIRY
-)
+USER_AGENT = f"envoy-ingest/{__version__}"
 
 
 def split_host(host: str) -> tuple[str | None, str]:
@@ -66,11 +67,6 @@ def split_host(host: str) -> tuple[str | None, str]:
         scheme, _, rest = host.partition("://")
         return scheme.lower(), rest.rstrip("/")
     return None, host.rstrip("/")
-
-
-def fingerprint(der: bytes) -> str:
-    """SHA-256 of a DER certificate as 64 lowercase hex digits."""
-    return hashlib.sha256(der).hexdigest()
 
 
 @functools.cache
@@ -88,99 +84,23 @@ def gateway_ssl_context(verify: bool) -> ssl.SSLContext:
     return ctx
 
 
-# --- certificate pinning ---------------------------------------------------------
-
-
-class _PinnedStream(httpcore.AsyncNetworkStream):
-    """A TCP stream whose TLS upgrade checks the peer certificate's fingerprint."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkStream, expected: str, label: str) -> None:
-        self._inner = inner
-        self._expected = expected
-        self._label = label
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
-        return await self._inner.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        await self._inner.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-    ) -> httpcore.AsyncNetworkStream:
-        tls = await self._inner.start_tls(ssl_context, server_hostname, timeout)
-        ssl_object = tls.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-        actual = fingerprint(der) if der else None
-        if actual != self._expected:
-            await tls.aclose()
-            raise CertificateMismatch(
-                f"gateway {self._label}: the TLS certificate's SHA-256 fingerprint is "
-                f"{actual or 'unavailable'}, not the pinned tls_fingerprint {self._expected}; "
-                "if the gateway really got a new certificate (firmware update), "
-                "set tls_fingerprint to the new value"
-            )
-        return tls
-
-
-class _PinningBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self, expected: str, label: str) -> None:
-        self._inner = httpcore.AnyIOBackend()
-        self._expected = expected
-        self._label = label
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _PinnedStream(stream, self._expected, self._label)
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-def gateway_transport(gw: GatewaySettings) -> httpx.AsyncBaseTransport:
-    """One connection at a time (the gateway is weak); pinned when ``tls_fingerprint``."""
-    ctx = gateway_ssl_context(gw.verify_tls)
-    transport = httpx.AsyncHTTPTransport(verify=ctx, trust_env=False, limits=LIMITS)
-    if gw.tls_fingerprint:
-        # httpx does not expose the network backend: rebuild its pool with ours.
-        transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ctx,
-            max_connections=LIMITS.max_connections,
-            max_keepalive_connections=LIMITS.max_keepalive_connections,
-            keepalive_expiry=LIMITS.keepalive_expiry,
-            http1=True,
-            http2=False,
-            network_backend=_PinningBackend(gw.tls_fingerprint, gw.label),
-        )
-    return transport
+def gateway_transport(gw: GatewaySettings) -> GatewayConnection:
+    """The gateway's one connection: TLS from the shared context, pinned when
+    ``tls_fingerprint``."""
+    return GatewayConnection(
+        gateway_ssl_context(gw.verify_tls),
+        pinned=gw.tls_fingerprint,
+        label=gw.label,
+        keepalive_expiry=KEEPALIVE_EXPIRY,
+    )
 
 
 def build_client(
     gw: GatewaySettings, transport: httpx.AsyncBaseTransport | None = None
-) -> httpx.AsyncClient:
+) -> httpx.AsyncBaseTransport:
+    """What :func:`send` sends through: ``transport`` (tests), else the gateway's own."""
     install_header_redaction()
-    return httpx.AsyncClient(
-        transport=transport if transport is not None else gateway_transport(gw),
-        timeout=httpx.Timeout(gw.read_timeout, connect=gw.connect_timeout),
-        follow_redirects=False,
-        trust_env=False,
-    )
+    return transport if transport is not None else gateway_transport(gw)
 
 
 # --- requests with retries --------------------------------------------------------
@@ -224,30 +144,66 @@ def _now() -> float:
     return asyncio.get_running_loop().time()
 
 
-def _timeout(gw: GatewaySettings, deadline: float | None) -> httpx.Timeout:
-    if deadline is None:
-        return httpx.Timeout(gw.read_timeout, connect=gw.connect_timeout)
-    left = max(deadline - _now(), 0.01)
-    return httpx.Timeout(min(gw.read_timeout, left), connect=min(gw.connect_timeout, left))
+def _timeout(gw: GatewaySettings, deadline: float | None) -> dict[str, float]:
+    """httpx's ``timeout`` request extension: the gateway's timeouts, within ``deadline``."""
+    read, connect = gw.read_timeout, gw.connect_timeout
+    if deadline is not None:
+        left = max(deadline - _now(), 0.01)
+        read, connect = min(read, left), min(connect, left)
+    return {"connect": connect, "read": read, "write": read, "pool": read}
 
 
 @contextlib.asynccontextmanager
 async def _within(deadline: float | None, limit: InFlightLimit | None) -> AsyncIterator[None]:
     """Until ``deadline`` (TimeoutError after it), holding a slot of ``limit``.
 
-    The deadline is an anyio cancel scope, not ``asyncio.timeout``: httpcore
-    (under httpx) closes a cancelled request in anyio scopes shielded from
-    anyio cancellation, which a native asyncio cancellation goes through. Cut
-    short that way, a request could leave its pool's one connection slot taken
-    for good, and every later request to that gateway waited for it and failed
-    (seen with 5,000 gateways).
+    A request cut short by the deadline leaves nothing behind: its connection
+    is closed (see http11), and the next request opens a new one.
     """
-    async with contextlib.AsyncExitStack() as stack:
-        if deadline is not None:
-            stack.enter_context(anyio.fail_after(max(deadline - _now(), 0.0)))
-        if limit is not None:
-            await stack.enter_async_context(limit)
-        yield
+    async with asyncio.timeout_at(deadline):
+        if limit is None:
+            yield
+        else:
+            async with limit:
+                yield
+
+
+async def _exchange(
+    connection: httpx.AsyncBaseTransport, request: httpx.Request, auth: httpx.Auth | None
+) -> httpx.Response:
+    """One request, and the ones its auth flow asks for (digest: after a 401)."""
+    if auth is None:
+        return await connection.handle_async_request(request)
+    flow = auth.async_auth_flow(request)
+    try:
+        request = await flow.__anext__()
+        while True:
+            response = await connection.handle_async_request(request)
+            if auth.requires_response_body:
+                await response.aread()
+            try:
+                request = await flow.asend(response)
+            except StopAsyncIteration:
+                return response
+            await response.aclose()
+    finally:
+        await flow.aclose()
+
+
+def path_of(url: str) -> str:
+    """``"https://10.0.0.5/ivp/meters?x=1"`` -> ``"/ivp/meters?x=1"``."""
+    rest = url.partition("://")[2] or url
+    start = rest.find("/")
+    return rest[start:] if start >= 0 else "/"
+
+
+def _headers(extra: dict[str, str] | None) -> dict[str, str]:
+    # No cookies and no compression: the weak gateway gets no sessions from us
+    # (Bearer or digest only), and its answers are small.
+    headers = {"Accept": "*/*", "User-Agent": USER_AGENT}
+    if extra:
+        headers.update(extra)
+    return headers
 
 
 def _cancelled_from_outside() -> bool:
@@ -278,7 +234,7 @@ def describe_transport_error(exc: Exception) -> str:
 
 
 async def send(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncBaseTransport,
     gw: GatewaySettings,
     url: str,
     *,
@@ -299,7 +255,8 @@ async def send(
     attempt = 0
     pace = Backoff(backoff, MAX_BACKOFF, jitter=False)
     max_attempts = MAX_ATTEMPTS if deadline is not None else MAX_ATTEMPTS_WITHOUT_DEADLINE
-    path = httpx.URL(url).raw_path.decode("ascii", "replace")
+    path = path_of(url)
+    target = httpx.URL(url)
     while True:
         attempt += 1
         if deadline is not None and deadline - _now() <= 0:
@@ -308,14 +265,14 @@ async def send(
         response: httpx.Response | None = None
         try:
             async with _within(deadline, limit):
-                response = await client.get(
-                    url,
-                    headers=headers,
-                    auth=auth or httpx.USE_CLIENT_DEFAULT,
-                    timeout=_timeout(gw, deadline),
+                request = httpx.Request(
+                    "GET",
+                    target,
+                    headers=_headers(headers),
+                    extensions={"timeout": _timeout(gw, deadline)},
                 )
-                # The weak gateway gets no sessions from us: Bearer or digest only.
-                client.cookies.clear()
+                response = await _exchange(client, request, auth)
+                await response.aread()
         except CertificateMismatch:
             raise
         except httpx.TransportError as exc:

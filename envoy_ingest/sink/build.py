@@ -9,10 +9,7 @@ from envoy_ingest.errors import SinkError
 from envoy_ingest.settings import InfluxDBSettings, Settings
 from envoy_ingest.sink.answers import Writer
 from envoy_ingest.sink.base import FanoutSink, Sink, StatusBoard
-from envoy_ingest.sink.delivery import SpooledDelivery
-from envoy_ingest.sink.durable import DurableQueue
 from envoy_ingest.sink.file import FileSink
-from envoy_ingest.sink.spool import Spool
 from envoy_ingest.sink.stdout import StdoutSink
 
 
@@ -42,6 +39,10 @@ def build_sink(settings: Settings, status: StatusBoard | None = None) -> Sink:
             status=status,
         )
     else:
+        # Only here: the file sink's worker never loads sqlite3 (about 1 MB).
+        from envoy_ingest.sink.delivery import SpooledDelivery
+        from envoy_ingest.sink.durable import DurableQueue
+
         spool = DurableQueue(
             settings.spool_path,
             settings.spool.max_bytes,
@@ -91,6 +92,8 @@ async def check_sink(settings: Settings) -> list[tuple[bool, str]]:
         lines.extend(await writer.check())
     finally:
         await writer.aclose()
+    from envoy_ingest.sink.spool import Spool
+
     try:
         stats = Spool.inspect(settings.spool_path, settings.spool.max_bytes)
     except (OSError, SinkError, Exception) as exc:

@@ -15,13 +15,19 @@ from the Unix epoch, so:
 At start every gateway is probed (several requests each, and a TLS
 handshake), so the first totals runs are spread over two intervals: each
 gateway starts in the first or the second (a stable choice, half the fleet
-each), at its phase. Every gateway is probed within two totals intervals.
+each), at its phase. Every gateway is probed within two totals intervals:
+a phase in the last tenth of that window (:data:`START_MARGIN`) is taken in
+the first interval instead, so that the worker's own start-up and a busy
+first minute cannot push a first poll past it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+
+#: The part of the start window (``ramp`` intervals) in which no later slot is chosen.
+START_MARGIN = 0.1
 
 
 def stable_fraction(key: str) -> float:
@@ -58,4 +64,8 @@ def first_run(identity: str, now: float, offset: float, interval: float, ramp: i
     """The first run of a job: at its phase, in one of the first ``ramp`` intervals
     after ``now`` (a stable choice per gateway, so a fleet's start is spread too)."""
     k = int(stable_fraction(identity + "/start") * ramp)
-    return next_run(now, offset, interval) + k * interval
+    first = next_run(now, offset, interval)
+    latest = now + ramp * interval * (1 - START_MARGIN)
+    while k > 0 and first + k * interval > latest:
+        k -= 1
+    return first + k * interval

@@ -1,0 +1,253 @@
+"""envoy/http11.py: the gateway transport against a raw socket server that
+answers exactly the bytes each test scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from envoy_ingest.envoy.http11 import MAX_BODY, GatewayConnection
+
+Answer = Callable[[bytes], bytes | None]  # request head -> raw answer (None: close)
+
+
+class RawServer:
+    """Reads request heads; writes what ``answer`` returns; counts connections."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.close_after = False  # close the connection after each answer
+        self.connections = 0
+        self.heads: list[bytes] = []
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.writers.append(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                self.heads.append(head)
+                raw = self.answer(head)
+                if raw is None:
+                    break
+                writer.write(raw)
+                await writer.drain()
+                if self.close_after:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+
+def _conn() -> GatewayConnection:
+    return GatewayConnection(ssl.create_default_context(), label="g", keepalive_expiry=75.0)
+
+
+async def _get(
+    conn: GatewayConnection, url: str, timeout: float = 2.0, **headers: str
+) -> httpx.Response:
+    request = httpx.Request(
+        "GET", url, headers=headers, extensions={"timeout": httpx.Timeout(timeout).as_dict()}
+    )
+    return await conn.handle_async_request(request)
+
+
+def _ok(body: bytes, *extra: bytes) -> bytes:
+    head = [b"HTTP/1.1 200 OK", b"Content-Length: %d" % len(body), *extra]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+async def test_keeps_one_connection_across_requests_and_sends_a_plain_get() -> None:
+    server = RawServer(lambda head: _ok(b'{"a": 1}', b"Content-Type: application/json"))
+    async with server as base:
+        conn = _conn()
+        first = await _get(conn, f"{base}/production.json?details=1", Authorization="Bearer x")
+        second = await _get(conn, f"{base}/info")
+        await conn.aclose()
+    assert first.status_code == 200 and first.json() == {"a": 1}
+    assert first.reason_phrase == "OK" and first.headers["content-type"] == "application/json"
+    assert second.content == b'{"a": 1}'
+    assert server.connections == 1 and conn.connections_opened == 1
+    port = base.rsplit(":", 1)[1]
+    assert server.heads[0] == (
+        b"GET /production.json?details=1 HTTP/1.1\r\n"
+        b"Host: 127.0.0.1:" + port.encode() + b"\r\nAuthorization: Bearer x\r\n\r\n"
+    )
+
+
+async def test_chunked_answers_are_joined_and_trailers_skipped() -> None:
+    raw = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\n"
+    )
+    server = RawServer(lambda head: raw)
+    async with server as base:
+        conn = _conn()
+        assert (await _get(conn, f"{base}/a")).content == b"hello, world"
+        assert (await _get(conn, f"{base}/b")).content == b"hello, world"
+        await conn.aclose()
+    assert server.connections == 1
+
+
+async def test_an_answer_without_length_ends_at_close_and_is_not_reused() -> None:
+    server = RawServer(lambda head: b"HTTP/1.0 200 OK\r\n\r\n<envoy_info/>")
+    server.close_after = True  # the end of the body
+    async with server as base:
+        conn = _conn()
+        assert (await _get(conn, f"{base}/info")).content == b"<envoy_info/>"
+        server.answer = lambda head: _ok(b"again")
+        assert (await _get(conn, f"{base}/info")).content == b"again"
+        await conn.aclose()
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    ("raw", "reused"),
+    [
+        (_ok(b"x", b"Connection: close"), False),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx", False),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\nConnection: keep-alive\r\n\r\nx", True),
+        (_ok(b"x"), True),
+    ],
+)
+async def test_connection_kept_only_when_the_answer_allows(raw: bytes, reused: bool) -> None:
+    server = RawServer(lambda head: raw)
+    async with server as base:
+        conn = _conn()
+        for _ in range(2):
+            assert (await _get(conn, f"{base}/x")).content == b"x"
+        await conn.aclose()
+    assert server.connections == (1 if reused else 2)
+
+
+async def test_interim_100_continue_is_skipped_and_204_has_no_body() -> None:
+    server = RawServer(lambda head: b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n")
+    async with server as base:
+        conn = _conn()
+        response = await _get(conn, f"{base}/x")
+        again = await _get(conn, f"{base}/x")
+        await conn.aclose()
+    assert (response.status_code, response.content, again.status_code) == (204, b"", 204)
+    assert server.connections == 1
+
+
+async def test_a_connection_the_gateway_closed_while_idle_is_replaced() -> None:
+    server = RawServer(lambda head: _ok(b"x"))
+    async with server as base:
+        conn = _conn()
+        await _get(conn, f"{base}/x")
+        server.writers[0].close()  # the gateway's idle timeout
+        await asyncio.sleep(0.05)
+        assert (await _get(conn, f"{base}/x")).content == b"x"
+        await conn.aclose()
+    assert server.connections == 2
+
+
+async def test_an_idle_connection_past_its_expiry_is_replaced() -> None:
+    server = RawServer(lambda head: _ok(b"x"))
+    async with server as base:
+        conn = GatewayConnection(ssl.create_default_context(), keepalive_expiry=0.0)
+        await _get(conn, f"{base}/x")
+        await _get(conn, f"{base}/x")
+        await conn.aclose()
+    assert server.connections == 2
+
+
+async def test_dropped_without_an_answer_is_a_remote_protocol_error() -> None:
+    server = RawServer(lambda head: None)
+    async with server as base:
+        conn = _conn()
+        with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+            await _get(conn, f"{base}/x")
+        await conn.aclose()
+
+
+async def test_a_body_cut_short_is_a_remote_protocol_error_and_the_next_request_works() -> None:
+    server = RawServer(lambda head: b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    server.close_after = True
+    async with server as base:
+        conn = _conn()
+        with pytest.raises(httpx.RemoteProtocolError, match="complete response"):
+            await _get(conn, f"{base}/x")
+        server.close_after = False
+        server.answer = lambda head: _ok(b"fine")
+        assert (await _get(conn, f"{base}/x")).content == b"fine"
+        await conn.aclose()
+
+
+async def test_silence_is_a_read_timeout_and_closes_the_connection() -> None:
+    server = RawServer(lambda head: b"")
+    async with server as base:
+        conn = _conn()
+        with pytest.raises(httpx.ReadTimeout):
+            await _get(conn, f"{base}/x", timeout=0.2)
+        server.answer = lambda head: _ok(b"late")
+        assert (await _get(conn, f"{base}/x")).content == b"late"
+        await conn.aclose()
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"SSH-2.0-OpenSSH\r\n\r\n", "not an HTTP/1.x status line"),
+        (b"HTTP/1.1 2000 OK\r\n\r\n", "not an HTTP/1.x status line"),
+        (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "malformed header line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "bad Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1), "too large"),
+    ],
+)
+async def test_garbage_is_a_remote_protocol_error(raw: bytes, message: str) -> None:
+    server = RawServer(lambda head: raw)
+    async with server as base:
+        conn = _conn()
+        with pytest.raises(httpx.RemoteProtocolError, match=message):
+            await _get(conn, f"{base}/x")
+        await conn.aclose()
+
+
+async def test_nothing_listening_is_a_connect_error() -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    conn = _conn()
+    with pytest.raises(httpx.ConnectError):
+        await _get(conn, f"http://127.0.0.1:{port}/x")
+    assert conn.connections_opened == 0
+
+
+async def test_a_second_request_waits_for_the_first_and_a_busy_connection_times_out() -> None:
+    server = RawServer(lambda head: _ok(b"x"))
+    async with server as base:
+        conn = _conn()
+        first, second = await asyncio.gather(_get(conn, f"{base}/1"), _get(conn, f"{base}/2"))
+        assert (first.content, second.content) == (b"x", b"x")
+        server.answer = lambda head: b""  # the first never gets an answer
+        slow = asyncio.create_task(_get(conn, f"{base}/slow", timeout=1.0))
+        await asyncio.sleep(0.05)
+        request = httpx.Request(
+            "GET", f"{base}/3", extensions={"timeout": httpx.Timeout(5, pool=0.1).as_dict()}
+        )
+        with pytest.raises(httpx.PoolTimeout):
+            await conn.handle_async_request(request)
+        with pytest.raises(httpx.ReadTimeout):
+            await slow
+        await conn.aclose()
+    assert server.connections == 1
