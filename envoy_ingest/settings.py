@@ -138,6 +138,8 @@ class GatewaySettings(_Section):
 
 class FileSettings(_Section):
     directory: Path = Path("./data")
+    # fsync a day file at most this often (seconds); 0: at every batch.
+    fsync_interval: float = Field(default=1.0, ge=0)
 
 
 class StdoutSettings(_Section):

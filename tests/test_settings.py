@@ -136,6 +136,10 @@ def test_secret_files_are_read_and_stripped(tmp_path: Path) -> None:
             '[[gateways]]\nhost = "h"\n[energy]\nstate_flush_interval = -1\n',
             "energy.state_flush_interval: Input should be greater than or equal to 0",
         ),
+        (
+            '[[gateways]]\nhost = "h"\n[file]\nfsync_interval = -0.5\n',
+            "file.fsync_interval: Input should be greater than or equal to 0",
+        ),
         ("[[gateways]\n", "not valid TOML"),
     ],
 )

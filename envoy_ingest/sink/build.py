@@ -32,7 +32,12 @@ def build_sink(settings: Settings, status: StatusBoard | None = None) -> Sink:
     """
     main: Sink
     if settings.influxdb is None:
-        main = FileSink(settings.file.directory, settings.spool.memory_max_points, status=status)
+        main = FileSink(
+            settings.file.directory,
+            settings.spool.memory_max_points,
+            fsync_interval=settings.file.fsync_interval,
+            status=status,
+        )
     else:
         # Only here: the file sink's worker never loads sqlite3 (about 1 MB).
         from envoy_ingest.sink.delivery import SpooledDelivery

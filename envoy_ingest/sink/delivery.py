@@ -165,6 +165,7 @@ class SpooledDelivery:
                     await self._task
             self._task = None
         await self.writer.aclose()
+        self._appender.close()
         self.spool.close()
 
     # --- state --------------------------------------------------------------

@@ -2,9 +2,12 @@
 
 The embedded default when no ``[influxdb]`` table is configured. The day is
 the point's own time (UTC), so a late report lands in the file of the day it
-describes. Each batch is appended as whole lines and fsynced before
-:meth:`FileSink.submit` returns (see :mod:`envoy_ingest.sink._append`). The
-files import into InfluxDB later, unchanged::
+describes. Each batch is appended as whole lines before :meth:`FileSink.submit`
+returns (so a crash of the worker loses nothing), and fsynced then or, when the
+file was fsynced less than ``fsync_interval`` seconds ago (a fleet), by a
+deferred sync at most that long after the last (see
+:mod:`envoy_ingest.sink._append`); :meth:`FileSink.close` fsyncs what is
+pending. The files import into InfluxDB later, unchanged::
 
     influx write --bucket solar --precision s --file data/2026-11-23.lp
 
@@ -19,7 +22,8 @@ it held (oldest first, per day file) as soon as it can; see
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,7 +56,9 @@ class FileSink(ImmediateSink):
         directory: Path,
         memory_max_points: int = 200_000,
         *,
+        fsync_interval: float = 1.0,
         status: StatusBoard | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.directory = Path(directory)
         self.points_written = 0
@@ -60,7 +66,7 @@ class FileSink(ImmediateSink):
         self.memory_max_points = memory_max_points
         self.degraded = Degraded("file", status)
         self._held: dict[Path, list[str]] = {}  # day file -> lines (no newline) not yet written
-        self._appender = LineAppender()
+        self._appender = LineAppender(fsync_interval, clock=clock, on_sync_error=self._sync_failed)
         self._days: dict[int, Path] = {}  # UTC day number (time // DAY) -> its day file
 
     def _day_file(self, time: int) -> Path:
@@ -101,7 +107,8 @@ class FileSink(ImmediateSink):
             del self._held[path]
             self.points_written += len(lines)
         if failure is None:
-            self.degraded.leave(f"writing {self.directory} again")
+            if not self._appender.sync_failing:
+                self.degraded.leave(f"writing {self.directory} again")
             return
         self.degraded.enter(
             failure,
@@ -111,6 +118,11 @@ class FileSink(ImmediateSink):
         )
         self._bound()
         self.degraded.summary(self.held_points)
+
+    def _sync_failed(self, path: Path, exc: OSError) -> None:
+        """A deferred fsync failed: degraded until an fsync succeeds again."""
+        failure = SinkError(f"cannot fsync {path}: {exc.strerror or exc} (check file.directory)")
+        self.degraded.enter(failure, f"{failure}; lines written since its last fsync may be lost")
 
     def _bound(self) -> None:
         """Drop the oldest held lines beyond ``memory_max_points``, counted."""
@@ -130,6 +142,7 @@ class FileSink(ImmediateSink):
     async def close(self) -> None:
         if self._held:
             self.submit([])
+        self._appender.close()  # fsyncs what is pending
         lost = self.held_points
         if lost:
             log.error(
