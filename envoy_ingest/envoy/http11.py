@@ -375,14 +375,7 @@ async def _read_head(
 ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bool]:
     """Status, reason, headers and whether the connection may be kept."""
     while True:
-        end = stream.buffer.find(b"\r\n\r\n")
-        while end < 0:
-            if len(stream.buffer) > MAX_HEAD:
-                raise httpx.RemoteProtocolError("the answer's head is too large", request=request)
-            await _wait(stream, request, timeout)
-            end = stream.buffer.find(b"\r\n\r\n")
-        head = bytes(stream.buffer[:end])
-        del stream.buffer[: end + 4]
+        head = await _read_until(stream, request, b"\r\n\r\n", timeout, "the answer's head")
         status_line, *header_lines = head.split(b"\r\n")
         version, _, rest = status_line.partition(b" ")
         code, _, reason = rest.partition(b" ")
@@ -458,16 +451,27 @@ async def _read_exactly(
     return body
 
 
-async def _read_line(stream: _Stream, request: httpx.Request, timeout: float | None) -> bytes:  # noqa: ASYNC109
-    end = stream.buffer.find(b"\r\n")
+async def _read_until(
+    stream: _Stream,
+    request: httpx.Request,
+    end_mark: bytes,
+    timeout: float | None,  # noqa: ASYNC109
+    what: str,
+) -> bytes:
+    """The bytes before ``end_mark`` (taken off the buffer with it); at most MAX_HEAD."""
+    end = stream.buffer.find(end_mark)
     while end < 0:
         if len(stream.buffer) > MAX_HEAD:
-            raise httpx.RemoteProtocolError("a chunk header is too large", request=request)
+            raise httpx.RemoteProtocolError(f"{what} is too large", request=request)
         await _wait(stream, request, timeout)
-        end = stream.buffer.find(b"\r\n")
-    line = bytes(stream.buffer[:end])
-    del stream.buffer[: end + 2]
-    return line
+        end = stream.buffer.find(end_mark)
+    data = bytes(stream.buffer[:end])
+    del stream.buffer[: end + len(end_mark)]
+    return data
+
+
+async def _read_line(stream: _Stream, request: httpx.Request, timeout: float | None) -> bytes:  # noqa: ASYNC109
+    return await _read_until(stream, request, b"\r\n", timeout, "a chunk header")
 
 
 async def _read_chunked(stream: _Stream, request: httpx.Request, timeout: float | None) -> bytes:  # noqa: ASYNC109
