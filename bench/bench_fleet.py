@@ -185,6 +185,7 @@ def pyenphase_cpu_ms(sets: list[Path], updates: int = 30) -> float:
                 c0 = time.thread_time()
                 await envoy.update()
                 samples.append((time.thread_time() - c0) * 1000)
+            await envoy.close()
             return samples
 
         return statistics.median(asyncio.run(measure()))
