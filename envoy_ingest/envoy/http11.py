@@ -212,9 +212,9 @@ class GatewayConnection(httpx.AsyncBaseTransport):
         stream = self._stream
         reused = (
             stream is not None
-            and stream.usable
             and origin == self._origin
             and time.monotonic() - self._idle_since < self.keepalive_expiry
+            and stream.usable  # last: it polls the socket
         )
         if not reused:
             self._drop()

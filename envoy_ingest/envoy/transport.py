@@ -34,7 +34,7 @@ import httpx
 
 from envoy_ingest import __version__
 from envoy_ingest.backoff import Backoff
-from envoy_ingest.envoy.http11 import GatewayConnection, fingerprint
+from envoy_ingest.envoy.http11 import GatewayConnection
 from envoy_ingest.errors import (
     CertificateMismatch,
     GatewayResponseError,
@@ -42,8 +42,6 @@ from envoy_ingest.errors import (
 )
 from envoy_ingest.service.logging import install_header_redaction
 from envoy_ingest.settings import GatewaySettings
-
-__all__ = ["fingerprint"]
 
 log = logging.getLogger(__name__)
 
