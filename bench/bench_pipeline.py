@@ -112,7 +112,7 @@ def run(rec: Recorded, polls: int, directory: Path) -> dict[Kind, list[float]]:
             t2 = time.process_time()
             # GatewayPoller.poll from here on, after the fetch.
             kept = poller._plausible(job, points)
-            tagged = poller._tag(poller._energy(kept))
+            tagged = poller._energy(kept, poller._gateway_tags())  # tagged there
             if tagged:
                 sink.submit(tagged)
             t3 = time.process_time()
