@@ -61,12 +61,24 @@ def is_counter(name: str) -> bool:
     return name == "lifetime_wh" or name.endswith("_lifetime_wh")
 
 
-def _has_counter(fields: Mapping[str, FieldValue]) -> bool:
-    # any(is_counter(...)) without a generator and a call per field: it runs for every point
-    for name in fields:  # noqa: SIM110
-        if name == "lifetime_wh" or name.endswith("_lifetime_wh"):
-            return True
-    return False
+# Per set of field names (in the point's order): its power fields (``*_w``) and
+# its lifetime counters (:func:`is_counter`). The data contract's few dozen
+# sets, shared by a fleet's gateways; bounded, emptied when full.
+_Plan = tuple[tuple[str, ...], tuple[str, ...]]
+_PLANS: dict[tuple[str, ...], _Plan] = {}
+_PLANS_KEPT = 1024
+
+
+def _plan(fields: Mapping[str, FieldValue]) -> _Plan:
+    names = tuple(fields)
+    plan = _PLANS.get(names)
+    if plan is None:
+        power = tuple(k for k in names if k.endswith("_w"))
+        counters = tuple(k for k in names if is_counter(k))
+        if len(_PLANS) >= _PLANS_KEPT:
+            _PLANS.clear()
+        plan = _PLANS[names] = (power, counters)
+    return plan
 
 
 def _signed(p: Point, name: str) -> bool:
@@ -82,19 +94,15 @@ def _group(p: Point) -> str:
     return sys.intern(f"{p.measurement},{tags}") if tags else p.measurement
 
 
-def _scan(fields: Mapping[str, FieldValue]) -> tuple[float, list[tuple[str, float]]]:
-    """In one pass over a point's fields: the highest power (W) it reports, of any
-    sign, and its lifetime counters (:func:`is_counter`) with float values, in order."""
+def _scan(fields: Mapping[str, FieldValue], plan: _Plan) -> tuple[float, list[tuple[str, float]]]:
+    """The highest power (W) a point reports, of any sign, and its lifetime
+    counters (:func:`is_counter`) with float values, in order (``plan``: :func:`_plan`)."""
     power = 0.0
-    counters: list[tuple[str, float]] = []
-    for k, v in fields.items():
-        if not isinstance(v, float):
-            continue
-        if k.endswith("_w"):
-            if v == v and abs(v) > power:
-                power = abs(v)
-        elif k == "lifetime_wh" or k.endswith("_lifetime_wh"):
-            counters.append((k, v))
+    for k in plan[0]:
+        v = fields[k]
+        if isinstance(v, float) and v == v and abs(v) > power:
+            power = abs(v)
+    counters = [(k, v) for k in plan[1] if isinstance(v := fields[k], float)]
     return power, counters
 
 
@@ -132,10 +140,11 @@ class EnergyStage:
         urgent = touched = False
         for p in points:
             tags = ({**p.tags, **extra} if p.tags else extra) if extra else p.tags
-            if p.measurement not in DAY_FIELDS and not _has_counter(p.fields):
+            plan = _plan(p.fields)
+            if not plan[1] and p.measurement not in DAY_FIELDS:
                 out.append(Point(p.measurement, p.fields, p.time, tags) if extra else p)
                 continue
-            fields, new_events, decided = self._point(p)
+            fields, new_events, decided = self._point(p, plan)
             if new_events:
                 events += new_events
             urgent = urgent or decided
@@ -145,12 +154,12 @@ class EnergyStage:
             self.store.changed(urgent=urgent)
         return out, _merged(events, extra or {}) if events else []
 
-    def _point(self, p: Point) -> tuple[dict[str, FieldValue], list[Point], bool]:
+    def _point(self, p: Point, plan: _Plan) -> tuple[dict[str, FieldValue], list[Point], bool]:
         state = self.store.state
         group = _group(p)
         # The highest power grows at most twofold per point: one absurd power
         # reading cannot open the bound for an absurd counter.
-        power, counters = _scan(p.fields)
+        power, counters = _scan(p.fields, plan)
         seen = state.peaks.get(group, 0.0)
         peak = max(seen, min(power, 2 * max(seen, MIN_RATE_W)))
         state.peaks[group] = peak
