@@ -17,6 +17,7 @@ for each set and over all sets.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import statistics
 import sys
@@ -77,6 +78,15 @@ def _normalizer(job: Kind) -> Any:
     return normalize.totals if job == "totals" else normalize.devices
 
 
+def after_fetch(poller: GatewayPoller, job: Kind, points: list[Any]) -> list[Any]:
+    """GatewayPoller.poll from the fetch on: time check, energy stage, tags."""
+    kept = poller._plausible(job, points)
+    if hasattr(poller, "_gateway_tags"):
+        return poller._energy(kept, poller._gateway_tags())  # tagged there
+    # Before the energy stage tagged the points (to measure older trees the same way).
+    return poller._tag(poller._energy(kept))  # type: ignore[call-arg]
+
+
 def run(rec: Recorded, polls: int, directory: Path) -> dict[Kind, list[float]]:
     """CPU seconds of each totals and devices poll of ``polls`` simulated minutes."""
     now = [float(T0)]
@@ -110,9 +120,7 @@ def run(rec: Recorded, polls: int, directory: Path) -> dict[Kind, list[float]]:
                 for p in points
             ]
             t2 = time.process_time()
-            # GatewayPoller.poll from here on, after the fetch.
-            kept = poller._plausible(job, points)
-            tagged = poller._energy(kept, poller._gateway_tags())  # tagged there
+            tagged = after_fetch(poller, job, points)
             if tagged:
                 sink.submit(tagged)
             t3 = time.process_time()
@@ -120,11 +128,68 @@ def run(rec: Recorded, polls: int, directory: Path) -> dict[Kind, list[float]]:
     return cpu
 
 
+async def run_fleet(
+    recorded: list[Recorded], gateways: int, minutes: int, directory: Path
+) -> float:
+    """CPU seconds per gateway-minute of ``gateways`` gateways (the recorded sets
+    in turn) polled round robin, as a worker's fleet is: every gateway's totals
+    each minute, its devices every fifth (spread over the minutes), one file
+    sink for all, in an event loop (so the sink fsyncs as the worker's does).
+    Between two polls of a gateway every other gateway is polled: its state and
+    its strings are no longer in the CPU's caches."""
+    now = [float(T0)]
+    sink = FileSink(directory / "data")
+    fleet = []
+    for i in range(gateways):
+        rec = recorded[i % len(recorded)]
+        serial = f"{rec.serial}{i:05d}"
+        settings = GatewaySettings(
+            host="127.0.0.1", name=f"site {i}", serial=serial, timezone="Europe/Berlin"
+        )
+        poller = GatewayPoller(
+            settings,
+            _Client(),  # type: ignore[arg-type]
+            sink,
+            clock=lambda: now[0],
+            state_dir=directory,
+        )
+        store = EnergyStore(
+            state_path(directory, serial), flush_interval=300.0, clock=lambda: now[0]
+        )
+        poller.energy = EnergyStage(store, settings.zone, label=settings.label)
+        fleet.append((rec, poller))
+    cpu = 0.0
+    for k in range(minutes):
+        now[0] = T0 + 60.0 * k
+        for i, (rec, poller) in enumerate(fleet):
+            for job in ("totals", "devices") if (k + i) % 5 == 0 else ("totals",):
+                shift = T0 + 60 * k - rec.first[job]
+                t0 = time.process_time()
+                points = _normalizer(job)(rec.snaps[job], rec.caps, int(now[0]))
+                t1 = time.process_time()
+                points = [
+                    p if p.time == int(now[0]) else dataclasses.replace(p, time=p.time + shift)
+                    for p in points
+                ]
+                t2 = time.process_time()
+                tagged = after_fetch(poller, job, points)
+                if tagged:
+                    sink.submit(tagged)
+                cpu += (t1 - t0) + (time.process_time() - t2)
+        await asyncio.sleep(0)  # the sink's deferred fsync runs when due
+    await sink.close()
+    return cpu / (gateways * minutes)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--polls", type=int, default=200, help="simulated minutes per set")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--sets", default="", help="comma-separated set names (default: all)")
+    parser.add_argument(
+        "--fleet", type=int, default=0, help="also: this many gateways polled round robin"
+    )
+    parser.add_argument("--fleet-minutes", type=int, default=20)
     args = parser.parse_args()
     names = args.sets.split(",") if args.sets else fixture_sets()
     recorded = [r for n in names if (r := load(n)) is not None]
@@ -157,6 +222,18 @@ def main() -> None:
     print(f"  {'all sets (mean per poll)':40} {overall['totals']:8.0f} {overall['devices']:8.0f}")
     per_minute = overall["totals"] + overall["devices"] / 5
     print(f"  per gateway-minute (a totals poll + a fifth of a devices poll): {per_minute:.0f} us")
+    if args.fleet:
+        fleet = []
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory() as tmp:
+                fleet.append(
+                    asyncio.run(run_fleet(recorded, args.fleet, args.fleet_minutes, Path(tmp)))
+                )
+        print(
+            f"  cold caches: {args.fleet} gateways polled round robin for {args.fleet_minutes} "
+            f"minutes: {statistics.median(fleet) * 1e6:.0f} us per gateway-minute "
+            f"(median of {args.repeat})"
+        )
 
 
 if __name__ == "__main__":
