@@ -120,6 +120,10 @@ def path(value: Any, *keys: str | int) -> Any:
 def put(fields: dict[str, Any], name: str, value: Any, divisor: float = 1.0) -> None:
     """Set a float field when ``value`` reads as a number (``divisor`` converts
     units, e.g. mV -> V); leave it out otherwise."""
+    if type(value) is float:  # number()'s common case, without its call
+        if math.isfinite(value):
+            fields[name] = value / divisor if divisor != 1.0 else value
+        return
     n = number(value)
     if n is not None:
         fields[name] = n / divisor if divisor != 1.0 else n

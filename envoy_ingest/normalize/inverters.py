@@ -78,12 +78,15 @@ def inverter_points(snapshot: Snapshot, caps: Capabilities, now: int) -> list[Po
     points: list[Point] = []
     for s in [*readings, *(s for s in status if s not in readings)]:
         fields, reading_time = readings.get(s, ({}, None))
-        fields = {**fields, **status_fields(status.get(s, {}))}
-        times = [
-            t for t in (reading_time, report_time(status.get(s, {}).get("last_rpt_date"))) if t
-        ]
+        device = status.get(s)
+        status_time = None
+        if device is not None:
+            fields = {**fields, **status_fields(device)}
+            status_time = report_time(device.get("last_rpt_date"))
         if fields:
-            points.append(Point("enphase_inverter", fields, max(times, default=now), {"serial": s}))
+            # the later of the two report times; ``now`` when neither says
+            time = max(reading_time or 0, status_time or 0) or now
+            points.append(Point("enphase_inverter", fields, time, {"serial": s}))
     return points
 
 

@@ -105,7 +105,10 @@ def encode_point(point: Point) -> str | None:
         for k, prefix in _TAG_PLANS.get(names) or _plan(_TAG_PLANS, names, ","):
             v = tags[k]
             if v != "":
-                head += prefix + _key(v)
+                # _key(v), inline: a call per tag costs more than the rare escape
+                if "," in v or "=" in v or " " in v or "\n" in v:
+                    v = v.translate(_KEY_ESCAPES)
+                head += prefix + v
     return f"{head} {','.join(fields)} {point.time}"
 
 
