@@ -78,22 +78,11 @@ def _normalizer(job: Kind) -> Any:
     return normalize.totals if job == "totals" else normalize.devices
 
 
-def after_fetch(poller: GatewayPoller, job: Kind, points: list[Any]) -> list[Any]:
-    """GatewayPoller.poll from the fetch on: time check, energy stage, tags."""
-    kept = poller._plausible(job, points)
-    if hasattr(poller, "_gateway_tags"):
-        return poller._energy(kept, poller._gateway_tags())  # tagged there
-    # Before the energy stage tagged the points (to measure older trees the same way).
-    return poller._tag(poller._energy(kept))  # type: ignore[call-arg]
-
-
-def run(rec: Recorded, polls: int, directory: Path) -> dict[Kind, list[float]]:
-    """CPU seconds of each totals and devices poll of ``polls`` simulated minutes."""
-    now = [float(T0)]
-    settings = GatewaySettings(
-        host="127.0.0.1", name="bench", serial=rec.serial, timezone="Europe/Berlin"
-    )
-    sink = FileSink(directory / "data")
+def gateway(
+    rec: Recorded, serial: str, name: str, directory: Path, sink: FileSink, now: list[float]
+) -> GatewayPoller:
+    """A poller of the recorded set ``rec`` (as ``serial``), its clock ``now[0]``."""
+    settings = GatewaySettings(host="127.0.0.1", name=name, serial=serial, timezone="Europe/Berlin")
     poller = GatewayPoller(
         settings,
         _Client(),  # type: ignore[arg-type]
@@ -101,30 +90,42 @@ def run(rec: Recorded, polls: int, directory: Path) -> dict[Kind, list[float]]:
         clock=lambda: now[0],
         state_dir=directory,
     )
-    store = EnergyStore(
-        state_path(directory, rec.serial), flush_interval=300.0, clock=lambda: now[0]
-    )
-    poller.energy = EnergyStage(store, settings.zone, label="bench")
+    store = EnergyStore(state_path(directory, serial), flush_interval=300.0, clock=lambda: now[0])
+    poller.energy = EnergyStage(store, settings.zone, label=settings.label)
+    return poller
+
+
+def poll(rec: Recorded, poller: GatewayPoller, job: Kind, k: int) -> float:
+    """One poll of minute ``k`` after the fetch; its CPU seconds."""
+    now = T0 + 60 * k
+    shift = now - rec.first[job]
+    t0 = time.process_time()
+    points = _normalizer(job)(rec.snaps[job], rec.caps, now)
+    t1 = time.process_time()
+    # Not measured: the recorded answer made into this minute's answer.
+    # Points at ``now`` (no report time in the answer) stay there.
+    points = [p if p.time == now else dataclasses.replace(p, time=p.time + shift) for p in points]
+    t2 = time.process_time()
+    # GatewayPoller.poll from here on: time check, energy stage, tags, sink.
+    kept = poller._plausible(job, points)
+    if hasattr(poller, "_gateway_tags"):
+        tagged = poller._energy(kept, poller._gateway_tags())  # tagged there
+    else:  # before the energy stage tagged the points (to measure older trees the same way)
+        tagged = poller._tag(poller._energy(kept))  # type: ignore[call-arg]
+    if tagged:
+        poller.sink.submit(tagged)
+    return (t1 - t0) + (time.process_time() - t2)
+
+
+def run(rec: Recorded, polls: int, directory: Path) -> dict[Kind, list[float]]:
+    """CPU seconds of each totals and devices poll of ``polls`` simulated minutes."""
+    now = [float(T0)]
+    poller = gateway(rec, rec.serial, "bench", directory, FileSink(directory / "data"), now)
     cpu: dict[Kind, list[float]] = {"totals": [], "devices": []}
     for k in range(polls):
         now[0] = T0 + 60.0 * k
         for job in ("totals", "devices") if k % 5 == 0 else ("totals",):
-            shift = T0 + 60 * k - rec.first[job]
-            t0 = time.process_time()
-            points = _normalizer(job)(rec.snaps[job], rec.caps, int(now[0]))
-            t1 = time.process_time()
-            # Not measured: the recorded answer made into this minute's answer.
-            # Points at ``now`` (no report time in the answer) stay there.
-            points = [
-                p if p.time == int(now[0]) else dataclasses.replace(p, time=p.time + shift)
-                for p in points
-            ]
-            t2 = time.process_time()
-            tagged = after_fetch(poller, job, points)
-            if tagged:
-                sink.submit(tagged)
-            t3 = time.process_time()
-            cpu[job].append((t1 - t0) + (t3 - t2))
+            cpu[job].append(poll(rec, poller, job, k))
     return cpu
 
 
@@ -139,43 +140,17 @@ async def run_fleet(
     its strings are no longer in the CPU's caches."""
     now = [float(T0)]
     sink = FileSink(directory / "data")
-    fleet = []
-    for i in range(gateways):
-        rec = recorded[i % len(recorded)]
-        serial = f"{rec.serial}{i:05d}"
-        settings = GatewaySettings(
-            host="127.0.0.1", name=f"site {i}", serial=serial, timezone="Europe/Berlin"
-        )
-        poller = GatewayPoller(
-            settings,
-            _Client(),  # type: ignore[arg-type]
-            sink,
-            clock=lambda: now[0],
-            state_dir=directory,
-        )
-        store = EnergyStore(
-            state_path(directory, serial), flush_interval=300.0, clock=lambda: now[0]
-        )
-        poller.energy = EnergyStage(store, settings.zone, label=settings.label)
-        fleet.append((rec, poller))
+    fleet = [
+        (rec, gateway(rec, f"{rec.serial}{i:05d}", f"site {i}", directory, sink, now))
+        for i in range(gateways)
+        for rec in [recorded[i % len(recorded)]]
+    ]
     cpu = 0.0
     for k in range(minutes):
         now[0] = T0 + 60.0 * k
         for i, (rec, poller) in enumerate(fleet):
             for job in ("totals", "devices") if (k + i) % 5 == 0 else ("totals",):
-                shift = T0 + 60 * k - rec.first[job]
-                t0 = time.process_time()
-                points = _normalizer(job)(rec.snaps[job], rec.caps, int(now[0]))
-                t1 = time.process_time()
-                points = [
-                    p if p.time == int(now[0]) else dataclasses.replace(p, time=p.time + shift)
-                    for p in points
-                ]
-                t2 = time.process_time()
-                tagged = after_fetch(poller, job, points)
-                if tagged:
-                    sink.submit(tagged)
-                cpu += (t1 - t0) + (time.process_time() - t2)
+                cpu += poll(rec, poller, job, k)
         await asyncio.sleep(0)  # the sink's deferred fsync runs when due
     await sink.close()
     return cpu / (gateways * minutes)
