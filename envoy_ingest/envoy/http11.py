@@ -20,6 +20,12 @@ use:
   (a connection dropped without an answer), ``PoolTimeout``;
 - a request that ends any other way (cancelled, timed out) closes its
   connection, so the next one starts clean: nothing is left half-read.
+
+Its core, :meth:`GatewayConnection.request`, takes a request head already
+encoded and returns a :class:`Reply` (status, headers, body): what a plain
+``GET`` needs, without building an ``httpx.Request`` and ``httpx.Response``
+(with their headers) for each (transport.py prepares the heads). The httpx
+interface, for auth flows (digest) and other callers, is a thin layer on it.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import select
 import socket
 import ssl
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -40,6 +47,13 @@ from envoy_ingest.errors import CertificateMismatch
 MAX_HEAD = 64 * 1024
 MAX_BODY = 32 * 1024 * 1024
 DEFAULT_PORTS = {"http": 80, "https": 443}
+
+Origin = tuple[str, str, int]  # scheme, host, port
+Timeouts = Mapping[str, float | None]  # httpx's "timeout" extension: connect, read, write, pool
+
+
+def origin_of(url: httpx.URL) -> Origin:
+    return (url.scheme, url.host, url.port or DEFAULT_PORTS.get(url.scheme, 80))
 
 
 def fingerprint(der: bytes) -> str:
@@ -69,23 +83,24 @@ class _Stream:
         self.error: OSError | None = None
 
     def _read_ready(self) -> bool:
-        """Take what has arrived; True if any bytes (or the end) came."""
-        got = False
-        while True:
-            try:
-                n = self.sock.recv_into(_SCRATCH_VIEW)
-            except _WOULD_BLOCK:
-                return got
-            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                n = 0  # close_notify, or a close without it: the end either way
-            except OSError as exc:
-                self.error, self.eof = exc, True
-                return True
-            if n == 0:
-                self.eof = True
-                return True
-            self.buffer += _SCRATCH_VIEW[:n]
-            self.answered = got = True
+        """Take what has arrived (one read: the caller asks again if it needs more;
+        reading on to "would block" costs a system call per wait); True if any
+        bytes (or the end) came."""
+        try:
+            n = self.sock.recv_into(_SCRATCH_VIEW)
+        except _WOULD_BLOCK:
+            return False
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            n = 0  # close_notify, or a close without it: the end either way
+        except OSError as exc:
+            self.error, self.eof = exc, True
+            return True
+        if n == 0:
+            self.eof = True
+            return True
+        self.buffer += _SCRATCH_VIEW[:n]
+        self.answered = True
+        return True
 
     async def more(self, timeout: float | None) -> bool:  # noqa: ASYNC109
         """Wait for more bytes or the end; False if ``timeout`` passed first."""
@@ -153,6 +168,74 @@ def _settle(waiter: asyncio.Future[bool], value: bool) -> None:
         waiter.set_result(value)
 
 
+class Reply:
+    """An answer read whole: what the client reads of it, as httpx.Response has it
+    (``status_code``, ``reason_phrase``, ``headers.get``, ``content``, ``text``).
+
+    ``headers`` maps lowercase names to values (repeated headers joined by ", ",
+    as ``httpx.Headers`` does); ``content`` is decoded when the gateway used a
+    ``Content-Encoding``.
+    """
+
+    __slots__ = ("_headers", "content", "raw_headers", "reason", "status_code")
+
+    def __init__(
+        self,
+        status_code: int,
+        reason: bytes,
+        raw_headers: list[tuple[bytes, bytes]],
+        content: bytes,
+    ) -> None:
+        self.status_code = status_code
+        self.reason = reason
+        self.raw_headers = raw_headers
+        self.content = content
+        self._headers: dict[str, str] | None = None
+
+    @property
+    def reason_phrase(self) -> str:
+        return self.reason.decode("ascii", errors="ignore")  # as httpx.Response's
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        if self._headers is None:
+            self._headers = _header_dict(self.raw_headers)
+        return self._headers
+
+    @property
+    def text(self) -> str:
+        """The body as text, by httpx's rules (the charset, else UTF-8): for the rare
+        answer that is not JSON (``/info``)."""
+        return self.to_httpx().text
+
+    def to_httpx(self, request: httpx.Request | None = None) -> httpx.Response:
+        response = httpx.Response(
+            self.status_code,
+            headers=self.raw_headers,
+            stream=httpx.ByteStream(self.content),
+            request=request,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": self.reason},
+        )
+        # Already whole and decoded: no decoding pass (a quarter of building a
+        # response). Were httpx to name it otherwise, aread() reads the stream.
+        response._content = self.content
+        return response
+
+    def __repr__(self) -> str:
+        return f"<Reply [{self.status_code} {self.reason_phrase}]>"
+
+
+def _header_dict(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    try:
+        for name, value in raw:
+            key, text = name.decode("ascii").lower(), value.decode("ascii")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    except UnicodeDecodeError:  # httpx's fallbacks (UTF-8, then Latin-1) for all of them
+        return dict(httpx.Headers(raw).items())
+    return headers
+
+
 class GatewayConnection(httpx.AsyncBaseTransport):
     """One keep-alive HTTP/1.1 connection to one gateway (see the module's doc)."""
 
@@ -170,27 +253,42 @@ class GatewayConnection(httpx.AsyncBaseTransport):
         self.keepalive_expiry = keepalive_expiry
         self.connections_opened = 0
         self._stream: _Stream | None = None
-        self._origin: tuple[str, str, int] | None = None
+        self._origin: Origin | None = None
         self._idle_since = 0.0
         self._lock = asyncio.Lock()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        """The httpx interface: :meth:`request` for an ``httpx.Request``."""
+        head = request_head(request) + _body(request)
+        timeouts: Timeouts = request.extensions.get("timeout", {})
+        try:
+            reply = await self.request(
+                origin_of(request.url), head, timeouts, method=request.method
+            )
+        except httpx.RequestError as exc:
+            exc.request = request
+            raise
+        return reply.to_httpx(request)
+
+    async def request(
+        self, origin: Origin, head: bytes, timeouts: Timeouts, *, method: str = "GET"
+    ) -> Reply:
+        """Send ``head`` (a whole request: request line, headers, blank line, body)
+        to ``origin``, on the kept connection if it is still good, and read the
+        answer. ``timeouts``: httpx's ``connect``, ``read``, ``write``, ``pool``."""
         if self._lock.locked():
             try:
                 async with asyncio.timeout(timeouts.get("pool")):
                     await self._lock.acquire()
             except TimeoutError:
-                raise httpx.PoolTimeout(
-                    "the gateway's connection stayed busy", request=request
-                ) from None
+                raise httpx.PoolTimeout("the gateway's connection stayed busy") from None
         else:
             await self._lock.acquire()
         done = False
         try:
-            response = await self._exchange(request, timeouts)
+            reply = await self._exchange(origin, head, timeouts, method)
             done = True
-            return response
+            return reply
         finally:
             if not done:
                 self._drop()
@@ -205,10 +303,8 @@ class GatewayConnection(httpx.AsyncBaseTransport):
             self._stream = None
 
     async def _exchange(
-        self, request: httpx.Request, timeouts: dict[str, float | None]
-    ) -> httpx.Response:
-        url = request.url
-        origin = (url.scheme, url.host, url.port or DEFAULT_PORTS.get(url.scheme, 80))
+        self, origin: Origin, head: bytes, timeouts: Timeouts, method: str
+    ) -> Reply:
         stream = self._stream
         reused = (
             stream is not None
@@ -218,46 +314,28 @@ class GatewayConnection(httpx.AsyncBaseTransport):
         )
         if not reused:
             self._drop()
-            stream = self._stream = await self._connect(request, origin, timeouts.get("connect"))
+            stream = self._stream = await self._connect(origin, timeouts.get("connect"))
             self._origin = origin
         assert stream is not None
         stream.answered = False
         try:
-            await stream.send(_head(request) + _body(request), timeouts.get("write"))
+            await stream.send(head, timeouts.get("write"))
         except TimeoutError:
-            raise httpx.WriteTimeout("timed out", request=request) from None
+            raise httpx.WriteTimeout("timed out") from None
         except OSError as exc:
-            raise httpx.WriteError(str(exc) or type(exc).__name__, request=request) from None
-        status, reason, headers, keep = await _read_head(stream, request, timeouts.get("read"))
-        body = await _read_body(stream, request, status, headers, timeouts.get("read"))
+            raise httpx.WriteError(str(exc) or type(exc).__name__) from None
+        status, reason, headers, keep = await _read_head(stream, timeouts.get("read"))
+        body = await _read_body(stream, method, status, headers, timeouts.get("read"))
         if keep and not stream.buffer and not stream.eof:
             self._idle_since = time.monotonic()
             stream.buffer = bytearray()  # not the capacity of the largest answer so far
         else:
             self._drop()
-        extensions = {"http_version": b"HTTP/1.1", "reason_phrase": reason}
-        if _header(headers, b"content-encoding"):  # httpx decodes gzip and the like
-            return httpx.Response(
-                status, headers=headers, content=body, request=request, extensions=extensions
-            )
-        response = httpx.Response(
-            status,
-            headers=headers,
-            stream=httpx.ByteStream(body),
-            request=request,
-            extensions=extensions,
-        )
-        # Already whole and not encoded: no decoding pass (a quarter of building a
-        # response). Were httpx to name it otherwise, aread() reads the stream.
-        response._content = body
-        return response
+        if _header(headers, b"content-encoding"):  # gzip and the like: httpx decodes
+            body = httpx.Response(status, headers=headers, content=body).content
+        return Reply(status, reason, headers, body)
 
-    async def _connect(
-        self,
-        request: httpx.Request,
-        origin: tuple[str, str, int],
-        timeout: float | None,  # noqa: ASYNC109
-    ) -> _Stream:
+    async def _connect(self, origin: Origin, timeout: float | None) -> _Stream:  # noqa: ASYNC109
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
         try:
@@ -266,9 +344,9 @@ class GatewayConnection(httpx.AsyncBaseTransport):
                 if scheme == "https":
                     sock = await self._handshake(loop, sock, host)
         except TimeoutError:
-            raise httpx.ConnectTimeout("timed out", request=request) from None
+            raise httpx.ConnectTimeout("timed out") from None
         except OSError as exc:  # ssl.SSLError too
-            raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from None
+            raise httpx.ConnectError(str(exc) or type(exc).__name__) from None
         self.connections_opened += 1
         return _Stream(sock)
 
@@ -336,7 +414,8 @@ async def _open(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket
     raise error
 
 
-def _head(request: httpx.Request) -> bytes:
+def request_head(request: httpx.Request) -> bytes:
+    """The request line and headers of ``request``, as sent (with the blank line)."""
     lines = [b"%s %s HTTP/1.1" % (request.method.encode("ascii"), request.url.raw_path)]
     lines.extend(name + b": " + value for name, value in request.headers.raw)
     return b"\r\n".join(lines) + b"\r\n\r\n"
@@ -351,38 +430,35 @@ def _body(request: httpx.Request) -> bytes:
         ) from None
 
 
-async def _wait(stream: _Stream, request: httpx.Request, timeout: float | None) -> None:  # noqa: ASYNC109
+async def _wait(stream: _Stream, timeout: float | None) -> None:  # noqa: ASYNC109
     """More bytes, or an exception saying why there will be none."""
     if stream.eof:
-        _raise_closed(stream, request)
+        _raise_closed(stream)
     if not await stream.more(timeout):
-        raise httpx.ReadTimeout("timed out", request=request)
+        raise httpx.ReadTimeout("timed out")
     if stream.eof and not stream.buffer:
-        _raise_closed(stream, request)
+        _raise_closed(stream)
 
 
-def _raise_closed(stream: _Stream, request: httpx.Request) -> None:
+def _raise_closed(stream: _Stream) -> None:
     if stream.error is not None:
-        raise httpx.ReadError(str(stream.error) or type(stream.error).__name__, request=request)
+        raise httpx.ReadError(str(stream.error) or type(stream.error).__name__)
     what = "a complete response" if stream.answered else "a response"
-    raise httpx.RemoteProtocolError(f"Server disconnected without sending {what}.", request=request)
+    raise httpx.RemoteProtocolError(f"Server disconnected without sending {what}.")
 
 
 async def _read_head(
     stream: _Stream,
-    request: httpx.Request,
     timeout: float | None,  # noqa: ASYNC109
 ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bool]:
     """Status, reason, headers and whether the connection may be kept."""
     while True:
-        head = await _read_until(stream, request, b"\r\n\r\n", timeout, "the answer's head")
+        head = await _read_until(stream, b"\r\n\r\n", timeout, "the answer's head")
         status_line, *header_lines = head.split(b"\r\n")
         version, _, rest = status_line.partition(b" ")
         code, _, reason = rest.partition(b" ")
         if not version.startswith(b"HTTP/1.") or not code.isdigit() or len(code) != 3:
-            raise httpx.RemoteProtocolError(
-                f"not an HTTP/1.x status line: {status_line[:60]!r}", request=request
-            )
+            raise httpx.RemoteProtocolError(f"not an HTTP/1.x status line: {status_line[:60]!r}")
         status = int(code)
         if 100 <= status < 200:
             continue  # an interim answer (100 Continue): the real one follows
@@ -390,9 +466,7 @@ async def _read_head(
         for line in header_lines:
             name, sep, value = line.partition(b":")
             if not sep or not name or name != name.strip():
-                raise httpx.RemoteProtocolError(
-                    f"malformed header line: {line[:60]!r}", request=request
-                )
+                raise httpx.RemoteProtocolError(f"malformed header line: {line[:60]!r}")
             headers.append((name, value.strip()))
         connection = _header(headers, b"connection").lower()
         # HTTP/1.1 keeps the connection unless told not to; 1.0 only when told to.
@@ -409,43 +483,38 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes:
 
 async def _read_body(
     stream: _Stream,
-    request: httpx.Request,
+    method: str,
     status: int,
     headers: list[tuple[bytes, bytes]],
     timeout: float | None,  # noqa: ASYNC109
 ) -> bytes:
-    if request.method == "HEAD" or status in (204, 304):
+    if method == "HEAD" or status in (204, 304):
         return b""
     if b"chunked" in _header(headers, b"transfer-encoding").lower():
-        return await _read_chunked(stream, request, timeout)
+        return await _read_chunked(stream, timeout)
     length = _header(headers, b"content-length")
     if length:
         if not length.isdigit():
-            raise httpx.RemoteProtocolError(f"bad Content-Length {length!r}", request=request)
-        return await _read_exactly(stream, request, int(length), timeout)
+            raise httpx.RemoteProtocolError(f"bad Content-Length {length!r}")
+        return await _read_exactly(stream, int(length), timeout)
     # Neither: the body ends when the gateway closes the connection.
     while not stream.eof:
         if len(stream.buffer) > MAX_BODY:
-            raise httpx.RemoteProtocolError("the answer is too large", request=request)
+            raise httpx.RemoteProtocolError("the answer is too large")
         if not await stream.more(timeout):
-            raise httpx.ReadTimeout("timed out", request=request)
+            raise httpx.ReadTimeout("timed out")
     if stream.error is not None:
-        _raise_closed(stream, request)
+        _raise_closed(stream)
     body = bytes(stream.buffer)
     stream.buffer.clear()
     return body
 
 
-async def _read_exactly(
-    stream: _Stream,
-    request: httpx.Request,
-    n: int,
-    timeout: float | None,  # noqa: ASYNC109
-) -> bytes:
+async def _read_exactly(stream: _Stream, n: int, timeout: float | None) -> bytes:  # noqa: ASYNC109
     if n > MAX_BODY:
-        raise httpx.RemoteProtocolError("the answer is too large", request=request)
+        raise httpx.RemoteProtocolError("the answer is too large")
     while len(stream.buffer) < n:
-        await _wait(stream, request, timeout)
+        await _wait(stream, timeout)
     body = bytes(stream.buffer[:n])
     del stream.buffer[:n]
     return body
@@ -453,7 +522,6 @@ async def _read_exactly(
 
 async def _read_until(
     stream: _Stream,
-    request: httpx.Request,
     end_mark: bytes,
     timeout: float | None,  # noqa: ASYNC109
     what: str,
@@ -462,36 +530,34 @@ async def _read_until(
     end = stream.buffer.find(end_mark)
     while end < 0:
         if len(stream.buffer) > MAX_HEAD:
-            raise httpx.RemoteProtocolError(f"{what} is too large", request=request)
-        await _wait(stream, request, timeout)
+            raise httpx.RemoteProtocolError(f"{what} is too large")
+        await _wait(stream, timeout)
         end = stream.buffer.find(end_mark)
     data = bytes(stream.buffer[:end])
     del stream.buffer[: end + len(end_mark)]
     return data
 
 
-async def _read_line(stream: _Stream, request: httpx.Request, timeout: float | None) -> bytes:  # noqa: ASYNC109
-    return await _read_until(stream, request, b"\r\n", timeout, "a chunk header")
+async def _read_line(stream: _Stream, timeout: float | None) -> bytes:  # noqa: ASYNC109
+    return await _read_until(stream, b"\r\n", timeout, "a chunk header")
 
 
-async def _read_chunked(stream: _Stream, request: httpx.Request, timeout: float | None) -> bytes:  # noqa: ASYNC109
+async def _read_chunked(stream: _Stream, timeout: float | None) -> bytes:  # noqa: ASYNC109
     parts: list[bytes] = []
     total = 0
     while True:
-        size_text = (await _read_line(stream, request, timeout)).split(b";", 1)[0].strip()
+        size_text = (await _read_line(stream, timeout)).split(b";", 1)[0].strip()
         try:
             size = int(size_text, 16)
         except ValueError:
-            raise httpx.RemoteProtocolError(
-                f"bad chunk size {size_text[:20]!r}", request=request
-            ) from None
+            raise httpx.RemoteProtocolError(f"bad chunk size {size_text[:20]!r}") from None
         if size == 0:
-            while await _read_line(stream, request, timeout):  # trailers, then a blank line
+            while await _read_line(stream, timeout):  # trailers, then a blank line
                 pass
             return b"".join(parts)
         total += size
-        parts.append(await _read_exactly(stream, request, size, timeout))
+        parts.append(await _read_exactly(stream, size, timeout))
         if total > MAX_BODY:
-            raise httpx.RemoteProtocolError("the answer is too large", request=request)
-        if await _read_line(stream, request, timeout):
-            raise httpx.RemoteProtocolError("a chunk does not end with CRLF", request=request)
+            raise httpx.RemoteProtocolError("the answer is too large")
+        if await _read_line(stream, timeout):
+            raise httpx.RemoteProtocolError("a chunk does not end with CRLF")
