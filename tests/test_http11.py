@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from envoy_ingest.envoy import transport
-from envoy_ingest.envoy.http11 import MAX_BODY, GatewayConnection, Reply, request_head
+from envoy_ingest.envoy.http11 import GatewayConnection, Reply, request_head
+from envoy_ingest.envoy.wire import MAX_BODY
 from envoy_ingest.settings import GatewaySettings
 
 Answer = Callable[[bytes], bytes | None]  # request head -> raw answer (None: close)

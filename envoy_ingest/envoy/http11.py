@@ -13,8 +13,8 @@ use:
   gateway keeps it and it has been idle less than ``keepalive_expiry``;
 - TLS from the context it is given (the process shares one); a pinned
   certificate is checked right after the handshake, before a byte of HTTP;
-- answers read whole: ``Content-Length``, chunked, or until the gateway closes;
-  at most :data:`MAX_BODY` bytes;
+- answers read whole (:mod:`envoy_ingest.envoy.wire`): ``Content-Length``,
+  chunked, or until the gateway closes; at most ``wire.MAX_BODY`` bytes;
 - failures raised as httpx's own exceptions: ``ConnectError``,
   ``ConnectTimeout``, ``ReadTimeout``, ``ReadError``, ``RemoteProtocolError``
   (a connection dropped without an answer), ``PoolTimeout``;
@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
-import select
 import socket
 import ssl
 import time
@@ -42,10 +41,9 @@ from typing import Any
 
 import httpx
 
+from envoy_ingest.envoy.wire import Stream, find_header, read_body, read_head, ready
 from envoy_ingest.errors import CertificateMismatch
 
-MAX_HEAD = 64 * 1024
-MAX_BODY = 32 * 1024 * 1024
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Origin = tuple[str, str, int]  # scheme, host, port
@@ -59,113 +57,6 @@ def origin_of(url: httpx.URL) -> Origin:
 def fingerprint(der: bytes) -> str:
     """SHA-256 of a DER certificate as 64 lowercase hex digits."""
     return hashlib.sha256(der).hexdigest()
-
-
-# Every read lands here first, then only the bytes read are copied to the
-# connection's buffer: one event loop, so one scratch area serves every
-# connection (asyncio's own TLS transport keeps 256 KB per connection).
-_SCRATCH = bytearray(64 * 1024)
-_SCRATCH_VIEW = memoryview(_SCRATCH)
-_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
-
-
-class _Stream:
-    """One non-blocking socket (an ``SSLSocket`` for https: OpenSSL reads and
-    writes the socket itself) and the bytes read from it but not yet used."""
-
-    __slots__ = ("answered", "buffer", "eof", "error", "sock")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buffer = bytearray()
-        self.eof = False
-        self.answered = False  # a byte of the current answer has arrived
-        self.error: OSError | None = None
-
-    def _read_ready(self) -> bool:
-        """Take what has arrived (one read: the caller asks again if it needs more;
-        reading on to "would block" costs a system call per wait); True if any
-        bytes (or the end) came."""
-        try:
-            n = self.sock.recv_into(_SCRATCH_VIEW)
-        except _WOULD_BLOCK:
-            return False
-        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-            n = 0  # close_notify, or a close without it: the end either way
-        except OSError as exc:
-            self.error, self.eof = exc, True
-            return True
-        if n == 0:
-            self.eof = True
-            return True
-        self.buffer += _SCRATCH_VIEW[:n]
-        self.answered = True
-        return True
-
-    async def more(self, timeout: float | None) -> bool:  # noqa: ASYNC109
-        """Wait for more bytes or the end; False if ``timeout`` passed first."""
-        loop = asyncio.get_running_loop()
-        until = None if timeout is None else loop.time() + timeout
-        while not self._read_ready():
-            if not await _ready(loop, self.sock, until, write=False):
-                return False
-        return True
-
-    async def send(self, data: bytes, timeout: float | None) -> None:  # noqa: ASYNC109
-        loop = asyncio.get_running_loop()
-        until = None if timeout is None else loop.time() + timeout
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[self.sock.send(view) :]
-            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
-                if not await _ready(loop, self.sock, until, write=True):
-                    raise TimeoutError from None
-            except ssl.SSLWantReadError:
-                if not await _ready(loop, self.sock, until, write=False):
-                    raise TimeoutError from None
-
-    @property
-    def usable(self) -> bool:
-        """Open, and nothing arrived while idle but TLS housekeeping (session
-        tickets): fit for the next request."""
-        if self.eof or self.buffer or self.sock.fileno() < 0:
-            return False
-        poll = select.poll()
-        poll.register(self.sock, select.POLLIN)
-        if poll.poll(0):
-            self._read_ready()
-        return not self.eof and not self.buffer
-
-    def abort(self) -> None:
-        self.sock.close()
-
-
-async def _ready(
-    loop: asyncio.AbstractEventLoop, sock: socket.socket, until: float | None, *, write: bool
-) -> bool:
-    """Wait until ``sock`` is readable (writable); False if ``until`` passed first."""
-    waiter: asyncio.Future[bool] = loop.create_future()
-    fd = sock.fileno()
-    if write:
-        loop.add_writer(fd, _settle, waiter, True)
-    else:
-        loop.add_reader(fd, _settle, waiter, True)
-    timer = None if until is None else loop.call_at(until, _settle, waiter, False)
-    try:
-        return await waiter
-    finally:
-        if write:
-            loop.remove_writer(fd)
-        else:
-            loop.remove_reader(fd)
-        if timer is not None:
-            timer.cancel()
-
-
-def _settle(waiter: asyncio.Future[bool], value: bool) -> None:
-    if not waiter.done():
-        waiter.set_result(value)
 
 
 class Reply:
@@ -252,7 +143,7 @@ class GatewayConnection(httpx.AsyncBaseTransport):
         self.label = label
         self.keepalive_expiry = keepalive_expiry
         self.connections_opened = 0
-        self._stream: _Stream | None = None
+        self._stream: Stream | None = None
         self._origin: Origin | None = None
         self._idle_since = 0.0
         self._lock = asyncio.Lock()
@@ -324,18 +215,18 @@ class GatewayConnection(httpx.AsyncBaseTransport):
             raise httpx.WriteTimeout("timed out") from None
         except OSError as exc:
             raise httpx.WriteError(str(exc) or type(exc).__name__) from None
-        status, reason, headers, keep = await _read_head(stream, timeouts.get("read"))
-        body = await _read_body(stream, method, status, headers, timeouts.get("read"))
+        status, reason, headers, keep = await read_head(stream, timeouts.get("read"))
+        body = await read_body(stream, method, status, headers, timeouts.get("read"))
         if keep and not stream.buffer and not stream.eof:
             self._idle_since = time.monotonic()
             stream.buffer = bytearray()  # not the capacity of the largest answer so far
         else:
             self._drop()
-        if _header(headers, b"content-encoding"):  # gzip and the like: httpx decodes
+        if find_header(headers, b"content-encoding"):  # gzip and the like: httpx decodes
             body = httpx.Response(status, headers=headers, content=body).content
         return Reply(status, reason, headers, body)
 
-    async def _connect(self, origin: Origin, timeout: float | None) -> _Stream:  # noqa: ASYNC109
+    async def _connect(self, origin: Origin, timeout: float | None) -> Stream:  # noqa: ASYNC109
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
         try:
@@ -348,7 +239,7 @@ class GatewayConnection(httpx.AsyncBaseTransport):
         except OSError as exc:  # ssl.SSLError too
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from None
         self.connections_opened += 1
-        return _Stream(sock)
+        return Stream(sock)
 
     async def _handshake(
         self, loop: asyncio.AbstractEventLoop, sock: socket.socket, host: str
@@ -366,9 +257,9 @@ class GatewayConnection(httpx.AsyncBaseTransport):
                     tls.do_handshake()
                     break
                 except ssl.SSLWantReadError:
-                    await _ready(loop, tls, None, write=False)
+                    await ready(loop, tls, None, write=False)
                 except ssl.SSLWantWriteError:
-                    await _ready(loop, tls, None, write=True)
+                    await ready(loop, tls, None, write=True)
             if self.pinned is not None:
                 self._check_pin(tls)
         except BaseException:
@@ -428,136 +319,3 @@ def _body(request: httpx.Request) -> bytes:
         raise httpx.LocalProtocolError(
             "a streamed request body is not supported by the gateway transport", request=request
         ) from None
-
-
-async def _wait(stream: _Stream, timeout: float | None) -> None:  # noqa: ASYNC109
-    """More bytes, or an exception saying why there will be none."""
-    if stream.eof:
-        _raise_closed(stream)
-    if not await stream.more(timeout):
-        raise httpx.ReadTimeout("timed out")
-    if stream.eof and not stream.buffer:
-        _raise_closed(stream)
-
-
-def _raise_closed(stream: _Stream) -> None:
-    if stream.error is not None:
-        raise httpx.ReadError(str(stream.error) or type(stream.error).__name__)
-    what = "a complete response" if stream.answered else "a response"
-    raise httpx.RemoteProtocolError(f"Server disconnected without sending {what}.")
-
-
-async def _read_head(
-    stream: _Stream,
-    timeout: float | None,  # noqa: ASYNC109
-) -> tuple[int, bytes, list[tuple[bytes, bytes]], bool]:
-    """Status, reason, headers and whether the connection may be kept."""
-    while True:
-        head = await _read_until(stream, b"\r\n\r\n", timeout, "the answer's head")
-        status_line, *header_lines = head.split(b"\r\n")
-        version, _, rest = status_line.partition(b" ")
-        code, _, reason = rest.partition(b" ")
-        if not version.startswith(b"HTTP/1.") or not code.isdigit() or len(code) != 3:
-            raise httpx.RemoteProtocolError(f"not an HTTP/1.x status line: {status_line[:60]!r}")
-        status = int(code)
-        if 100 <= status < 200:
-            continue  # an interim answer (100 Continue): the real one follows
-        headers: list[tuple[bytes, bytes]] = []
-        for line in header_lines:
-            name, sep, value = line.partition(b":")
-            if not sep or not name or name != name.strip():
-                raise httpx.RemoteProtocolError(f"malformed header line: {line[:60]!r}")
-            headers.append((name, value.strip()))
-        connection = _header(headers, b"connection").lower()
-        # HTTP/1.1 keeps the connection unless told not to; 1.0 only when told to.
-        keep = b"keep-alive" in connection if version == b"HTTP/1.0" else b"close" not in connection
-        return status, reason, headers, keep
-
-
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes:
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return b""
-
-
-async def _read_body(
-    stream: _Stream,
-    method: str,
-    status: int,
-    headers: list[tuple[bytes, bytes]],
-    timeout: float | None,  # noqa: ASYNC109
-) -> bytes:
-    if method == "HEAD" or status in (204, 304):
-        return b""
-    if b"chunked" in _header(headers, b"transfer-encoding").lower():
-        return await _read_chunked(stream, timeout)
-    length = _header(headers, b"content-length")
-    if length:
-        if not length.isdigit():
-            raise httpx.RemoteProtocolError(f"bad Content-Length {length!r}")
-        return await _read_exactly(stream, int(length), timeout)
-    # Neither: the body ends when the gateway closes the connection.
-    while not stream.eof:
-        if len(stream.buffer) > MAX_BODY:
-            raise httpx.RemoteProtocolError("the answer is too large")
-        if not await stream.more(timeout):
-            raise httpx.ReadTimeout("timed out")
-    if stream.error is not None:
-        _raise_closed(stream)
-    body = bytes(stream.buffer)
-    stream.buffer.clear()
-    return body
-
-
-async def _read_exactly(stream: _Stream, n: int, timeout: float | None) -> bytes:  # noqa: ASYNC109
-    if n > MAX_BODY:
-        raise httpx.RemoteProtocolError("the answer is too large")
-    while len(stream.buffer) < n:
-        await _wait(stream, timeout)
-    body = bytes(stream.buffer[:n])
-    del stream.buffer[:n]
-    return body
-
-
-async def _read_until(
-    stream: _Stream,
-    end_mark: bytes,
-    timeout: float | None,  # noqa: ASYNC109
-    what: str,
-) -> bytes:
-    """The bytes before ``end_mark`` (taken off the buffer with it); at most MAX_HEAD."""
-    end = stream.buffer.find(end_mark)
-    while end < 0:
-        if len(stream.buffer) > MAX_HEAD:
-            raise httpx.RemoteProtocolError(f"{what} is too large")
-        await _wait(stream, timeout)
-        end = stream.buffer.find(end_mark)
-    data = bytes(stream.buffer[:end])
-    del stream.buffer[: end + len(end_mark)]
-    return data
-
-
-async def _read_line(stream: _Stream, timeout: float | None) -> bytes:  # noqa: ASYNC109
-    return await _read_until(stream, b"\r\n", timeout, "a chunk header")
-
-
-async def _read_chunked(stream: _Stream, timeout: float | None) -> bytes:  # noqa: ASYNC109
-    parts: list[bytes] = []
-    total = 0
-    while True:
-        size_text = (await _read_line(stream, timeout)).split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise httpx.RemoteProtocolError(f"bad chunk size {size_text[:20]!r}") from None
-        if size == 0:
-            while await _read_line(stream, timeout):  # trailers, then a blank line
-                pass
-            return b"".join(parts)
-        total += size
-        parts.append(await _read_exactly(stream, size, timeout))
-        if total > MAX_BODY:
-            raise httpx.RemoteProtocolError("the answer is too large")
-        if await _read_line(stream, timeout):
-            raise httpx.RemoteProtocolError("a chunk does not end with CRLF")
