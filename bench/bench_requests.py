@@ -8,7 +8,9 @@ kind per repeat. Reported per gateway: the median over ``--repeat`` repeats of
 this process's CPU (``time.process_time``: user + system) per request, per totals poll and per
 devices poll. The simulator's CPU is not counted.
 
-    .venv/bin/python bench/bench_requests.py [--polls 200] [--repeat 5]
+    .venv/bin/python bench/bench_requests.py [--polls 200] [--repeat 5] [--loop auto]
+
+The event loop is the worker's (``event_loop = "auto"``: uvloop where installed).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from envoy_ingest.envoy.capabilities import detect, probe_paths
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.tokens import TokenManager
+from envoy_ingest.eventloop import loop_factory
 from envoy_ingest.settings import GatewaySettings, Settings
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "envoy"
@@ -82,7 +85,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--polls", type=int, default=200, help="polls of each kind per repeat")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--loop", choices=("auto", "uvloop", "asyncio"), default="auto", help="as event_loop"
+    )
     args = parser.parse_args()
+    loop_name, factory = loop_factory(args.loop)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "sets").mkdir()
@@ -91,14 +98,18 @@ def main() -> None:
         sim = _serve(tmp / "sets", tmp / "gateways.toml")
         try:
             tables = tomllib.loads((tmp / "gateways.toml").read_text())["gateways"]
-            print("CPU (user + system) of the client, µs, median of", args.repeat, "repeats")
+            print(
+                f"CPU (user + system) of the client, µs, median of {args.repeat} repeats "
+                f"of {args.polls} polls each, on {loop_name}"
+            )
             print(
                 f"{'gateway':>30}  {'per request':>11}  {'per totals poll':>15}  "
                 f"{'per devices poll':>16}"
             )
             for table in tables:
                 gw = GatewaySettings(**table)
-                name, r = asyncio.run(_measure(gw, tmp / "state", args.polls, args.repeat))
+                with asyncio.Runner(loop_factory=factory) as runner:
+                    name, r = runner.run(_measure(gw, tmp / "state", args.polls, args.repeat))
                 print(
                     f"{name:>30}  {r['request'] * 1e6:11.0f}  {r['totals'] * 1e6:15.0f}  "
                     f"{r['devices'] * 1e6:16.0f}"
