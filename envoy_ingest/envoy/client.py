@@ -152,7 +152,7 @@ class EnvoyClient:
         self._http = _transport.build_client(gw, transport)
         self._digest: GatewayDigestAuth | None = None
         self._gateway_date: tuple[float, float] | None = None  # (Date, monotonic then)
-        # The few URLs asked every cycle, prepared once (about 600 bytes each).
+        # The few URLs asked every cycle, prepared once (about 400 bytes each).
         self._targets: dict[str, _transport.Target] = {}
 
     def __repr__(self) -> str:
@@ -232,7 +232,7 @@ class EnvoyClient:
         if target is None:
             if len(self._targets) >= MAX_PARSED_URLS:
                 self._targets.clear()  # a new base (scheme fallback, new address)
-            target = self._targets[url] = _transport.Target(httpx.URL(url))
+            target = self._targets[url] = _transport.Target(url)
         return target
 
     async def _send(

@@ -33,6 +33,7 @@ import asyncio
 import functools
 import logging
 import ssl
+import sys
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -215,20 +216,30 @@ class Answer(Protocol):
 
 
 class Target:
-    """A URL asked again and again, prepared once: parsed, where it connects,
-    and the head of a GET of it up to the extra headers (the bytes httpx would
-    make: request line, ``Host``, ``Accept``, ``User-Agent``)."""
+    """A URL asked again and again, prepared once: where it connects, and the
+    head of a GET of it up to the extra headers (the bytes httpx would make:
+    request line, ``Host``, ``Accept``, ``User-Agent``). The parsed URL is kept
+    only once an httpx request needs it (digest flows, other transports): a
+    fleet holds a few of these per gateway."""
 
-    __slots__ = ("_start", "origin", "path", "url")
+    __slots__ = ("_start", "_url", "origin", "path", "text")
 
     def __init__(self, url: str | httpx.URL) -> None:
-        if isinstance(url, httpx.URL):
-            self.url, self.path = url, url.raw_path.decode("ascii", "replace")
-        else:
-            self.url, self.path = httpx.URL(url), path_of(url)
-        self.origin: Origin = origin_of(self.url)
+        parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
+        self._url = parsed if isinstance(url, httpx.URL) else None
+        self.text = str(url)
+        self.path = parsed.raw_path.decode("ascii", "replace") if self._url else path_of(self.text)
+        scheme, host, port = origin_of(parsed)
+        # Shared by every URL of the gateway (and its connection).
+        self.origin: Origin = (sys.intern(scheme), sys.intern(host), port)
         # Without the blank line that ends it: extra headers go there.
-        self._start = request_head(httpx.Request("GET", self.url, headers=_headers(None)))[:-2]
+        self._start = request_head(httpx.Request("GET", parsed, headers=_headers(None)))[:-2]
+
+    @property
+    def url(self) -> httpx.URL:
+        if self._url is None:
+            self._url = httpx.URL(self.text)
+        return self._url
 
     def request(self, extra: dict[str, str] | None, timeouts: dict[str, float]) -> httpx.Request:
         return httpx.Request(
