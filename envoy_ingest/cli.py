@@ -7,13 +7,12 @@ Exit codes: 0 success; 1 a gateway or sink failed (``run --once``, ``check``);
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from envoy_ingest import __version__
+from envoy_ingest import __version__, eventloop
 from envoy_ingest.errors import EnvoyIngestError, SettingsError
 from envoy_ingest.settings import Settings, load_settings
 from envoy_ingest.shard import parse_shard
@@ -237,7 +236,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         _setup_logging(args, None)
         args.data = args.data.resolve()
-        return asyncio.run(demo(args))
+        return eventloop.run(demo(args))
     shard = getattr(args, "shard", None)
 
     def load() -> Settings:
@@ -256,29 +255,30 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         from envoy_ingest.commands.run import run
 
-        return asyncio.run(
+        return eventloop.run(
             run(
                 settings,
                 once=args.once,
                 summary=args.summary,
                 drain_timeout=args.drain_timeout,
                 reload=load,
-            )
+            ),
+            settings.event_loop,
         )
     if args.command == "discover":
         from envoy_ingest.commands.discover import discover
 
-        return asyncio.run(discover(settings))
+        return eventloop.run(discover(settings), settings.event_loop)
     if args.command == "check":
         from envoy_ingest.commands.check import check
 
-        return asyncio.run(check(settings))
+        return eventloop.run(check(settings), settings.event_loop)
     if args.command == "token":
         from envoy_ingest.commands.token import token_command
 
-        return asyncio.run(token_command(settings, args.gateway, args.show))
+        return eventloop.run(token_command(settings, args.gateway, args.show), settings.event_loop)
     if args.command == "replay":
         from envoy_ingest.commands.replay import replay
 
-        return asyncio.run(replay(settings, args.file, args.timeout))
+        return eventloop.run(replay(settings, args.file, args.timeout), settings.event_loop)
     raise AssertionError(args.command)  # argparse rejects unknown commands

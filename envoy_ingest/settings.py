@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from envoy_ingest.energy.localday import host_zone, zone
 from envoy_ingest.errors import SettingsError
+from envoy_ingest.eventloop import EventLoopChoice
 from envoy_ingest.gateways_file import check_unique, read_rows
 from envoy_ingest.shard import Shard, parse_shard
 
@@ -244,6 +245,7 @@ class Settings(BaseSettings):
     gateways: list[GatewaySettings] = []
     gateways_file: Path | None = None  # CSV, merged with gateways (see gateways_file.py)
     shard: str | None = None  # "I/N" or "auto/N": poll only this shard's gateways
+    event_loop: EventLoopChoice = "auto"  # see eventloop.py
     file: FileSettings = FileSettings()
     stdout: StdoutSettings = StdoutSettings()
     schedule: ScheduleSettings = ScheduleSettings()

@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 
 # The test support (real servers, fakes, the `servers` marker): see tests/support/.
-pytest_plugins = ["tests.support.servers", "tests.support.fakes", "tests.support.markers"]
+pytest_plugins = [
+    "tests.support.servers",
+    "tests.support.fakes",
+    "tests.support.markers",
+    "tests.support.loops",
+]
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES_ROOT = Path(
