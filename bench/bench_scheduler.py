@@ -7,9 +7,10 @@ holding a pasted token, as a polled gateway does, so ``_record`` does its full
 work). Time is compressed: totals every 1 s, devices every 5 s, no jitter. After
 a warm-up (every gateway's first run falls within two totals intervals), the
 process CPU time over a window is divided by the job runs in it. Several runs,
-median reported.
+median reported. The event loop is the worker's (``--loop``, as ``event_loop``).
 
     .venv/bin/python bench/bench_scheduler.py [--gateways 2000] [--seconds 8] [--repeat 3]
+        [--loop auto|uvloop|asyncio]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import jwt
 
 from envoy_ingest.envoy.firmware import GatewayInfo
+from envoy_ingest.eventloop import run
 from envoy_ingest.point import Kind
 from envoy_ingest.settings import Settings
 from envoy_ingest.sink.file import FileSink
@@ -91,15 +93,16 @@ def main() -> None:
     parser.add_argument("--gateways", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     per_run = []
     for _ in range(args.repeat):
-        cpu, runs, expected = asyncio.run(one_run(args.gateways, args.seconds))
+        cpu, runs, expected = run(one_run(args.gateways, args.seconds), args.loop)
         per_run.append(cpu / runs * 1e6)
         print(f"  {runs} job runs ({expected} expected), {cpu:.2f} s CPU: {per_run[-1]:.1f} us/run")
     print(
-        f"{args.gateways} gateways, totals 1 s, devices 5 s: "
+        f"{args.gateways} gateways, totals 1 s, devices 5 s, {args.loop} loop: "
         f"median {statistics.median(per_run):.1f} us CPU per gateway job run"
     )
 
