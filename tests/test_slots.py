@@ -28,6 +28,7 @@ from envoy_ingest.worker.slots import Slots
 from envoy_ingest.worker.spread import first_run, slot, start_offsets
 
 NOW = 1_800_000_000.0  # a multiple of 1 s and 2 s
+LOGGER = "envoy_ingest.worker.scheduler"
 
 
 def missed(job: str) -> float:
@@ -119,30 +120,28 @@ async def test_a_gateway_still_busy_misses_exactly_that_cycle(
     pollers: list[GatewayPoller], scheduler: AsyncIOScheduler, caplog: pytest.LogCaptureFixture
 ) -> None:
     h = Harness(pollers, scheduler)
-    for label in h.due:
-        h.due[label] = 0.0
     h.slots.all_due()  # every gateway starts at its slot's next run
     slow = pollers[0]
     key = f"slot:totals:{slot(start_offsets(slow.settings.identity, 1.0, 2.0)[0], 1.0)[0]}"
-    mates = [label for (label, _), _ in h.slots.first_runs().items() if label != slow.label]
+    mates = {p.label for p in pollers[1:] if h.phase(p) == h.phase(slow)}
+    assert mates  # 12 gateways in 2 slots
     held = h.hold[slow.label] = asyncio.Event()
     before = missed("totals")
-    with caplog.at_level(logging.WARNING, logger="envoy_ingest.worker.scheduler"):
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
         await h.fire(key, NOW + h.phase(slow))
         await h.fire(key, NOW + 1 + h.phase(slow))  # still held: missed
         held.set()
         await asyncio.sleep(0)
         await h.fire(key, NOW + 2 + h.phase(slow))
     assert missed("totals") == before + 1
-    assert [r.getMessage() for r in caplog.records] == [
+    assert [r.getMessage() for r in caplog.records if r.name == LOGGER] == [
         f"{slow.label}:totals: cycle missed (still running)"
     ]
-    times = [t - NOW - h.phase(slow) for label, _, t in h.runs if label == slow.label]
-    assert times == [0.0, 2.0]
-    in_slot = {label for label, _, _ in h.runs if label != slow.label}
-    assert in_slot <= set(mates)
-    for label in in_slot:  # its slot mates were not held up
-        assert len([1 for other, _, _ in h.runs if other == label]) == 3
+    at = [NOW + second + h.phase(slow) for second in range(3)]
+    assert [t for label, _, t in h.runs if label == slow.label] == [at[0], at[2]]
+    for label in mates:  # its slot mates were not held up: three runs each
+        assert [t for other, _, t in h.runs if other == label] == at
+    assert {label for label, _, _ in h.runs} == mates | {slow.label}
 
 
 async def test_a_misfired_slot_counts_a_missed_cycle_for_each_started_gateway(
@@ -155,14 +154,14 @@ async def test_a_misfired_slot_counts_a_missed_cycle_for_each_started_gateway(
     started = sorted(p.label for p in members if h.due[p.label] <= at)
     assert 0 < len(started) < len(members)  # the check below tells them apart
     before = missed("totals")
-    with caplog.at_level(logging.WARNING, logger="envoy_ingest.worker.scheduler"):
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
         when = datetime.fromtimestamp(at, UTC)
         scheduler._dispatch_event(
             JobExecutionEvent(EVENT_JOB_MISSED, "slot:totals:1", "default", when)
         )
         scheduler._dispatch_event(JobExecutionEvent(EVENT_JOB_MISSED, "heartbeat", "default", when))
     assert missed("totals") == before + len(started)
-    assert sorted(r.getMessage() for r in caplog.records) == [
+    assert sorted(r.getMessage() for r in caplog.records if r.name == LOGGER) == [
         f"{label}:totals: cycle missed (started too late)" for label in started
     ]
     assert h.runs == []
