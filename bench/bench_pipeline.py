@@ -17,6 +17,7 @@ for each set and over all sets.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import statistics
 import sys
@@ -77,13 +78,11 @@ def _normalizer(job: Kind) -> Any:
     return normalize.totals if job == "totals" else normalize.devices
 
 
-def run(rec: Recorded, polls: int, directory: Path) -> dict[Kind, list[float]]:
-    """CPU seconds of each totals and devices poll of ``polls`` simulated minutes."""
-    now = [float(T0)]
-    settings = GatewaySettings(
-        host="127.0.0.1", name="bench", serial=rec.serial, timezone="Europe/Berlin"
-    )
-    sink = FileSink(directory / "data")
+def gateway(
+    rec: Recorded, serial: str, name: str, directory: Path, sink: FileSink, now: list[float]
+) -> GatewayPoller:
+    """A poller of the recorded set ``rec`` (as ``serial``), its clock ``now[0]``."""
+    settings = GatewaySettings(host="127.0.0.1", name=name, serial=serial, timezone="Europe/Berlin")
     poller = GatewayPoller(
         settings,
         _Client(),  # type: ignore[arg-type]
@@ -91,33 +90,70 @@ def run(rec: Recorded, polls: int, directory: Path) -> dict[Kind, list[float]]:
         clock=lambda: now[0],
         state_dir=directory,
     )
-    store = EnergyStore(
-        state_path(directory, rec.serial), flush_interval=300.0, clock=lambda: now[0]
-    )
-    poller.energy = EnergyStage(store, settings.zone, label="bench")
+    store = EnergyStore(state_path(directory, serial), flush_interval=300.0, clock=lambda: now[0])
+    poller.energy = EnergyStage(store, settings.zone, label=settings.label)
+    return poller
+
+
+def poll(rec: Recorded, poller: GatewayPoller, job: Kind, k: int) -> float:
+    """One poll of minute ``k`` after the fetch; its CPU seconds."""
+    now = T0 + 60 * k
+    shift = now - rec.first[job]
+    t0 = time.process_time()
+    points = _normalizer(job)(rec.snaps[job], rec.caps, now)
+    t1 = time.process_time()
+    # Not measured: the recorded answer made into this minute's answer.
+    # Points at ``now`` (no report time in the answer) stay there.
+    points = [p if p.time == now else dataclasses.replace(p, time=p.time + shift) for p in points]
+    t2 = time.process_time()
+    # GatewayPoller.poll from here on: time check, energy stage, tags, sink.
+    kept = poller._plausible(job, points)
+    if hasattr(poller, "_gateway_tags"):
+        tagged = poller._energy(kept, poller._gateway_tags())  # tagged there
+    else:  # before the energy stage tagged the points (to measure older trees the same way)
+        tagged = poller._tag(poller._energy(kept))  # type: ignore[call-arg]
+    if tagged:
+        poller.sink.submit(tagged)
+    return (t1 - t0) + (time.process_time() - t2)
+
+
+def run(rec: Recorded, polls: int, directory: Path) -> dict[Kind, list[float]]:
+    """CPU seconds of each totals and devices poll of ``polls`` simulated minutes."""
+    now = [float(T0)]
+    poller = gateway(rec, rec.serial, "bench", directory, FileSink(directory / "data"), now)
     cpu: dict[Kind, list[float]] = {"totals": [], "devices": []}
     for k in range(polls):
         now[0] = T0 + 60.0 * k
         for job in ("totals", "devices") if k % 5 == 0 else ("totals",):
-            shift = T0 + 60 * k - rec.first[job]
-            t0 = time.process_time()
-            points = _normalizer(job)(rec.snaps[job], rec.caps, int(now[0]))
-            t1 = time.process_time()
-            # Not measured: the recorded answer made into this minute's answer.
-            # Points at ``now`` (no report time in the answer) stay there.
-            points = [
-                p if p.time == int(now[0]) else dataclasses.replace(p, time=p.time + shift)
-                for p in points
-            ]
-            t2 = time.process_time()
-            # GatewayPoller.poll from here on, after the fetch.
-            kept = poller._plausible(job, points)
-            tagged = poller._tag(poller._energy(kept))
-            if tagged:
-                sink.submit(tagged)
-            t3 = time.process_time()
-            cpu[job].append((t1 - t0) + (t3 - t2))
+            cpu[job].append(poll(rec, poller, job, k))
     return cpu
+
+
+async def run_fleet(
+    recorded: list[Recorded], gateways: int, minutes: int, directory: Path
+) -> float:
+    """CPU seconds per gateway-minute of ``gateways`` gateways (the recorded sets
+    in turn) polled round robin, as a worker's fleet is: every gateway's totals
+    each minute, its devices every fifth (spread over the minutes), one file
+    sink for all, in an event loop (so the sink fsyncs as the worker's does).
+    Between two polls of a gateway every other gateway is polled: its state and
+    its strings are no longer in the CPU's caches."""
+    now = [float(T0)]
+    sink = FileSink(directory / "data")
+    fleet = [
+        (rec, gateway(rec, f"{rec.serial}{i:05d}", f"site {i}", directory, sink, now))
+        for i in range(gateways)
+        for rec in [recorded[i % len(recorded)]]
+    ]
+    cpu = 0.0
+    for k in range(minutes):
+        now[0] = T0 + 60.0 * k
+        for i, (rec, poller) in enumerate(fleet):
+            for job in ("totals", "devices") if (k + i) % 5 == 0 else ("totals",):
+                cpu += poll(rec, poller, job, k)
+        await asyncio.sleep(0)  # the sink's deferred fsync runs when due
+    await sink.close()
+    return cpu / (gateways * minutes)
 
 
 def main() -> None:
@@ -125,6 +161,10 @@ def main() -> None:
     parser.add_argument("--polls", type=int, default=200, help="simulated minutes per set")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--sets", default="", help="comma-separated set names (default: all)")
+    parser.add_argument(
+        "--fleet", type=int, default=0, help="also: this many gateways polled round robin"
+    )
+    parser.add_argument("--fleet-minutes", type=int, default=20)
     args = parser.parse_args()
     names = args.sets.split(",") if args.sets else fixture_sets()
     recorded = [r for n in names if (r := load(n)) is not None]
@@ -157,6 +197,18 @@ def main() -> None:
     print(f"  {'all sets (mean per poll)':40} {overall['totals']:8.0f} {overall['devices']:8.0f}")
     per_minute = overall["totals"] + overall["devices"] / 5
     print(f"  per gateway-minute (a totals poll + a fifth of a devices poll): {per_minute:.0f} us")
+    if args.fleet:
+        fleet = []
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory() as tmp:
+                fleet.append(
+                    asyncio.run(run_fleet(recorded, args.fleet, args.fleet_minutes, Path(tmp)))
+                )
+        print(
+            f"  cold caches: {args.fleet} gateways polled round robin for {args.fleet_minutes} "
+            f"minutes: {statistics.median(fleet) * 1e6:.0f} us per gateway-minute "
+            f"(median of {args.repeat})"
+        )
 
 
 if __name__ == "__main__":

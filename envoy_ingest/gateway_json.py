@@ -19,6 +19,8 @@ JsonObject = Mapping[str, Any]
 
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
+# Ints up to this size pass through float unchanged (53-bit mantissa).
+_EXACT = 2**53
 
 
 def number(value: Any) -> float | None:
@@ -45,6 +47,8 @@ def number(value: Any) -> float | None:
 
 def integer(value: Any) -> int | None:
     """An int from an integral number or numeric string (``"1781988156"``)."""
+    if type(value) is int and -_EXACT <= value <= _EXACT:  # the common case: as is
+        return value
     n = number(value)
     return int(n) if n is not None and n.is_integer() else None
 
@@ -116,6 +120,10 @@ def path(value: Any, *keys: str | int) -> Any:
 def put(fields: dict[str, Any], name: str, value: Any, divisor: float = 1.0) -> None:
     """Set a float field when ``value`` reads as a number (``divisor`` converts
     units, e.g. mV -> V); leave it out otherwise."""
+    if type(value) is float:  # number()'s common case, without its call
+        if math.isfinite(value):
+            fields[name] = value / divisor if divisor != 1.0 else value
+        return
     n = number(value)
     if n is not None:
         fields[name] = n / divisor if divisor != 1.0 else n
@@ -123,6 +131,8 @@ def put(fields: dict[str, Any], name: str, value: Any, divisor: float = 1.0) -> 
 
 def serial(value: Any) -> str | None:
     """A serial number: gateways send it as a string, a few as a number."""
+    if type(value) is str:  # the common case, without text()'s checks
+        return value.strip() or None
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return text(value)

@@ -61,12 +61,24 @@ def is_counter(name: str) -> bool:
     return name == "lifetime_wh" or name.endswith("_lifetime_wh")
 
 
-def _has_counter(fields: Mapping[str, FieldValue]) -> bool:
-    # any(is_counter(...)) without a generator and a call per field: it runs for every point
-    for name in fields:  # noqa: SIM110
-        if name == "lifetime_wh" or name.endswith("_lifetime_wh"):
-            return True
-    return False
+# Per set of field names (in the point's order): its power fields (``*_w``) and
+# its lifetime counters (:func:`is_counter`). The data contract's few dozen
+# sets, shared by a fleet's gateways; bounded, emptied when full.
+_Plan = tuple[tuple[str, ...], tuple[str, ...]]
+_PLANS: dict[tuple[str, ...], _Plan] = {}
+_PLANS_KEPT = 1024
+
+
+def _plan(fields: Mapping[str, FieldValue]) -> _Plan:
+    names = tuple(fields)
+    plan = _PLANS.get(names)
+    if plan is None:
+        power = tuple(k for k in names if k.endswith("_w"))
+        counters = tuple(k for k in names if is_counter(k))
+        if len(_PLANS) >= _PLANS_KEPT:
+            _PLANS.clear()
+        plan = _PLANS[names] = (power, counters)
+    return plan
 
 
 def _signed(p: Point, name: str) -> bool:
@@ -82,30 +94,26 @@ def _group(p: Point) -> str:
     return sys.intern(f"{p.measurement},{tags}") if tags else p.measurement
 
 
-def _scan(fields: Mapping[str, FieldValue]) -> tuple[float, list[tuple[str, float]]]:
-    """In one pass over a point's fields: the highest power (W) it reports, of any
-    sign, and its lifetime counters (:func:`is_counter`) with float values, in order."""
+def _scan(fields: Mapping[str, FieldValue], plan: _Plan) -> tuple[float, list[tuple[str, float]]]:
+    """The highest power (W) a point reports, of any sign, and its lifetime
+    counters (:func:`is_counter`) with float values, in order (``plan``: :func:`_plan`)."""
     power = 0.0
-    counters: list[tuple[str, float]] = []
-    for k, v in fields.items():
-        if not isinstance(v, float):
-            continue
-        if k.endswith("_w"):
-            if v == v and abs(v) > power:
-                power = abs(v)
-        elif k == "lifetime_wh" or k.endswith("_lifetime_wh"):
-            counters.append((k, v))
+    for k in plan[0]:
+        v = fields[k]
+        if isinstance(v, float) and v == v and abs(v) > power:
+            power = abs(v)
+    counters = [(k, v) for k in plan[1] if isinstance(v := fields[k], float)]
     return power, counters
 
 
-def _merged(events: list[Point]) -> list[Point]:
+def _merged(events: list[Point], extra: Mapping[str, str]) -> list[Point]:
     """One event per time and kind, the texts joined: InfluxDB keeps one point
     per series and time, so separate ones would overwrite each other."""
     texts: dict[tuple[int, str], list[str]] = {}
     for e in events:
         texts.setdefault((e.time, e.tags["kind"]), []).append(str(e.fields["text"]))
     return [
-        Point(EVENT, {"text": "; ".join(parts)}, t, {"kind": kind})
+        Point(EVENT, {"text": "; ".join(parts)}, t, {"kind": kind, **extra})
         for (t, kind), parts in texts.items()
     ]
 
@@ -121,31 +129,37 @@ class EnergyStage:
         self.label = label
         self.raw_fields = raw_fields
 
-    def apply(self, points: Sequence[Point]) -> tuple[list[Point], list[Point]]:
-        """The points with corrected counters and day fields, and the events."""
+    def apply(
+        self, points: Sequence[Point], extra: Mapping[str, str] | None = None
+    ) -> tuple[list[Point], list[Point]]:
+        """The points with corrected counters and day fields, and the events.
+        ``extra``: tags added to every point and event returned (the worker's
+        ``gateway`` and ``site``), so that each is made once, with its final tags."""
         out: list[Point] = []
         events: list[Point] = []
         urgent = touched = False
         for p in points:
-            if p.measurement not in DAY_FIELDS and not _has_counter(p.fields):
-                out.append(p)
+            tags = ({**p.tags, **extra} if p.tags else extra) if extra else p.tags
+            plan = _plan(p.fields)
+            if not plan[1] and p.measurement not in DAY_FIELDS:
+                out.append(Point(p.measurement, p.fields, p.time, tags) if extra else p)
                 continue
-            fields, new_events, decided = self._point(p)
+            fields, new_events, decided = self._point(p, plan)
             if new_events:
                 events += new_events
             urgent = urgent or decided
             touched = True
-            out.append(Point(p.measurement, fields, p.time, p.tags))
+            out.append(Point(p.measurement, fields, p.time, tags))
         if touched:
             self.store.changed(urgent=urgent)
-        return out, _merged(events) if events else []
+        return out, _merged(events, extra or {}) if events else []
 
-    def _point(self, p: Point) -> tuple[dict[str, FieldValue], list[Point], bool]:
+    def _point(self, p: Point, plan: _Plan) -> tuple[dict[str, FieldValue], list[Point], bool]:
         state = self.store.state
         group = _group(p)
         # The highest power grows at most twofold per point: one absurd power
         # reading cannot open the bound for an absurd counter.
-        power, counters = _scan(p.fields)
+        power, counters = _scan(p.fields, plan)
         seen = state.peaks.get(group, 0.0)
         peak = max(seen, min(power, 2 * max(seen, MIN_RATE_W)))
         state.peaks[group] = peak
@@ -155,8 +169,9 @@ class EnergyStage:
         urgent = False
         raws: dict[str, float] = {}
         written: dict[str, bool] = {}
+        keys: dict[str, str] = {}  # counter -> its key in the state, for _reboot and _days
         for name, value in counters:
-            key = sys.intern(f"{group}|{name}")  # one string for a fleet's gateways
+            key = keys[name] = sys.intern(f"{group}|{name}")  # one string for a fleet's gateways
             c = state.counters.get(key)
             if c is None:
                 c = counter.Counter(signed=_signed(p, name), wraps=(p.measurement, name) in _WRAPS)
@@ -180,8 +195,8 @@ class EnergyStage:
                 urgent = True
                 events += self._correction(key, result.correction)
         if p.measurement == "enphase_system":
-            events += self._reboot(p, group, raws, written)
-        self._days(p, group, fields, raws, written, rate)
+            events += self._reboot(p, keys, raws, written)
+        self._days(p, keys, fields, raws, written, rate)
         return fields, events, urgent
 
     def _correction(self, key: str, corr: counter.Correction) -> list[Point]:
@@ -197,15 +212,17 @@ class EnergyStage:
         return [Point(EVENT, {"text": text}, corr.since, {"kind": f"counter_{corr.kind}"})]
 
     def _reboot(
-        self, p: Point, group: str, raws: Mapping[str, float], written: Mapping[str, bool]
+        self,
+        p: Point,
+        keys: Mapping[str, str],
+        raws: Mapping[str, float],
+        written: Mapping[str, bool],
     ) -> list[Point]:
         """All lifetime counters of the system point 0: the gateway rebooted."""
         if p.measurement != "enphase_system" or not raws:
             return []
         state = self.store.state
-        seen = any(
-            (c := state.counters.get(f"{group}|{name}")) is not None and c.last for name in raws
-        )
+        seen = any((c := state.counters.get(keys[name])) is not None and c.last for name in raws)
         if all(v == 0 for v in raws.values()) and not any(written.values()):
             if state.rebooting or not seen:
                 return []
@@ -221,7 +238,7 @@ class EnergyStage:
     def _days(
         self,
         p: Point,
-        group: str,
+        keys: Mapping[str, str],
         fields: dict[str, FieldValue],
         raws: Mapping[str, float],
         written: Mapping[str, bool],
@@ -240,7 +257,7 @@ class EnergyStage:
             gateway = reported if isinstance(reported, float) else None
             today = fields.get(spec.today) if spec.today else None
             floor = today if isinstance(today, float) else None
-            key = f"{group}|{spec.lifetime}"
+            key = keys[spec.lifetime]
             track = state.days.get(key)
             if track is None:
                 track = state.days[key] = daily.DayTrack()

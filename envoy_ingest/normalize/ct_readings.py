@@ -109,4 +109,7 @@ def _channels(reading: JsonObject, caps: Capabilities) -> list[JsonObject]:
 
 
 def _measures(values: JsonObject) -> bool:
-    return any(number(values.get(key)) for key in _MEASURED)
+    for key in _MEASURED:  # noqa: SIM110  (not any() over a generator: it runs per channel)
+        if number(values.get(key)):
+            return True
+    return False

@@ -32,7 +32,7 @@ microinverter listed only in the inventory gets a point with its status alone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from envoy_ingest.envoy.capabilities import (
@@ -42,7 +42,16 @@ from envoy_ingest.envoy.capabilities import (
     Snapshot,
     device_data_usable,
 )
-from envoy_ingest.gateway_json import dicts, integer, mapping, path, put, report_time, serial
+from envoy_ingest.gateway_json import (
+    JsonObject,
+    dicts,
+    integer,
+    mapping,
+    path,
+    put,
+    report_time,
+    serial,
+)
 from envoy_ingest.normalize.batteries import inventory_devices, status_fields
 from envoy_ingest.point import FieldValue, Point
 
@@ -69,35 +78,66 @@ def inverter_points(snapshot: Snapshot, caps: Capabilities, now: int) -> list[Po
     points: list[Point] = []
     for s in [*readings, *(s for s in status if s not in readings)]:
         fields, reading_time = readings.get(s, ({}, None))
-        fields = {**fields, **status_fields(status.get(s, {}))}
-        times = [
-            t for t in (reading_time, report_time(status.get(s, {}).get("last_rpt_date"))) if t
-        ]
+        device = status.get(s)
+        status_time = None
+        if device is not None:
+            fields = {**fields, **status_fields(device)}
+            status_time = report_time(device.get("last_rpt_date"))
         if fields:
-            points.append(Point("enphase_inverter", fields, max(times, default=now), {"serial": s}))
+            # the later of the two report times; ``now`` when neither says
+            time = max(reading_time or 0, status_time or 0) or now
+            points.append(Point("enphase_inverter", fields, time, {"serial": s}))
     return points
 
 
 def count(snapshot: Snapshot, caps: Capabilities) -> int | None:
     """Number of microinverters the device answers list (``None`` when absent or
     empty: every site has at least one)."""
-    usable = caps.device_data and device_data_usable(snapshot.get(DEVICE_DATA))
-    if not usable and not isinstance(snapshot.get(API_V1_INVERTERS), list):
+    body = snapshot.get(DEVICE_DATA)
+    if caps.device_data and device_data_usable(body):
+        found = _device_data_pcus(body)
+    elif isinstance(v1 := snapshot.get(API_V1_INVERTERS), list):
+        found = _v1_inverters(v1)
+    else:
         return None
-    return len(microinverters(snapshot, caps)) or None
+    # The serials alone, as microinverters() would key them: no fields read
+    # (the totals job counts every minute).
+    return sum(1 for _ in found) or None
 
 
 # --- helpers -----------------------------------------------------------------
 
 
-def _from_device_data(body: Any) -> dict[str, tuple[dict[str, FieldValue], int | None]]:
-    found: dict[str, tuple[dict[str, FieldValue], int | None]] = {}
+def _device_data_pcus(body: Any) -> Iterator[tuple[str, JsonObject]]:
+    """The active ``pcu`` entries of device_data with their serials, each serial once."""
+    seen: set[str] = set()
     for device in (mapping(body) or {}).values():
         if not isinstance(device, Mapping) or device.get("devName") != "pcu":
             continue
         s = serial(device.get("sn"))
-        if not s or device.get("active") is not True or s in found:
+        if not s or device.get("active") is not True or s in seen:
             continue
+        seen.add(s)
+        yield s, device
+
+
+def _v1_inverters(body: Any) -> Iterator[tuple[str, JsonObject]]:
+    """The microinverter entries of ``/api/v1/production/inverters`` with their
+    serials, each serial once."""
+    seen: set[str] = set()
+    for entry in dicts(body):
+        if entry.get("devType") is not None and integer(entry.get("devType")) != 1:
+            continue  # 11 = ACB, handled with the batteries
+        s = serial(entry.get("serialNumber"))
+        if not s or s in seen:
+            continue
+        seen.add(s)
+        yield s, entry
+
+
+def _from_device_data(body: Any) -> dict[str, tuple[dict[str, FieldValue], int | None]]:
+    found: dict[str, tuple[dict[str, FieldValue], int | None]] = {}
+    for s, device in _device_data_pcus(body):
         channel = path(device, "channels", 0)
         reading = path(channel, "lastReading")
         fields: dict[str, FieldValue] = {}
@@ -116,12 +156,7 @@ def _from_device_data(body: Any) -> dict[str, tuple[dict[str, FieldValue], int |
 
 def _from_v1(body: Any) -> dict[str, tuple[dict[str, FieldValue], int | None]]:
     found: dict[str, tuple[dict[str, FieldValue], int | None]] = {}
-    for entry in dicts(body):
-        if entry.get("devType") is not None and integer(entry.get("devType")) != 1:
-            continue  # 11 = ACB, handled with the batteries
-        s = serial(entry.get("serialNumber"))
-        if not s or s in found:
-            continue
+    for s, entry in _v1_inverters(body):
         fields: dict[str, FieldValue] = {}
         put(fields, "power_w", entry.get("lastReportWatts"))
         put(fields, "max_power_w", entry.get("maxReportWatts"))

@@ -177,7 +177,7 @@ def meter_points(
         whole = "lines" not in entry and caps.phase_count == 1
         lines = [entry] if whole else dicts(entry.get("lines"))
         for index, line in enumerate(lines[: len(PHASES)]):
-            if not any(number(v) for v in line.values()):
+            if not _wired(line):
                 continue  # a phase that is not wired
             fields = _meter_fields(line)
             if flow == "consumption" and e.total_is_net:
@@ -215,6 +215,15 @@ def _by_type(entries: list[JsonObject], kind: str, index: int) -> JsonObject | N
     if index < len(entries) and "measurementType" not in entries[index]:
         return entries[index]
     return None
+
+
+def _wired(line: JsonObject) -> bool:
+    """Any value of the line reads as a non-zero number (a loop, not any() over
+    a generator: it runs for every phase of every poll)."""
+    for v in line.values():  # noqa: SIM110
+        if number(v):
+            return True
+    return False
 
 
 def _same(a: JsonObject, b: JsonObject, key: str) -> bool:

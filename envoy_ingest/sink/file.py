@@ -86,14 +86,21 @@ class FileSink(ImmediateSink):
 
     def submit(self, points: Sequence[Point]) -> None:
         held = self._held
+        by_day: dict[int, list[str]] = {}  # UTC day number -> lines, in the points' order
         for point in points:
             line = encode_point(point)
             if line is not None:
-                path = self._day_file(point.time)
-                lines = held.get(path)
+                day = point.time // DAY
+                lines = by_day.get(day)
                 if lines is None:
-                    lines = held[path] = []
+                    lines = by_day[day] = []
                 lines.append(line)
+        for day, lines in by_day.items():
+            path = self._day_file(day * DAY)
+            if path in held:
+                held[path] += lines
+            else:
+                held[path] = lines
         failure: SinkError | None = None
         for path in sorted(self._held):
             lines = self._held[path]

@@ -18,9 +18,14 @@ _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n"})
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
 
 
-# Field names are the data contract's few dozen: each escaped once, with its "=".
-_FIELD_PREFIX: dict[str, str] = {}
-_FIELD_PREFIXES_KEPT = 1024
+# The escaped names of a point's fields and tags, in line order, found once per
+# set of names (the data contract's few dozen combinations, shared by a fleet's
+# gateways): name -> "name=" for fields, ",name=" for tags. Keyed by the names
+# in the mapping's own order; bounded, emptied when full.
+_FIELD_PLANS: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
+_TAG_PLANS: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
+_PLANS_KEPT = 1024
+_MEASUREMENTS: dict[str, str] = {}
 
 
 def _key(s: str) -> str:
@@ -60,28 +65,50 @@ def format_value(value: FieldValue) -> str | None:
     return f'"{escaped}"'
 
 
+def _plan(
+    plans: dict[tuple[str, ...], tuple[tuple[str, str], ...]], names: tuple[str, ...], lead: str
+) -> tuple[tuple[str, str], ...]:
+    plan = tuple((k, f"{lead}{_key(k)}=") for k in sorted(names))
+    if len(plans) >= _PLANS_KEPT:
+        plans.clear()
+    plans[names] = plan
+    return plan
+
+
 def encode_point(point: Point) -> str | None:
     """One line of line protocol (no newline), or ``None`` when no field is writable."""
     values = point.fields
+    names = tuple(values)
+    plan = _FIELD_PLANS.get(names) or _plan(_FIELD_PLANS, names, "")
     fields = []
-    for k in sorted(values):
-        v = format_value(values[k])
-        if v is not None:
-            prefix = _FIELD_PREFIX.get(k)
-            if prefix is None:
-                prefix = f"{_key(k)}="
-                if len(_FIELD_PREFIX) < _FIELD_PREFIXES_KEPT:
-                    _FIELD_PREFIX[k] = prefix
-            fields.append(prefix + v)
+    for k, prefix in plan:
+        v = values[k]
+        kind = type(v)
+        if kind is float:  # format_value's common cases, without its call
+            if isfinite(v):  # type: ignore[arg-type]
+                fields.append(prefix + repr(v))  # a float's repr has a "." or an exponent
+        elif kind is int:
+            fields.append(f"{prefix}{v}i")
+        elif (text := format_value(v)) is not None:
+            fields.append(prefix + text)
     if not fields:
         return None
-    head = _measurement(point.measurement)
+    measurement = point.measurement
+    head = _MEASUREMENTS.get(measurement)
+    if head is None:
+        head = _measurement(measurement)
+        if len(_MEASUREMENTS) < _PLANS_KEPT:
+            _MEASUREMENTS[measurement] = head
     tags = point.tags
     if tags:
-        for k in sorted(tags):
+        names = tuple(tags)
+        for k, prefix in _TAG_PLANS.get(names) or _plan(_TAG_PLANS, names, ","):
             v = tags[k]
             if v != "":
-                head += f",{_key(k)}={_key(v)}"
+                # _key(v), inline: a call per tag costs more than the rare escape
+                if "," in v or "=" in v or " " in v or "\n" in v:
+                    v = v.translate(_KEY_ESCAPES)
+                head += prefix + v
     return f"{head} {','.join(fields)} {point.time}"
 
 

@@ -177,10 +177,11 @@ class GatewayPoller:
     def _event(self, kind: str, text: str) -> None:
         self._events.append(Point(EVENT, {"text": text}, int(self.clock()), {"kind": kind}))
 
-    def _energy(self, points: list[Point]) -> list[Point]:
-        """Counters corrected, day fields chosen, events added (energy/)."""
+    def _energy(self, points: list[Point], extra: Mapping[str, str]) -> list[Point]:
+        """Counters corrected, day fields chosen, events added (energy/); every
+        point made once, with the gateway's tags ``extra`` (:meth:`_gateway_tags`)."""
         if self.state_dir is None:
-            return points
+            return self._tag(points, extra)
         if self.energy is None:
             serial = self.serial or "unknown"
             store = EnergyStore(
@@ -193,7 +194,7 @@ class GatewayPoller:
                 label=self.label,
                 raw_fields=self.energy_settings.raw_counters,
             )
-        corrected, events = self.energy.apply(points)
+        corrected, events = self.energy.apply(points, extra)
         return corrected + events
 
     def flush_state(self, *, durable: bool = True) -> bool:
@@ -203,12 +204,16 @@ class GatewayPoller:
             return self.energy.store.flush(durable=durable)
         return False
 
-    def _tag(self, points: Sequence[Point]) -> list[Point]:
-        """Each point with the ``gateway`` and ``site`` tags (``Point.with_tags``,
-        the merged tags built once per point rather than through keywords)."""
+    def _gateway_tags(self) -> dict[str, str]:
+        """The ``gateway`` and ``site`` tags the worker adds to every point."""
         extra = {"gateway": self.serial or "unknown"}
         if self.settings.name is not None:
             extra["site"] = self.settings.name
+        return extra
+
+    def _tag(self, points: Sequence[Point], extra: Mapping[str, str]) -> list[Point]:
+        """Each point with the gateway's tags ``extra`` (``Point.with_tags``, the
+        merged tags built once per point rather than through keywords)."""
         return [Point(p.measurement, p.fields, p.time, {**p.tags, **extra}) for p in points]
 
     async def poll(self, job: Kind, deadline: float | None = None) -> CycleResult:
@@ -251,9 +256,15 @@ class GatewayPoller:
         self._unavailable = False
         # Impossible times go before the energy stage sees them (no false "new day").
         events, self._events = self._events, []
-        believable = {id(p) for p in self._plausible(job, [*points, *events])}
-        points = self._energy([p for p in points if id(p) in believable])
-        tagged = self._tag(points + [e for e in events if id(e) in believable])
+        checked = self._plausible(job, [*points, *events])
+        if len(checked) < len(points) + len(events):
+            believable = {id(p) for p in checked}
+            points = [p for p in points if id(p) in believable]
+            events = [e for e in events if id(e) in believable]
+        gateway_tags = self._gateway_tags()
+        tagged = self._energy(points, gateway_tags)
+        if events:
+            tagged += self._tag(events, gateway_tags)
         if tagged:
             try:
                 self.sink.submit(tagged)
