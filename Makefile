@@ -58,6 +58,7 @@ bench: $(VENV)/.dev test-servers
 	$(BIN)/python bench/bench_spool.py
 	$(BIN)/python bench/bench_energy.py
 	$(BIN)/python bench/bench_pipeline.py
+	$(BIN)/python bench/bench_requests.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

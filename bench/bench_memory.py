@@ -3,8 +3,8 @@
 Builds the real worker for N gateways of the recorded fleet (the sets of
 ../shared/fixtures/envoy taken in turn, as ``bench_fleet.py`` serves them):
 settings read from a TOML file by ``load_settings``, the ``Worker`` with its
-token manager, file sink, pollers, health state and metrics, both APScheduler
-jobs of every gateway in a (paused) scheduler, then runs two totals cycles and
+token manager, file sink, pollers, health state and metrics, both jobs of
+every gateway in their slots of a (paused) scheduler, then runs two totals cycles and
 one devices cycle of every gateway (probe, normalize, energy stage, sink,
 metrics, health). No network: each gateway's client is a stand-in that answers
 from its recorded set (parsed anew for every request, as a real answer is), so

@@ -4,14 +4,16 @@ retries. A few cases the simulator cannot stage use httpx.MockTransport."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 import pytest
 
-from envoy_ingest.envoy.client import EnvoyClient, parse_body
+from envoy_ingest.envoy.client import EnvoyClient, http_date, loads, parse_body
 from envoy_ingest.envoy.passwords import installer_password
 from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.envoy.transport import split_host
@@ -24,6 +26,7 @@ from envoy_ingest.errors import (
 )
 from envoy_ingest.settings import GatewaySettings, Settings
 from envoy_ingest.simulator import Simulator, SimulatorConfig
+from tests.conftest import require_fixtures
 
 PROTECTED = "/api/v1/production/inverters"  # digest on legacy firmware
 
@@ -303,3 +306,103 @@ async def test_pasted_token_refused_is_an_auth_error(modern: Simulator) -> None:
         # checked with /auth/check_jwt before its first use, as every pasted token
         with pytest.raises(GatewayAuthError, match="refuses the pasted token"):
             await c.connect()
+
+
+# --- JSON and Date, fast and exactly as before ---------------------------------------------------
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values of equal types all the way down (1 is not 1.0; nan is nan)."""
+    return repr(a) == repr(b)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"wattsNow": 512, "whLifetime": 1.5e7, "ok": true, "none": null, "s": "\\u00e9"}',
+        b"[NaN, Infinity, -Infinity]",  # orjson refuses these; json reads them
+        b"[1e400, -1e400, 1.5e-400]",  # out of range: json makes inf and 0.0
+        b"[18446744073709551616, -9223372036854775809, 123456789012345678901234567890]",
+        b"[18446744073709551615, -9223372036854775808, 9223372036854775807]",  # 64 bits
+        b'{"serial": "1234567890123456789012", "n": 1}',  # a long run in a string
+        b'\xef\xbb\xbf{"bom": 1}',
+        '{"utf16": [1, 2.5]}'.encode("utf-16"),
+        '{"utf32": "x"}'.encode("utf-32-be"),
+        b'["\\ud800 lone surrogate"]',
+        b'{"a": 1, "a": 2}',
+        b" [0.1, -0.0, 1E3, 2e-5] ",
+    ],
+)
+def test_loads_gives_exactly_what_json_gives(body: bytes) -> None:
+    assert _same(loads(body), json.loads(body))
+    response = httpx.Response(200, content=body, headers={"content-type": "application/json"})
+    assert _same(parse_body(response, "x"), json.loads(body))
+
+
+@pytest.mark.parametrize("body", [b"{oops", b"[1]\x00", b"\xff\xfe\xfd", b"[01]"])
+def test_loads_refuses_what_json_refuses(body: bytes) -> None:
+    with pytest.raises(ValueError):
+        json.loads(body)
+    with pytest.raises(ValueError):
+        loads(body)
+
+
+def test_loads_reads_every_recorded_answer_as_json_does() -> None:
+    root = require_fixtures()
+    checked = 0
+    for file in sorted(root.glob("*/*")):
+        raw = file.read_bytes()
+        if file.name.endswith("_log.json") or raw.lstrip()[:1] not in (b"{", b"["):
+            continue
+        try:
+            expected = json.loads(raw)
+        except ValueError:
+            continue
+        assert _same(loads(raw), expected), file
+        checked += 1
+    assert checked > 200
+
+
+def _old_date(header: str) -> float | None:
+    """What the client did before: email.utils for every Date."""
+    try:
+        return parsedate_to_datetime(header).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Mon, 30 Nov 2026 05:14:05 GMT",
+        "Sun, 06 Nov 1994 08:49:37 GMT",
+        "Thu, 29 Feb 2024 23:59:59 GMT",
+        "Thu, 29 Feb 2023 12:00:00 GMT",  # no such day
+        "Tue, 31 Nov 2026 05:14:05 GMT",
+        "Mon, 30 Nov 2026 24:00:00 GMT",
+        "Mon, 30 Nov 2026 23:59:60 GMT",
+        "Mon, 30 Nov 0026 05:14:05 GMT",  # email.utils: 2026
+        "Mon, 30 Nov 0100 05:14:05 GMT",
+        "Fri, 01 Jan 1970 00:00:00 GMT",
+        "Wed, 30 Nov 2026 05:14:05 GMT",  # the wrong weekday is not checked
+        "Mon, 30 nov 2026 05:14:05 GMT",
+        "Mon, 30 Nov 2026 05:14:05 +0100",
+        "Mon, 30 Nov 2026 05:14:05 UTC",
+        "Mon, 30 Nov 2026 05:14:05 -0000",  # naive: local time
+        "Mon, 3 Nov 2026 05:14:05 GMT",
+        "Monday, 30-Nov-26 05:14:05 GMT",
+        "Mon Nov 30 05:14:05 2026",
+        "Mon, 30 Nov 2026 05:14 GMT",
+        "Mon, 30 Nov 2026 0５:14:05 GMT",
+        "Mon, ab Nov 2026 05:14:05 GMT",
+        "Mon, 30 Nov 2026 05:14:05 GMT extra",
+        "garbage",
+    ],
+)
+def test_http_date_is_what_email_utils_says(header: str) -> None:
+    assert http_date(header) == _old_date(header)
+
+
+def test_http_date_of_the_usual_form() -> None:
+    assert http_date("Mon, 30 Nov 2026 05:14:05 GMT") == 1796015645.0
+    assert http_date("Tue, 31 Nov 2026 05:14:05 GMT") is None

@@ -23,7 +23,13 @@ from envoy_ingest.settings import GatewaySettings, Settings
 from envoy_ingest.simulator.fleet import FleetSimulator, fixture_sets, fleet_address
 from envoy_ingest.sink.file import FileSink
 from envoy_ingest.worker.scheduler import Worker
-from envoy_ingest.worker.spread import first_run, next_run, stable_fraction, start_offsets
+from envoy_ingest.worker.spread import (
+    first_run,
+    next_run,
+    slot,
+    stable_fraction,
+    start_offsets,
+)
 from tests.conftest import require_fixtures
 
 # --- the fleet simulator -------------------------------------------------------------
@@ -136,7 +142,23 @@ def test_start_offsets_spread_evenly() -> None:
     assert 2700 <= sum(starts) <= 3300  # half the fleet starts in the second minute
 
 
+def test_slots_are_phases_rounded_down_to_half_seconds() -> None:
+    assert slot(0.0, 60.0) == (0, 0.0)
+    assert slot(0.49, 60.0) == (0, 0.0)
+    assert slot(0.5, 60.0) == (1, 0.5)
+    assert slot(59.99, 60.0) == (119, 59.5)
+    assert slot(299.7, 300.0) == (599, 299.5)
+    assert slot(0.7, 1.0) == (1, 0.5)
+    assert slot(0.2, 0.25) == (0, 0.0)  # never narrower than its interval
+    assert slot(1.2, 1.3) == (2, 1.3 / 3 * 2)  # 1.3 s: 3 slots of 0.4333 s
+    phases = [slot(start_offsets(f"12223808{i:04d}", 60.0, 300.0)[0], 60.0)[0] for i in range(6000)]
+    per_slot = [phases.count(i) for i in range(120)]
+    assert min(per_slot) >= 25 and max(per_slot) <= 80  # 50 each on average
+
+
 async def test_each_job_first_runs_at_its_phase_within_two_intervals(tmp_path: Path) -> None:
+    """One APScheduler job per occupied slot, at the slot's phase; each gateway's
+    first run at its slot's phase in its start window (two totals intervals)."""
     settings = Settings(
         gateways=[{"host": "10.0.0.5"}, {"host": "10.0.0.6", "serial": "122238082690"}],
         file={"directory": tmp_path / "data"},
@@ -148,22 +170,30 @@ async def test_each_job_first_runs_at_its_phase_within_two_intervals(tmp_path: P
     now = 1_800_000_000.0
     for poller in worker.pollers:
         worker.add_gateway_jobs(scheduler, poller, now)
-    runs = {job.id: job.next_run_time.timestamp() for job in scheduler.get_jobs()}
+    jobs = {job.id: job.next_run_time.timestamp() for job in scheduler.get_jobs()}
+    firsts = worker.slots.first_runs()
+    expected_jobs = {}
     for gw in settings.gateways:
         totals, devices = start_offsets(gw.identity, 60.0, 300.0)
-        k = int(stable_fraction(gw.identity + "/start") * 2)  # first or second minute
-        if next_run(now, totals, 60.0) + k * 60.0 > now + 108:
-            k = 0  # not in the last tenth of the two minutes
+        (t_slot, t_phase), (d_slot, d_phase) = slot(totals, 60.0), slot(devices, 300.0)
+        assert 0 <= totals - t_phase < 0.5 and 0 <= devices - d_phase < 0.5
         # (APScheduler keeps microseconds)
-        expected = next_run(now, totals, 60.0) + k * 60.0
-        assert runs[f"{gw.label}:totals"] == pytest.approx(expected, abs=1e-6)
-        assert runs[f"{gw.label}:devices"] == pytest.approx(next_run(now, devices, 300.0), abs=1e-6)
-        assert now <= runs[f"{gw.label}:totals"] < now + 120
-        assert now <= runs[f"{gw.label}:devices"] < now + 300
+        expected_jobs[f"slot:totals:{t_slot}"] = next_run(now, t_phase, 60.0)
+        expected_jobs[f"slot:devices:{d_slot}"] = next_run(now, d_phase, 300.0)
+        k = int(stable_fraction(gw.identity + "/start") * 2)  # first or second minute
+        if next_run(now, t_phase, 60.0) + k * 60.0 > now + 108:
+            k = 0  # not in the last tenth of the two minutes
+        assert firsts[(gw.label, "totals")] == next_run(now, t_phase, 60.0) + k * 60.0
+        assert firsts[(gw.label, "devices")] == next_run(now, d_phase, 300.0)
+        assert now <= firsts[(gw.label, "totals")] < now + 120
+        assert now <= firsts[(gw.label, "devices")] < now + 300
+    assert jobs.keys() == expected_jobs.keys()  # two gateways, four slots
+    for key, at in jobs.items():
+        assert at == pytest.approx(expected_jobs[key], abs=1e-6)
     assert settings.gateways[1].identity == "122238082690"
-    first = datetime.fromtimestamp(runs["122238082690:totals"])
+    first = datetime.fromtimestamp(firsts[("122238082690", "totals")])
     phase = stable_fraction("122238082690") * 60
-    assert first.timestamp() % 60 == pytest.approx(phase, abs=1e-6)
+    assert first.timestamp() % 60 == pytest.approx(phase // 0.5 * 0.5, abs=1e-6)
     await worker.sink.close()
 
 

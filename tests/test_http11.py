@@ -11,7 +11,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from envoy_ingest.envoy.http11 import MAX_BODY, GatewayConnection
+from envoy_ingest.envoy import transport
+from envoy_ingest.envoy.http11 import GatewayConnection, Reply, request_head
+from envoy_ingest.envoy.wire import MAX_BODY
+from envoy_ingest.settings import GatewaySettings
 
 Answer = Callable[[bytes], bytes | None]  # request head -> raw answer (None: close)
 
@@ -266,3 +269,117 @@ async def test_an_encoded_answer_is_decoded_and_a_plain_one_kept_as_is() -> None
     assert decoded.json() == {"wattsNow": 5} and decoded.content == b'{"wattsNow": 5}'
     assert plain.content == b'{"wattsNow": 6}' and plain.text == '{"wattsNow": 6}'
     assert await plain.aread() == b'{"wattsNow": 6}'  # what the transport layer does next
+
+
+# --- the lean path: prepared heads in, Reply out -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "extra"),
+    [
+        ("https://127.1.0.1/production.json?details=1", {"Authorization": "Bearer abc.def.ghi"}),
+        ("https://127.1.0.1:443/ivp/meters", None),
+        ("http://10.0.0.5:8080/api/v1/production", {}),
+        ("http://envoy.local/info", {"X-One": "1", "X-Two": "2"}),
+        ("http://envoy.local/info", {"Accept": "application/json"}),  # replaces ours, in place
+        ("http://envoy.local/info", {"user-agent": "other", "Authorization": "Bearer t"}),
+        ("http://[fe80::1]:8080/a%20b?c=d e", {"Authorization": "Bearer t"}),
+    ],
+)
+def test_a_prepared_head_is_the_bytes_httpx_would_send(
+    url: str, extra: dict[str, str] | None
+) -> None:
+    target = transport.Target(url)
+    expected = request_head(target.request(extra, {}))
+    assert target.head(extra) == expected
+    assert target.head(extra) == request_head(httpx.Request("GET", url, headers=_own(extra)))
+
+
+def _own(extra: dict[str, str] | None) -> dict[str, str]:
+    headers = {"Accept": "*/*", "User-Agent": transport.USER_AGENT}
+    headers.update(extra or {})
+    return headers
+
+
+async def test_a_plain_get_goes_out_as_prepared_and_comes_back_as_a_reply() -> None:
+    answer = _ok(
+        b'{"a": 1}',
+        b"Content-Type: application/json",
+        b"Date: Mon, 30 Nov 2026 05:14:05 GMT",
+        b"Set-Cookie: a=1",
+        b"set-cookie: b=2",
+    )
+    server = RawServer(lambda head: answer)
+    async with server as base:
+        conn = _conn()
+        gw = GatewaySettings(host=base)
+        reply = await transport.send(
+            conn, gw, f"{base}/ivp/meters?x=1", headers={"Authorization": "Bearer tok"}
+        )
+        again = await transport.send(conn, gw, transport.Target(f"{base}/info"))
+        await conn.aclose()
+    assert isinstance(reply, Reply) and isinstance(again, Reply)
+    port = base.rsplit(":", 1)[1].encode()
+    user_agent = transport.USER_AGENT.encode()
+    assert server.heads == [
+        b"GET /ivp/meters?x=1 HTTP/1.1\r\nHost: 127.0.0.1:" + port + b"\r\nAccept: */*\r\n"
+        b"User-Agent: " + user_agent + b"\r\nAuthorization: Bearer tok\r\n\r\n",
+        b"GET /info HTTP/1.1\r\nHost: 127.0.0.1:" + port + b"\r\nAccept: */*\r\n"
+        b"User-Agent: " + user_agent + b"\r\n\r\n",
+    ]
+    assert server.connections == 1
+    assert (reply.status_code, reply.reason_phrase, reply.content) == (200, "OK", b'{"a": 1}')
+    assert reply.headers == {
+        "content-length": "8",
+        "content-type": "application/json",
+        "date": "Mon, 30 Nov 2026 05:14:05 GMT",
+        "set-cookie": "a=1, b=2",
+    }
+    assert reply.text == '{"a": 1}'
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [(b"Content-Type", b"text/plain; charset=latin-1"), (b"X-A", b"1"), (b"x-a", b"2")],
+        [(b"Location", "/caf\u00e9".encode()), (b"Server", b"openresty")],  # UTF-8
+        [(b"Location", b"/caf\xe9"), (b"X-Odd", b"\xff")],  # Latin-1
+        [],
+    ],
+)
+def test_reply_reads_as_httpx_reads_the_same_answer(raw: list[tuple[bytes, bytes]]) -> None:
+    body = "caf\u00e9".encode("latin-1")
+    reply = Reply(404, b"Not Found", raw, body)
+    response = httpx.Response(
+        404, headers=raw, stream=httpx.ByteStream(body), extensions={"reason_phrase": b"Not Found"}
+    )
+    response.read()
+    assert dict(reply.headers) == dict(response.headers.items())
+    assert (reply.status_code, reply.reason_phrase) == (404, "Not Found")
+    assert (reply.content, reply.text) == (response.content, response.text)
+    converted = reply.to_httpx()
+    assert (converted.status_code, converted.reason_phrase) == (404, "Not Found")
+    assert converted.headers.raw == raw and converted.content == body
+
+
+async def test_failures_on_the_httpx_interface_name_the_request() -> None:
+    server = RawServer(lambda head: None)
+    async with server as base:
+        conn = _conn()
+        request = httpx.Request(
+            "GET", f"{base}/x", extensions={"timeout": httpx.Timeout(2.0).as_dict()}
+        )
+        with pytest.raises(httpx.RemoteProtocolError) as err:
+            await conn.handle_async_request(request)
+        await conn.aclose()
+    assert err.value.request is request
+
+
+async def test_an_encoded_answer_on_the_lean_path_is_decoded() -> None:
+    packed = gzip.compress(b'{"wattsNow": 5}')
+    server = RawServer(lambda head: _ok(packed, b"Content-Encoding: gzip"))
+    async with server as base:
+        conn = _conn()
+        reply = await transport.send(conn, GatewaySettings(host=base), f"{base}/api/v1/production")
+        await conn.aclose()
+    assert reply.content == b'{"wattsNow": 5}' and reply.headers["content-encoding"] == "gzip"

@@ -21,10 +21,12 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+import orjson
 
 from envoy_ingest.envoy import transport as _transport
 from envoy_ingest.envoy.auth import GatewayDigestAuth, describe_digest, digest_auth
@@ -46,8 +48,27 @@ log = logging.getLogger(__name__)
 CHECK_JWT = "/auth/check_jwt"
 MAX_PARSED_URLS = 16
 
+_DIGITS_AS_ZEROS = bytes.maketrans(b"0123456789", b"0" * 10)
+_LONG_NUMBER = b"0" * 19  # 19 digits or more: perhaps beyond 64 bits
 
-def parse_body(response: httpx.Response, what: str) -> Any:
+
+def loads(body: bytes) -> Any:
+    """``json.loads(body)``, the same result three to four times faster.
+
+    orjson parses what it can; json the rest, so that nothing differs: what
+    orjson refuses (NaN and Infinity, a BOM, UTF-16/32, lone surrogates) and
+    integers beyond 64 bits (which orjson makes floats; a run of 19 digits
+    anywhere sends the body to json, rarely and only costing time).
+    """
+    if _LONG_NUMBER not in body.translate(_DIGITS_AS_ZEROS):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(body)
+
+
+def parse_body(response: _transport.Answer, what: str) -> Any:
     """JSON bodies decoded (``dict``/``list``); anything else is the text.
 
     JSON is parsed from the bytes (UTF-8, or the UTF-16/32 that json detects):
@@ -57,11 +78,56 @@ def parse_body(response: httpx.Response, what: str) -> Any:
     is_json = "json" in response.headers.get("content-type", "").lower()
     if is_json or body.lstrip()[:1] in (b"{", b"["):
         try:
-            return json.loads(body)
+            return loads(body)
         except ValueError:  # UnicodeDecodeError too
             if is_json:
                 raise GatewayResponseError(f"{what} answered JSON that does not parse") from None
     return response.text
+
+
+_MONTHS = {
+    name: i + 1
+    for i, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+    )
+}
+_WEEKDAYS = frozenset(("Mon,", "Tue,", "Wed,", "Thu,", "Fri,", "Sat,", "Sun,"))
+
+
+def http_date(header: str) -> float | None:
+    """``Date: Mon, 30 Nov 2026 05:14:05 GMT`` as a Unix time; None if it does not parse.
+
+    The form every server sends is read directly; any other goes to
+    ``email.utils.parsedate_to_datetime`` (a dozen times slower), with the
+    same result either way.
+    """
+    parts = header.split(" ")
+    if (
+        len(parts) == 6
+        and parts[0] in _WEEKDAYS
+        and parts[5] == "GMT"
+        and len(parts[1]) == 2
+        and len(parts[3]) == 4
+        and len(parts[4]) == 8
+        and parts[4][2] == ":" == parts[4][5]
+        and (month := _MONTHS.get(parts[2])) is not None
+    ):
+        clock = parts[4]
+        digits = (parts[1], parts[3], clock[:2], clock[3:5], clock[6:])
+        if all(d.isascii() and d.isdigit() for d in digits):
+            day, year, hour, minute, second = map(int, digits)
+            if year < 100:  # email.utils reads 0026 as 2026
+                return _parsed_date(header)
+            with contextlib.suppress(ValueError):
+                return datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp()
+            return None
+    return _parsed_date(header)
+
+
+def _parsed_date(header: str) -> float | None:
+    with contextlib.suppress(TypeError, ValueError, IndexError, OverflowError):
+        return parsedate_to_datetime(header).timestamp()
+    return None
 
 
 class EnvoyClient:
@@ -86,8 +152,8 @@ class EnvoyClient:
         self._http = _transport.build_client(gw, transport)
         self._digest: GatewayDigestAuth | None = None
         self._gateway_date: tuple[float, float] | None = None  # (Date, monotonic then)
-        # The few URLs asked every cycle, parsed once (about 400 bytes each).
-        self._urls: dict[str, httpx.URL] = {}
+        # The few URLs asked every cycle, prepared once (about 400 bytes each).
+        self._targets: dict[str, _transport.Target] = {}
 
     def __repr__(self) -> str:
         return f"EnvoyClient({self.gw.label!r}, base_url={self.base_url!r})"
@@ -150,9 +216,8 @@ class EnvoyClient:
         return self.base_url, self.info
 
     def _note_date(self, header: str | None) -> None:
-        if header:
-            with contextlib.suppress(TypeError, ValueError, IndexError, OverflowError):
-                self._gateway_date = (parsedate_to_datetime(header).timestamp(), time.monotonic())
+        if header and (date := http_date(header)) is not None:
+            self._gateway_date = (date, time.monotonic())
 
     @property
     def gateway_now(self) -> float | None:
@@ -162,13 +227,13 @@ class EnvoyClient:
         date, received = self._gateway_date
         return date + (time.monotonic() - received)
 
-    def _parsed(self, url: str) -> httpx.URL:
-        parsed = self._urls.get(url)
-        if parsed is None:
-            if len(self._urls) >= MAX_PARSED_URLS:
-                self._urls.clear()  # a new base (scheme fallback, new address)
-            parsed = self._urls[url] = httpx.URL(url)
-        return parsed
+    def _target(self, url: str) -> _transport.Target:
+        target = self._targets.get(url)
+        if target is None:
+            if len(self._targets) >= MAX_PARSED_URLS:
+                self._targets.clear()  # a new base (scheme fallback, new address)
+            target = self._targets[url] = _transport.Target(url)
+        return target
 
     async def _send(
         self,
@@ -177,14 +242,14 @@ class EnvoyClient:
         deadline: float | None = None,
         headers: dict[str, str] | None = None,
         auth: httpx.Auth | None = None,
-    ) -> httpx.Response:
+    ) -> _transport.Answer:
         started = time.monotonic()
         status: int | str = "error"
         try:
             response = await _transport.send(
                 self._http,
                 self.gw,
-                self._parsed(url),
+                self._target(url),
                 headers=headers,
                 auth=auth,
                 deadline=deadline,
@@ -256,7 +321,7 @@ class EnvoyClient:
 
     async def _bearer_get(
         self, path: str, url: str, info: GatewayInfo, deadline: float | None
-    ) -> httpx.Response:
+    ) -> _transport.Answer:
         token = await self._token(deadline)
         response = await self._send(url, deadline=deadline, headers=_bearer(token))
         if response.status_code == 401:

@@ -15,9 +15,13 @@
   an httpx transport on asyncio's sockets), kept alive between cycles
   (:data:`KEEPALIVE_EXPIRY`) so that a gateway that keeps it open is not asked
   for a new TLS handshake every minute.
-- Requests are httpx requests sent straight to that transport: no
-  ``httpx.AsyncClient`` per gateway (its cookie jar, URL merging and event
-  hooks are nothing a gateway needs), auth flows (digest) driven here.
+- Requests go straight to that transport: no ``httpx.AsyncClient`` per
+  gateway (its cookie jar, URL merging and event hooks are nothing a gateway
+  needs). A plain GET (Bearer or no auth) is a request head prepared once per
+  URL (:class:`Target`) plus its ``Authorization`` line, answered with a
+  :class:`~envoy_ingest.envoy.http11.Reply`; requests with an auth flow
+  (digest) and other transports (tests' mocks) are httpx requests and
+  responses, the flow driven here. Both answer as an :class:`Answer`.
 - A request never ends in a bare ``CancelledError``: running out of the cycle's
   time, or a cancellation that was not aimed at the task, is a
   :class:`TransportFailure` like any other failed request.
@@ -29,12 +33,15 @@ import asyncio
 import functools
 import logging
 import ssl
+import sys
+from collections.abc import Mapping
+from typing import Protocol
 
 import httpx
 
 from envoy_ingest import __version__
 from envoy_ingest.backoff import Backoff
-from envoy_ingest.envoy.http11 import GatewayConnection
+from envoy_ingest.envoy.http11 import GatewayConnection, Origin, origin_of, request_head
 from envoy_ingest.errors import (
     CertificateMismatch,
     GatewayResponseError,
@@ -188,6 +195,70 @@ def _headers(extra: dict[str, str] | None) -> dict[str, str]:
     return headers
 
 
+_OWN_HEADERS = frozenset(("host", "accept", "user-agent"))
+
+
+class Answer(Protocol):
+    """What the client reads of an answer: an ``httpx.Response`` or an
+    :class:`~envoy_ingest.envoy.http11.Reply` (whose ``headers`` are keyed by
+    lowercase names: look them up so)."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def reason_phrase(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def content(self) -> bytes: ...
+    @property
+    def text(self) -> str: ...
+
+
+class Target:
+    """A URL asked again and again, prepared once: where it connects, and the
+    head of a GET of it up to the extra headers (the bytes httpx would make:
+    request line, ``Host``, ``Accept``, ``User-Agent``). The parsed URL is kept
+    only once an httpx request needs it (digest flows, other transports): a
+    fleet holds a few of these per gateway."""
+
+    __slots__ = ("_start", "_url", "origin", "path", "text")
+
+    def __init__(self, url: str | httpx.URL) -> None:
+        parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
+        self._url = parsed if isinstance(url, httpx.URL) else None
+        self.text = str(url)
+        self.path = parsed.raw_path.decode("ascii", "replace") if self._url else path_of(self.text)
+        scheme, host, port = origin_of(parsed)
+        # Shared by every URL of the gateway (and its connection).
+        self.origin: Origin = (sys.intern(scheme), sys.intern(host), port)
+        # Without the blank line that ends it: extra headers go there.
+        self._start = request_head(httpx.Request("GET", parsed, headers=_headers(None)))[:-2]
+
+    @property
+    def url(self) -> httpx.URL:
+        if self._url is None:
+            self._url = httpx.URL(self.text)
+        return self._url
+
+    def request(self, extra: dict[str, str] | None, timeouts: dict[str, float]) -> httpx.Request:
+        return httpx.Request(
+            "GET", self.url, headers=_headers(extra), extensions={"timeout": timeouts}
+        )
+
+    def head(self, extra: dict[str, str] | None) -> bytes:
+        """The whole head of a GET with ``extra`` headers, as ``request(extra)`` sends it."""
+        if not extra:
+            return self._start + b"\r\n"
+        lines = [self._start]
+        for name, value in extra.items():
+            if name.lower() in _OWN_HEADERS:  # replaces one of ours, in its place
+                return request_head(self.request(extra, {}))
+            lines.append(f"{name}: {value}\r\n".encode("ascii"))
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+
 def _cancelled_from_outside() -> bool:
     """Is the current task being cancelled (shutdown), rather than a library leaking
     a CancelledError of its own (e.g. an inner timeout) into ours?"""
@@ -218,17 +289,17 @@ def describe_transport_error(exc: Exception) -> str:
 async def send(
     client: httpx.AsyncBaseTransport,
     gw: GatewaySettings,
-    url: str | httpx.URL,
+    url: str | httpx.URL | Target,
     *,
     headers: dict[str, str] | None = None,
     auth: httpx.Auth | None = None,
     deadline: float | None = None,
     backoff: float = 1.0,
     limit: InFlightLimit | None = None,
-) -> httpx.Response:
+) -> Answer:
     """GET ``url``; retry dropped connections and 503 with backoff while time allows.
 
-    ``url`` may be parsed already (a client asks for the same few URLs every
+    ``url`` may be prepared already (a client asks for the same few URLs every
     cycle: parsing one costs more than the rest of building the request).
 
     Returns the response, whatever its status (a 503 too, once retries run
@@ -238,18 +309,19 @@ async def send(
     not match. Each attempt holds a slot of ``limit`` while in flight.
     """
     attempt = 0
-    pace = Backoff(backoff, MAX_BACKOFF, jitter=False)
+    pace: Backoff | None = None  # made when a retry needs it
     max_attempts = MAX_ATTEMPTS if deadline is not None else MAX_ATTEMPTS_WITHOUT_DEADLINE
-    if isinstance(url, httpx.URL):
-        target, path = url, url.raw_path.decode("ascii", "replace")
-    else:
-        target, path = httpx.URL(url), path_of(url)
+    target = url if isinstance(url, Target) else Target(url)
+    path = target.path
+    # A plain GET on the gateway's own connection: prepared bytes, no httpx objects.
+    conn = client if auth is None and isinstance(client, GatewayConnection) else None
+    head = target.head(headers) if conn is not None else b""
     while True:
         attempt += 1
         if deadline is not None and deadline - _now() <= 0:
             raise TransportFailure(gw, path, "no time left in this cycle")
         failure: str
-        response: httpx.Response | None = None
+        response: Answer | None = None
         try:
             # Until the deadline (TimeoutError after it), holding a slot of the
             # limit. A request cut short leaves nothing behind: its connection
@@ -258,14 +330,13 @@ async def send(
                 if limit is not None:
                     await limit.acquire()
                 try:
-                    request = httpx.Request(
-                        "GET",
-                        target,
-                        headers=_headers(headers),
-                        extensions={"timeout": _timeout(gw, deadline)},
-                    )
-                    response = await _exchange(client, request, auth)
-                    await response.aread()
+                    timeouts = _timeout(gw, deadline)
+                    if conn is not None:
+                        response = await conn.request(target.origin, head, timeouts)
+                    else:
+                        request = target.request(headers, timeouts)
+                        response = await _exchange(client, request, auth)
+                        await response.aread()
                 finally:
                     if limit is not None:
                         limit.release()
@@ -285,6 +356,8 @@ async def send(
             if response.status_code != RETRY_STATUS:
                 return response
             failure = "503 service unavailable"
+        if pace is None:
+            pace = Backoff(backoff, MAX_BACKOFF, jitter=False)
         delay = pace.next()
         out_of_time = deadline is not None and _now() + delay >= deadline
         if attempt >= max_attempts or out_of_time:
@@ -295,7 +368,7 @@ async def send(
         await asyncio.sleep(delay)
 
 
-def check_status(gw: GatewaySettings, path: str, response: httpx.Response) -> None:
+def check_status(gw: GatewaySettings, path: str, response: Answer) -> None:
     """Raise for answers that are not a usable 2xx (401/403 are handled by the caller)."""
     status = response.status_code
     if 200 <= status < 300:

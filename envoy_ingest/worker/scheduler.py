@@ -1,9 +1,10 @@
-"""The worker: APScheduler's asyncio scheduler with one job per gateway and kind.
+"""The worker: APScheduler's asyncio scheduler runs each gateway's two jobs.
 
 Each job runs at a stable phase of its interval (:mod:`.spread`), so a fleet's
 polls are spread evenly instead of firing together, and a restart does not
-burst. Jobs coalesce and never overlap themselves (``max_instances=1``); a run
-that could not start in time is counted as a missed cycle. The two jobs of one
+burst. The scheduler holds one job per slot of half a second, which starts the
+cycles of the gateways in it (:mod:`.slots`). Cycles coalesce and never overlap
+themselves; one that could not start in time is counted as a missed cycle. The two jobs of one
 gateway share a lock so the weak gateway never serves two of our requests at
 once, while different gateways poll independently: a failing one never stalls
 others. All gateways share one bound on the requests in flight
@@ -24,14 +25,13 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
-from apscheduler.jobstores.base import JobLookupError
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from envoy_ingest.clock import JumpDetector
 from envoy_ingest.envoy.client import EnvoyClient
+from envoy_ingest.envoy.firmware import GatewayInfo
 from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.envoy.transport import InFlightLimit
 from envoy_ingest.errors import SettingsError
@@ -47,7 +47,8 @@ from envoy_ingest.statefile import sync_all
 from envoy_ingest.worker.host import CLOCK_CHECK_SECONDS, after_clock_jump, raise_fd_limit
 from envoy_ingest.worker.poller import CycleResult, GatewayPoller
 from envoy_ingest.worker.reload import gateway_changes, needs_restart, own_share
-from envoy_ingest.worker.spread import first_run, start_offsets
+from envoy_ingest.worker.slots import Slots
+from envoy_ingest.worker.spread import start_offsets
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +81,15 @@ class Worker:
         self._scheduler: AsyncIOScheduler | None = None
         self._reloading = asyncio.Lock()
         self._tasks: set[asyncio.Task[bool]] = set()
+        # What _record last told health and metrics of each gateway: (its info,
+        # serial, token expiry); told again only when it changes.
+        self._facts: dict[str, tuple[GatewayInfo | None, str | None, int | None]] = {}
+        self._sink_failed = False
         for gw in self.settings.gateways:
             self._add_poller(gw)
         self._stop = asyncio.Event()
         self._running: set[asyncio.Task[object]] = set()
+        self.slots = Slots(self.run_job, self._running)
 
     @property
     def pollers(self) -> list[GatewayPoller]:
@@ -133,15 +139,6 @@ class Worker:
             if task is not None:
                 self._running.discard(task)
 
-    def _on_missed(self, event: JobEvent) -> None:
-        """A run skipped (the previous one still runs) or started too late."""
-        _, sep, job = str(event.job_id).rpartition(":")
-        if not sep:
-            return  # not a gateway's job (the heartbeat)
-        metrics.record_missed_cycle(job)
-        reason = "still running" if event.code == EVENT_JOB_MAX_INSTANCES else "started too late"
-        log.warning("%s: cycle missed (%s)", event.job_id, reason)
-
     async def _cancel_running(self) -> None:
         """Stop the cycles in flight (they end as failed polls) before closing clients."""
         running = list(self._running)
@@ -157,27 +154,33 @@ class Worker:
             return  # removed by a reload while it polled: its state is gone
         if result.ok:
             self.health.poll_succeeded(label, result.job)
-            self.health.set_problem("sink", None)
+            if self._sink_failed:
+                self._sink_failed = False
+                self.health.set_problem("sink", None)
         else:
             error = redact(result.error or "failed")
             self.health.poll_failed(label, result.job, error)
             if result.sink_failed:
+                self._sink_failed = True
                 self.health.set_problem("sink", f"points cannot be stored: {error}")
+        info = poller.info
+        serial = poller.serial
         expires: float | None = None
-        if poller.serial is not None:
-            left = self.tokens.seconds_until_expiry(poller.serial)
+        if serial is not None:
+            left = self.tokens.seconds_until_expiry(serial)
             if left is not None:
                 expires = time.time() + left
-                metrics.set_token_expiry(label, expires)
-        info = poller.info
+        rounded = round(expires) if expires is not None else None
+        known = self._facts.get(label)
+        if known is not None and known[0] is info and known[1:] == (serial, rounded):
+            return  # (a token expiry moving by less than half a second is not news)
+        self._facts[label] = (info, serial, rounded)
+        if expires is not None:
+            metrics.set_token_expiry(label, expires)
+        firmware = info.firmware if info is not None else None
         if info is not None:
-            metrics.gateway_info(label, poller.serial or info.serial, info.firmware)
-        self.health.gateway_facts(
-            label,
-            serial=poller.serial,
-            firmware=info.firmware if info else None,
-            token_expires=round(expires) if expires is not None else None,
-        )
+            metrics.gateway_info(label, serial or info.serial, info.firmware)
+        self.health.gateway_facts(label, serial=serial, firmware=firmware, token_expires=rounded)
 
     async def run_once(self, drain_timeout: float = ONCE_DRAIN_TIMEOUT) -> int:
         """Run every job once, deliver (waiting up to ``drain_timeout`` seconds), and
@@ -219,7 +222,7 @@ class Worker:
         await self.sink.start()
         await self.tokens.start()
         self._scheduler = scheduler = AsyncIOScheduler(event_loop=loop)
-        scheduler.add_listener(self._on_missed, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        scheduler.add_listener(self.slots.on_missed, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         scheduler.add_job(self._heartbeat, "interval", seconds=HEARTBEAT_INTERVAL, id="heartbeat")
         now = time.time()
         for poller in self.pollers:
@@ -261,6 +264,8 @@ class Worker:
             jump = detector.jumped()
             if jump:
                 after_clock_jump(scheduler, jump)
+                if jump < 0:
+                    self.slots.all_due()
 
     # --- the gateways' jobs -----------------------------------------------------------
 
@@ -279,46 +284,33 @@ class Worker:
     def add_gateway_jobs(
         self, scheduler: AsyncIOScheduler, poller: GatewayPoller, now: float
     ) -> None:
-        """Schedule both jobs of one gateway at its stable phases (see :mod:`.spread`):
-        the totals job first runs within two intervals of ``now`` (Unix seconds), the
-        devices job within one."""
+        """Schedule both jobs of one gateway at its stable phases (see :mod:`.spread`),
+        in their slots (:mod:`.slots`): the totals job first runs within two intervals
+        of ``now`` (Unix seconds), the devices job within one."""
         s = self.settings.schedule
-        identity = poller.settings.identity
-        offsets = start_offsets(identity, s.totals_interval, s.devices_interval)
+        offsets = start_offsets(poller.settings.identity, s.totals_interval, s.devices_interval)
         jobs: tuple[Kind, Kind] = ("totals", "devices")
         for job, offset, ramp in zip(jobs, offsets, (2, 1), strict=True):
             interval = self._interval(job)
             self.health.register_gateway(poller.label, job, interval)
             self.health.gateway_facts(poller.label, host=poller.settings.host)
-            at = first_run(identity, now, offset, interval, ramp)
-            first = datetime.fromtimestamp(at, UTC)  # one shared tzinfo for every job
-            scheduler.add_job(
-                self.run_job,
-                "interval",
-                args=[poller, job],
-                seconds=interval,
-                start_date=first,
-                jitter=min(s.jitter, interval / 4) or None,
-                coalesce=True,
-                max_instances=1,
-                misfire_grace_time=int(interval),
-                next_run_time=first,
-                id=f"{poller.label}:{job}",
-                name=f"{job} {poller.label}",
-                replace_existing=True,
+            self.slots.add(
+                scheduler,
+                poller,
+                job,
+                offset,
+                interval,
+                now=now,
+                ramp=ramp,
+                jitter=min(s.jitter, interval / 4),
             )
-
-    def _remove_jobs(self, label: str) -> None:
-        assert self._scheduler is not None
-        for job in ("totals", "devices"):
-            with contextlib.suppress(JobLookupError):
-                self._scheduler.remove_job(f"{label}:{job}")
 
     async def _remove_gateway(self, label: str) -> None:
         """Stop polling gateway ``label``: its jobs and health entry go (its metrics
         are dropped by the caller, for all removed gateways at once)."""
         if self._scheduler is not None:
-            self._remove_jobs(label)
+            self.slots.remove(self._scheduler, label)
+        self._facts.pop(label, None)
         poller = self._pollers.pop(label)
         self.health.unregister_gateway(label)
         async with self._locks.pop(label):  # let a poll in progress finish first
@@ -376,6 +368,8 @@ class Worker:
             fresh = [self._add_poller(gw) for gw in changes.added + changes.changed]
             if self._scheduler is not None:
                 again = self.pollers if schedule_changed else fresh
+                if schedule_changed:
+                    self.slots.clear(self._scheduler)
                 now = time.time()
                 for poller in again:
                     self.add_gateway_jobs(self._scheduler, poller, now)

@@ -19,6 +19,11 @@ each), at its phase. Every gateway is probed within two totals intervals:
 a phase in the last tenth of that window (:data:`START_MARGIN`) is taken in
 the first interval instead, so that the worker's own start-up and a busy
 first minute cannot push a first poll past it.
+
+The scheduler does not keep a timer per gateway: phases are rounded down to
+a slot of about :data:`SLOT_SECONDS` (:func:`slot`), and the gateways of one
+slot start together (each its own cycle). The runs stay spread evenly over the
+interval, in steps of half a second.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from __future__ import annotations
 import hashlib
 import math
 
+#: The width the phases are rounded to (each interval is cut into whole slots).
+SLOT_SECONDS = 0.5
 #: The part of the start window (``ramp`` intervals) in which no later slot is chosen.
 START_MARGIN = 0.1
 
@@ -52,6 +59,15 @@ def start_offsets(
     else:
         devices = spot * devices_interval
     return totals, devices
+
+
+def slot(offset: float, interval: float) -> tuple[int, float]:
+    """The slot of a job at ``offset`` seconds into its interval: ``(index, phase)``,
+    its phase the start of the slot (at most one slot width before ``offset``)."""
+    count = max(1, round(interval / SLOT_SECONDS))
+    width = interval / count
+    index = min(int(offset / width), count - 1)
+    return index, index * width
 
 
 def next_run(now: float, offset: float, interval: float) -> float:
