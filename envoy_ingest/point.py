@@ -28,12 +28,27 @@ and ``devices`` (enphase_inverter, enphase_battery: every 5 minutes, to
 KINDS: tuple[Kind, ...] = ("totals", "devices")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Point:
     measurement: str
     fields: Mapping[str, FieldValue]
     time: int
     tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        measurement: str,
+        fields: Mapping[str, FieldValue],
+        time: int,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        # What the generated __init__ of a frozen dataclass does, through the
+        # slots' own setters rather than object.__setattr__ by name: a poll
+        # makes dozens of points, a fleet thousands a second.
+        _set_measurement(self, measurement)
+        _set_fields(self, fields)
+        _set_time(self, time)
+        _set_tags(self, {} if tags is None else tags)
 
     def with_tags(self, **tags: str | None) -> Point:
         """Return a copy with extra tags; ``None`` values are left out."""
@@ -45,3 +60,10 @@ class Point:
     def kind(self) -> Kind:
         """``devices`` for per-device points (the device bucket), else ``totals``."""
         return "devices" if self.measurement in DEVICE_MEASUREMENTS else "totals"
+
+
+_slots = vars(Point)  # the slots' member descriptors
+_set_measurement = _slots["measurement"].__set__
+_set_fields = _slots["fields"].__set__
+_set_time = _slots["time"].__set__
+_set_tags = _slots["tags"].__set__
