@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from envoy_ingest.sink import FileSink
-from envoy_ingest.sink._append import LineAppender
+from envoy_ingest.sink._append import OPEN_FILES, LineAppender
 from tests.lp import parse
 from tests.support.builders import totals_points
 
@@ -150,22 +150,23 @@ async def test_only_the_most_recent_files_stay_open_and_evicted_ones_are_synced(
 ) -> None:
     clock = Clock()
     appender = LineAppender(1.0, clock=clock)
-    paths = [tmp_path / f"{k}.lp" for k in range(6)]
+    n = OPEN_FILES
+    paths = [tmp_path / f"{k}.lp" for k in range(n + 2)]
     for path in paths:
         appender.append(path, line(0))  # each file's first batch: fsynced
     clock.now += 0.1
     for path in paths[2:]:
         appender.append(path, line(1))  # deferred
-    assert sorted(appender.pending) == sorted(paths[2:]) and len(appender._open) == 4
-    assert len(fsyncs) == 6
+    assert sorted(appender.pending) == sorted(paths[2:]) and len(appender._open) == n
+    assert len(fsyncs) == n + 2
     appender.append(paths[0], line(1))  # opens paths[0] again, closes paths[2] (synced)
-    assert len(fsyncs) == 6 + 2 and len(appender._open) == 4
+    assert len(fsyncs) == n + 4 and len(appender._open) == n
     assert sorted(appender.pending) == sorted(paths[3:])
     appender.close()
-    assert len(fsyncs) == 8 + 3
-    assert [p.read_bytes() for p in paths] == [line(0) + line(1)] * 1 + [line(0)] + [
+    assert len(fsyncs) == n + 4 + (n - 1)
+    assert [p.read_bytes() for p in paths] == [line(0) + line(1)] + [line(0)] + [
         line(0) + line(1)
-    ] * 4
+    ] * n
 
 
 class Board:
@@ -257,3 +258,35 @@ def test_kill_9_right_after_submit_returns_loses_nothing(tmp_path: Path) -> None
     assert acks[-1] == "acked 49 1\n"  # one fsync, for the first batch only
     lines = parse((tmp_path / "2026-11-23.lp").read_text())
     assert [p.time for p in lines] == [LATE + k for k in range(50) for _ in range(7)]
+
+
+async def test_a_fleet_writing_to_many_days_keeps_their_files_open(
+    tmp_path: Path, fsyncs: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches round robin over 20 day files (a fleet whose points fall on many
+    days): each file is opened once and fsynced once, for its first batch; the
+    later batches within the interval wait for the deferred sync."""
+    opened: list[str] = []
+    real_open = os.open
+
+    def counting_open(path: str, *args: int) -> int:
+        fd = real_open(path, *args)  # (the first try of a new file raises: not counted)
+        if str(path).endswith(".lp"):  # (not the directory, opened for its fsync)
+            opened.append(os.path.basename(path))
+        return fd
+
+    monkeypatch.setattr(os, "open", counting_open)
+    clock = Clock()
+    appender = LineAppender(1.0, clock=clock)
+    paths = [tmp_path / f"2026-11-{day:02d}.lp" for day in range(1, 21)]
+    for k in range(5):
+        for path in paths:
+            appender.append(path, line(k))
+        clock.now += 0.01
+    assert sorted(opened) == sorted(p.name for p in paths)
+    assert len(fsyncs) == 20 and sorted(appender.pending) == sorted(paths)
+    clock.now += 1.0
+    appender.sync_due()
+    assert len(fsyncs) == 40 and appender.pending == []
+    assert all(p.read_bytes() == b"".join(line(k) for k in range(5)) for p in paths)
+    appender.close()

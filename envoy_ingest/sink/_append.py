@@ -44,8 +44,12 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
 _APPEND = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
-#: Files kept open per appender (a file sink's batch spans one or two UTC days).
-OPEN_FILES = 4
+#: Files kept open per appender. A home install writes one or two UTC days; a
+#: fleet's points can fall on many more (a dead microinverter's last report, a
+#: gateway whose clock is off), and closing a file that has batches waiting for
+#: their fsync fsyncs it: with too few kept open, batches round robin over the
+#: days would each pay an open, a close and an fsync.
+OPEN_FILES = 32
 
 
 def _repair_tail(fd: int, path: Path) -> None:
