@@ -15,7 +15,8 @@ a steady-state window:
   (failed polls, and cycles the scheduler could not start);
 - requests per gateway-hour, and when each gateway was first asked for data;
 - for comparison, pyenphase's CPU per update of one 7.6.175 gateway of the
-  same fleet, measured in this process in the same run.
+  same fleet, measured in the same run, in a process of its own (like the
+  worker): the median of 7 rounds of the mean over 40 updates.
 
     .venv/bin/python bench/bench_fleet.py --gateways 100,1000,5000 --minutes 10
     .venv/bin/python bench/bench_fleet.py --gateways 500 --speed 10 --minutes 30   # soak
@@ -164,34 +165,58 @@ def run_fleet(
         )
 
 
-def pyenphase_cpu_ms(sets: list[Path], updates: int = 30) -> float:
-    """Median CPU (ms) of one pyenphase ``Envoy.update()`` of a 7.6.175 CT gateway."""
-    from pyenphase import Envoy
+def pyenphase_cpu_ms(sets: list[Path], updates: int = 40, rounds: int = 7) -> float:
+    """CPU (ms) of one pyenphase ``Envoy.update()`` of a 7.6.175 CT gateway: the
+    median over ``rounds`` of the mean over ``updates`` updates.
 
+    pyenphase runs in a process of its own (``--pyenphase-child``), like the
+    worker, and the simulator answering it in this one: the process's CPU is
+    pyenphase's alone (in one process, the two would share the GIL and the
+    caches, and a thread's CPU clock read over one short update moved by a
+    third from one run to the next).
+    """
     chosen = [s for s in sets if s.name == PYENPHASE_SET] or sets[:1]
     with FleetSimulator(chosen, 1, delay_scale=0.0) as fleet:
         g = fleet.gateways[0]
         port = fleet.https_port if g.modern else fleet.http_port
+        child = [sys.executable, __file__, "--pyenphase-child", f"{g.address}:{port}"]
+        out = subprocess.run(
+            [*child, fleet.issue_token(g) or "", str(updates), str(rounds)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        ).stdout
+    return statistics.median(float(x) for x in out.split())
 
-        async def measure() -> list[float]:
-            envoy = Envoy(f"{g.address}:{port}")
-            await envoy.setup()
-            await envoy.authenticate(username="", password="", token=fleet.issue_token(g))
-            await envoy.update()  # the probe: not counted
-            samples = []
+
+def pyenphase_child(host: str, token: str, updates: int, rounds: int) -> None:
+    """In the child: print the mean CPU (ms) per update of each round."""
+    from pyenphase import Envoy
+
+    async def measure() -> list[float]:
+        envoy = Envoy(host)
+        await envoy.setup()
+        await envoy.authenticate(username="", password="", token=token)
+        for _ in range(3):
+            await envoy.update()  # the probe and a warm-up: not counted
+        means = []
+        for _ in range(rounds):
+            c0 = time.process_time()
             for _ in range(updates):
-                # This thread's CPU only: the simulator answering pyenphase runs
-                # in another thread of this process and is not pyenphase's cost.
-                c0 = time.thread_time()
                 await envoy.update()
-                samples.append((time.thread_time() - c0) * 1000)
-            await envoy.close()
-            return samples
+            means.append((time.process_time() - c0) * 1000 / updates)
+        await envoy.close()
+        return means
 
-        return statistics.median(asyncio.run(measure()))
+    print(" ".join(f"{m:.4f}" for m in asyncio.run(measure())))
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--pyenphase-child"]:
+        host, token, updates, rounds = sys.argv[2:6]
+        pyenphase_child(host, token, int(updates), int(rounds))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gateways", default="100,1000,5000", help="fleet sizes, comma-separated")
     parser.add_argument("--minutes", type=float, default=10.0, help="steady-state window")
