@@ -104,7 +104,12 @@ class HealthState:
             self._since = self.clock()
 
     def set_problem(self, name: str, reason: str | None) -> None:
-        """A process-wide problem ``name`` (``"sink"``...) now has ``reason``; None clears it."""
+        """A process-wide problem ``name`` (``"sink"``...) now has ``reason``; None clears it.
+
+        Clearing a problem that is not set takes no lock (the worker clears the
+        sink's after every good poll)."""
+        if reason is None and name not in self._problems:
+            return
         with self._lock:
             if reason is None:
                 self._problems.pop(name, None)

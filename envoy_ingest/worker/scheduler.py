@@ -84,7 +84,6 @@ class Worker:
         # What _record last told health and metrics of each gateway: (its info,
         # serial, token expiry); told again only when it changes.
         self._facts: dict[str, tuple[GatewayInfo | None, str | None, int | None]] = {}
-        self._sink_failed = False
         for gw in self.settings.gateways:
             self._add_poller(gw)
         self._stop = asyncio.Event()
@@ -154,14 +153,11 @@ class Worker:
             return  # removed by a reload while it polled: its state is gone
         if result.ok:
             self.health.poll_succeeded(label, result.job)
-            if self._sink_failed:
-                self._sink_failed = False
-                self.health.set_problem("sink", None)
+            self.health.set_problem("sink", None)
         else:
             error = redact(result.error or "failed")
             self.health.poll_failed(label, result.job, error)
             if result.sink_failed:
-                self._sink_failed = True
                 self.health.set_problem("sink", f"points cannot be stored: {error}")
         info = poller.info
         serial = poller.serial

@@ -68,7 +68,11 @@ class Slot:
 
     @property
     def job_id(self) -> str:
-        return f"{_PREFIX}{self.kind}:{self.index}"
+        return _job_id(self.kind, self.index)
+
+
+def _job_id(kind: Kind, index: int) -> str:
+    return f"{_PREFIX}{kind}:{index}"
 
 
 class Slots:
@@ -109,7 +113,7 @@ class Slots:
         label = poller.label
         self._forget(scheduler, label, kind)
         index, phase = slot(offset, interval)
-        key = f"{_PREFIX}{kind}:{index}"
+        key = _job_id(kind, index)
         found = self._slots.get(key)
         if found is None:
             found = self._slots[key] = Slot(kind, index, interval)
@@ -137,9 +141,7 @@ class Slots:
     def remove(self, scheduler: AsyncIOScheduler, label: str) -> None:
         """Take gateway ``label`` out of its slots; a slot left empty loses its job."""
         for found in self._of.pop(label, []):
-            found.members.pop(label, None)
-            if not found.members:
-                self._drop(scheduler, found)
+            self._leave(scheduler, found, label)
 
     def clear(self, scheduler: AsyncIOScheduler) -> None:
         """Remove every slot and its job: when the schedule changes, every gateway is
@@ -209,9 +211,13 @@ class Slots:
         if slots:
             for found in [s for s in slots if s.kind == kind]:
                 slots.remove(found)
-                found.members.pop(label, None)
-                if not found.members:
-                    self._drop(scheduler, found)
+                self._leave(scheduler, found, label)
+
+    def _leave(self, scheduler: AsyncIOScheduler, found: Slot, label: str) -> None:
+        """Gateway ``label`` leaves slot ``found``; a slot left empty loses its job."""
+        found.members.pop(label, None)
+        if not found.members:
+            self._drop(scheduler, found)
 
     def _drop(self, scheduler: AsyncIOScheduler, found: Slot) -> None:
         self._slots.pop(found.job_id, None)
