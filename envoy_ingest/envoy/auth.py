@@ -7,6 +7,7 @@ their ``repr``.
 from __future__ import annotations
 
 from collections.abc import Generator
+from typing import NamedTuple, cast
 
 import httpx
 
@@ -28,8 +29,30 @@ class GatewayDigestAuth(httpx.DigestAuth):
         super().__init__(username, password)
         self.username = username
 
+    def authorization(self, method: str, raw_path: bytes) -> str | None:
+        """The ``Authorization`` value httpx's flow would send now for ``method``
+        ``raw_path`` (advancing the nonce count as it does), or ``None`` while no
+        challenge is known (the first request goes without, as in httpx)."""
+        challenge = self._last_challenge
+        if challenge is None:
+            return None
+        # httpx reads only ``method`` and ``url.raw_path`` of the request.
+        request = cast(httpx.Request, _Signed(method, _RawPath(raw_path)))
+        return self._build_auth_header(request, challenge)
+
     def __repr__(self) -> str:
         return f"GatewayDigestAuth(username={self.username!r}, password='***')"
+
+
+class _RawPath(NamedTuple):
+    raw_path: bytes
+
+
+class _Signed(NamedTuple):
+    """The part of a request that a digest signs."""
+
+    method: str
+    url: _RawPath
 
 
 def digest_auth(gw: GatewaySettings, serial: str) -> GatewayDigestAuth:

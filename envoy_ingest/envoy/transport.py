@@ -19,9 +19,12 @@
   gateway (its cookie jar, URL merging and event hooks are nothing a gateway
   needs). A plain GET (Bearer or no auth) is a request head prepared once per
   URL (:class:`Target`) plus its ``Authorization`` line, answered with a
-  :class:`~envoy_ingest.envoy.http11.Reply`; requests with an auth flow
-  (digest) and other transports (tests' mocks) are httpx requests and
-  responses, the flow driven here. Both answer as an :class:`Answer`.
+  :class:`~envoy_ingest.envoy.http11.Reply`. So is a digest GET once the
+  gateway has challenged (its ``Authorization`` computed by httpx's own
+  digest code, :meth:`GatewayDigestAuth.authorization`); the first digest
+  request, a new challenge (stale nonce, rebooted gateway) and other
+  transports (tests' mocks) are httpx requests and responses, the auth flow
+  driven by :mod:`envoy_ingest.envoy.flow`. Both answer as an :class:`Answer`.
 - A request never ends in a bare ``CancelledError``: running out of the cycle's
   time, or a cancellation that was not aimed at the task, is a
   :class:`TransportFailure` like any other failed request.
@@ -41,6 +44,8 @@ import httpx
 
 from envoy_ingest import __version__
 from envoy_ingest.backoff import Backoff
+from envoy_ingest.envoy.auth import GatewayDigestAuth
+from envoy_ingest.envoy.flow import exchange, signed_get
 from envoy_ingest.envoy.http11 import GatewayConnection, Origin, origin_of, request_head
 from envoy_ingest.errors import (
     CertificateMismatch,
@@ -157,28 +162,6 @@ def _timeout(gw: GatewaySettings, deadline: float | None) -> dict[str, float]:
     return {"connect": connect, "read": read, "write": read, "pool": read}
 
 
-async def _exchange(
-    connection: httpx.AsyncBaseTransport, request: httpx.Request, auth: httpx.Auth | None
-) -> httpx.Response:
-    """One request, and the ones its auth flow asks for (digest: after a 401)."""
-    if auth is None:
-        return await connection.handle_async_request(request)
-    flow = auth.async_auth_flow(request)
-    try:
-        request = await flow.__anext__()
-        while True:
-            response = await connection.handle_async_request(request)
-            if auth.requires_response_body:
-                await response.aread()
-            try:
-                request = await flow.asend(response)
-            except StopAsyncIteration:
-                return response
-            await response.aclose()
-    finally:
-        await flow.aclose()
-
-
 def path_of(url: str) -> str:
     """``"https://10.0.0.5/ivp/meters?x=1"`` -> ``"/ivp/meters?x=1"``."""
     rest = url.partition("://")[2] or url
@@ -222,13 +205,14 @@ class Target:
     only once an httpx request needs it (digest flows, other transports): a
     fleet holds a few of these per gateway."""
 
-    __slots__ = ("_start", "_url", "origin", "path", "text")
+    __slots__ = ("_start", "_url", "origin", "path", "raw_path", "text")
 
     def __init__(self, url: str | httpx.URL) -> None:
         parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
         self._url = parsed if isinstance(url, httpx.URL) else None
         self.text = str(url)
-        self.path = parsed.raw_path.decode("ascii", "replace") if self._url else path_of(self.text)
+        self.raw_path = parsed.raw_path  # as in the request line (and a digest's uri)
+        self.path = self.raw_path.decode("ascii", "replace") if self._url else path_of(self.text)
         scheme, host, port = origin_of(parsed)
         # Shared by every URL of the gateway (and its connection).
         self.origin: Origin = (sys.intern(scheme), sys.intern(host), port)
@@ -313,9 +297,11 @@ async def send(
     max_attempts = MAX_ATTEMPTS if deadline is not None else MAX_ATTEMPTS_WITHOUT_DEADLINE
     target = url if isinstance(url, Target) else Target(url)
     path = target.path
-    # A plain GET on the gateway's own connection: prepared bytes, no httpx objects.
-    conn = client if auth is None and isinstance(client, GatewayConnection) else None
-    head = target.head(headers) if conn is not None else b""
+    # A plain GET on the gateway's own connection: prepared bytes, no httpx objects;
+    # a digest one too, once the gateway has challenged.
+    conn = client if isinstance(client, GatewayConnection) else None
+    digest = auth if conn is not None and isinstance(auth, GatewayDigestAuth) else None
+    head = target.head(headers) if conn is not None and auth is None else b""
     while True:
         attempt += 1
         if deadline is not None and deadline - _now() <= 0:
@@ -331,11 +317,23 @@ async def send(
                     await limit.acquire()
                 try:
                     timeouts = _timeout(gw, deadline)
-                    if conn is not None:
+                    signed = (
+                        digest.authorization("GET", target.raw_path) if digest is not None else None
+                    )
+                    if conn is not None and auth is None:
                         response = await conn.request(target.origin, head, timeouts)
+                    elif conn is not None and digest is not None and signed is not None:
+                        response = await signed_get(
+                            conn,
+                            target.origin,
+                            target.head({**(headers or {}), "Authorization": signed}),
+                            timeouts,
+                            digest,
+                            functools.partial(target.request, headers, timeouts),
+                        )
                     else:
                         request = target.request(headers, timeouts)
-                        response = await _exchange(client, request, auth)
+                        response = await exchange(client, request, auth)
                         await response.aread()
                 finally:
                     if limit is not None:
