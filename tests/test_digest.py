@@ -34,21 +34,29 @@ def fixed_cnonce(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(httpx.DigestAuth, "_get_client_nonce", cnonce)
 
 
-def serve(name: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Simulator, list[str | None]]:
-    """A recorded legacy gateway, one fixed challenge, and the ``Authorization``
-    of every protected request it is asked (``None``: none sent)."""
-    sim = Simulator(SimulatorConfig(fixture=require_fixtures() / name)).start()
-    assert sim.family == "legacy"
-    seen: list[str | None] = []
-    fixed = sim.app.digest.challenge()  # its nonce stays valid: no second boundary
-    monkeypatch.setattr(sim.app.digest, "challenge", lambda: fixed)
-    check = sim.app.digest.verify
+def capture(sim: Simulator, monkeypatch: pytest.MonkeyPatch, seen: list[str | None]) -> str:
+    """One fixed challenge from the gateway's digest (its nonce stays valid: no
+    second boundary), returned; the ``Authorization`` of every protected request
+    (``None``: none sent) appended to ``seen``."""
+    digest = sim.app.digest
+    fixed = digest.challenge()
+    monkeypatch.setattr(digest, "challenge", lambda: fixed)
+    check = digest.verify
 
     def verify(method: str, path: str, header: str | None) -> str | None:
         seen.append(header)
         return check(method, path, header)
 
-    monkeypatch.setattr(sim.app.digest, "verify", verify)
+    monkeypatch.setattr(digest, "verify", verify)
+    return fixed
+
+
+def serve(name: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Simulator, list[str | None]]:
+    """A recorded legacy gateway and what it was asked (see :func:`capture`)."""
+    sim = Simulator(SimulatorConfig(fixture=require_fixtures() / name)).start()
+    assert sim.family == "legacy"
+    seen: list[str | None] = []
+    capture(sim, monkeypatch, seen)
     return sim, seen
 
 
@@ -131,13 +139,8 @@ async def test_a_stale_nonce_is_answered_by_one_new_challenge(
         old = field(seen[-1], "nonce")
         # The gateway forgets its nonces (a new secret, as after a reboot).
         monkeypatch.setattr(sim.app, "digest", DigestAuth(sim.serial))
-        fresh = sim.app.digest.challenge()
-        monkeypatch.setattr(sim.app.digest, "challenge", lambda: fresh)
-        check = sim.app.digest.verify
-        monkeypatch.setattr(
-            sim.app.digest, "verify", lambda m, p, h: seen.append(h) or check(m, p, h)
-        )
         seen.clear()
+        fresh = capture(sim, monkeypatch, seen)
         sim.clear_requests()
         assert isinstance(await c.get(PROTECTED), list)
         assert sim.request_count(PROTECTED) == 2  # the stale one, then the new challenge's
