@@ -3,6 +3,10 @@ written atomically, and moved aside, never deleted, when they are damaged.
 
 - :func:`write_atomic`: temp file, fsync, rename, fsync the directory, so a
   power cut leaves either the old file or the new one, never a torn one.
+  With ``sync_directory=False`` it skips the directory's fsync (for a file
+  rewritten often, where keeping the previous version is fine: a power cut
+  may then leave the old file, whole; the next fsync on that filesystem makes
+  the rename durable, since journaling filesystems commit metadata in order).
   With ``durable=False`` it skips both fsyncs (for writing many files at
   once, as at shutdown): until :func:`sync_all` has returned, a power cut may
   leave such a file empty or garbled on some filesystems, which its reader
@@ -39,9 +43,17 @@ def sync_all() -> None:
     os.sync()
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
+def write_atomic(
+    path: Path,
+    data: bytes,
+    mode: int = 0o600,
+    *,
+    durable: bool = True,
+    sync_directory: bool = True,
+) -> None:
     """Replace ``path`` with ``data`` atomically, and durably unless ``durable`` is
-    false (then :func:`sync_all` must follow). Raises OSError."""
+    false (then :func:`sync_all` must follow); the rename itself only when
+    ``sync_directory`` (see the module's doc). Raises OSError."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -60,7 +72,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = 
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    if durable:
+    if durable and sync_directory:
         fsync_dir(path.parent)
 
 

@@ -3,6 +3,8 @@ fields at local midnight, events and metrics. Exact values throughout."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -84,6 +86,38 @@ def test_a_correction_is_written_to_disk_at_once(tmp_path: Path) -> None:
         run(s, system(M0 + 3600 + 300 * i, 100.0 * i))  # a reset, decided at the third
     on_disk = EnergyStore(s.store.path).state.counters["enphase_system|production_lifetime_wh"]
     assert on_disk.offset == 5_000_000.0 - 100.0 and on_disk.last == 5_000_200.0
+
+
+def test_periodic_writes_fsync_the_file_and_urgent_ones_the_directory_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every write fsyncs the new file before the rename (a power cut leaves one
+    whole file); only an urgent one (a correction) also fsyncs the directory."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def recording(fd: int) -> None:
+        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    clock = FakeClock(0.0)
+    s = stage(tmp_path, clock)
+    run(s, system(M0 + 3600, 5_000_000.0))
+    assert synced == [] and not s.store.path.exists()  # within the interval: not written
+    clock.t = 300.0
+    run(s, system(M0 + 3900, 5_000_100.0))  # the interval passed: a periodic write
+    assert synced == ["file"]
+    on_disk = EnergyStore(s.store.path).state.counters["enphase_system|production_lifetime_wh"]
+    assert on_disk.last == 5_000_100.0
+    for i in range(1, 4):
+        clock.t = 300.0 + i
+        run(s, system(M0 + 3900 + 300 * i, 100.0 * i))  # a reset, decided at the third
+    assert synced == ["file", "file", "dir"]
+    on_disk = EnergyStore(s.store.path).state.counters["enphase_system|production_lifetime_wh"]
+    assert on_disk.offset == 5_000_100.0 - 100.0
+    s.store.flush()  # (nothing moved since)
+    assert synced == ["file", "file", "dir"]
 
 
 def test_a_damaged_state_file_is_moved_aside_and_the_worker_starts_afresh(tmp_path: Path) -> None:

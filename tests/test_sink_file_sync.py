@@ -290,3 +290,33 @@ async def test_a_fleet_writing_to_many_days_keeps_their_files_open(
     assert len(fsyncs) == 40 and appender.pending == []
     assert all(p.read_bytes() == b"".join(line(k) for k in range(5)) for p in paths)
     appender.close()
+
+
+async def test_files_written_since_their_fsync_share_the_next_tick(
+    tmp_path: Path, fsyncs: list[int]
+) -> None:
+    """When the deferred sync finds one file due, it fsyncs every file with
+    batches waiting, so that files written at different moments share one
+    tick rather than each waking the timer."""
+    clock = Clock()
+    appender = LineAppender(1.0, clock=clock)
+    a, b = tmp_path / "a.lp", tmp_path / "b.lp"
+    appender.append(a, line(0))  # fsynced at once (t = 0)
+    clock.now += 0.5
+    appender.append(b, line(1))  # fsynced at once (t = 0.5)
+    assert len(fsyncs) == 2
+    clock.now += 0.1
+    appender.append(a, line(2))  # deferred: due at t = 1.0
+    clock.now += 0.1
+    appender.append(b, line(3))  # deferred: due at t = 1.5
+    assert len(fsyncs) == 2 and sorted(appender.pending) == [a, b]
+    clock.now += 0.3  # t = 1.0: a is due, b is not yet
+    appender.sync_due()
+    assert len(fsyncs) == 4 and appender.pending == [] and appender._timer is None
+    clock.now += 0.2
+    appender.append(b, line(4))  # b was fsynced at t = 1.0: deferred until t = 2.0
+    assert len(fsyncs) == 4 and appender.pending == [b]
+    appender.close()
+    assert len(fsyncs) == 5
+    assert a.read_bytes() == line(0) + line(2)
+    assert b.read_bytes() == line(1) + line(3) + line(4)

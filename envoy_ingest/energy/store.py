@@ -6,6 +6,14 @@ correction is decided or a new local day begins (so a ``kill -9`` can only
 lose plain progress, which the counter rules absorb: see docs/schema.md), and
 at shutdown. A damaged file is moved aside and the gateway starts afresh.
 
+Each write fsyncs the new file before it replaces the old one, so a power cut
+leaves one of them whole. Only the urgent writes (a correction, a new day)
+also fsync the directory, which makes the replacement itself durable at once;
+a periodic write's replacement becomes durable with the next fsync on the
+same filesystem (in a fleet, another gateway's state within seconds), and
+until then a power cut leaves the previous state: plain progress again. In a fleet
+that halves the journal commits the state files cost.
+
 At shutdown a whole fleet's states are written at once: each without its own
 fsync (``flush(durable=False)``), then one :func:`envoy_ingest.statefile.sync_all`
 before the worker returns, so a normal stop leaves every file durable, fast.
@@ -109,17 +117,21 @@ class EnergyStore:
     def changed(self, *, urgent: bool = False) -> None:
         """The state moved; written now if ``urgent``, else within the interval."""
         self._dirty = True
-        if urgent or self.clock() - self._flushed_at >= self.flush_interval:
+        if urgent:
             self.flush()
+        elif self.clock() - self._flushed_at >= self.flush_interval:
+            self.flush(settled=False)
 
-    def flush(self, *, durable: bool = True) -> bool:
+    def flush(self, *, durable: bool = True, settled: bool = True) -> bool:
         """Write the state if it moved; True if a file was written. With
-        ``durable=False`` the caller must run :func:`~envoy_ingest.statefile.sync_all`."""
+        ``durable=False`` the caller must run :func:`~envoy_ingest.statefile.sync_all`;
+        with ``settled=False`` the replacement may wait for the filesystem's next
+        fsync (a periodic write: see the module's doc)."""
         if not self._dirty:
             return False
         data = json.dumps(self.state.to_json(), separators=(",", ":")).encode()
         try:
-            write_atomic(self.path, data, durable=durable)
+            write_atomic(self.path, data, durable=durable, sync_directory=settled)
         except OSError as exc:
             if not self._failing:
                 log.error(

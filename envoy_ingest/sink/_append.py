@@ -150,15 +150,19 @@ class LineAppender:
         self._schedule(f.synced + self.fsync_interval)
 
     def sync_due(self) -> None:
-        """fsync every file whose interval has passed; schedule the rest (the timer's job)."""
+        """The timer's job: when a file's interval has passed, fsync every file
+        written since its last fsync (those not due yet too: the files then share
+        one tick, and a fleet writing to many day files wakes once per interval,
+        not once per file); otherwise wait on."""
         self._timer = None
         now = self.clock()
-        for path, f in list(self._open.items()):
-            if f.dirty and f.synced + self.fsync_interval <= now:
+        dirty = [(path, f) for path, f in self._open.items() if f.dirty]
+        if any(f.synced + self.fsync_interval <= now for _, f in dirty):
+            for path, f in dirty:
                 self._sync(path, f, now)
-        for f in self._open.values():
-            if f.dirty:
-                self._schedule(f.synced + self.fsync_interval)
+            return
+        for _, f in dirty:
+            self._schedule(f.synced + self.fsync_interval)
 
     def sync(self) -> None:
         """fsync every pending file now, due or not."""
