@@ -22,7 +22,9 @@ a steady-state window:
     .venv/bin/python bench/bench_fleet.py --gateways 500 --speed 10 --minutes 30   # soak
 
 ``--speed S`` divides both intervals and the answer times by S (an accelerated
-soak); ``--fixtures DIR`` serves other recorded sets.
+soak); ``--fixtures DIR`` serves other recorded sets, or one set: with
+``--fixtures ../shared/fixtures/envoy/7.6.175_with_cts`` every gateway is the
+one pyenphase is measured on (the like-for-like comparison).
 """
 
 from __future__ import annotations
