@@ -11,8 +11,8 @@ leaves one of them whole. Only the urgent writes (a correction, a new day)
 also fsync the directory, which makes the replacement itself durable at once;
 a periodic write's replacement becomes durable with the next fsync on the
 same filesystem (in a fleet, another gateway's state within seconds), and
-until then a power cut leaves the previous state: plain progress again. In a fleet
-that halves the journal commits the state files cost.
+until then a power cut leaves the previous state: plain progress again. In a
+fleet that halves the journal commits the state files cost.
 
 At shutdown a whole fleet's states are written at once: each without its own
 fsync (``flush(durable=False)``), then one :func:`envoy_ingest.statefile.sync_all`
@@ -120,18 +120,18 @@ class EnergyStore:
         if urgent:
             self.flush()
         elif self.clock() - self._flushed_at >= self.flush_interval:
-            self.flush(settled=False)
+            self.flush(sync_directory=False)
 
-    def flush(self, *, durable: bool = True, settled: bool = True) -> bool:
+    def flush(self, *, durable: bool = True, sync_directory: bool = True) -> bool:
         """Write the state if it moved; True if a file was written. With
         ``durable=False`` the caller must run :func:`~envoy_ingest.statefile.sync_all`;
-        with ``settled=False`` the replacement may wait for the filesystem's next
+        with ``sync_directory=False`` the replacement may wait for the filesystem's next
         fsync (a periodic write: see the module's doc)."""
         if not self._dirty:
             return False
         data = json.dumps(self.state.to_json(), separators=(",", ":")).encode()
         try:
-            write_atomic(self.path, data, durable=durable, sync_directory=settled)
+            write_atomic(self.path, data, durable=durable, sync_directory=sync_directory)
         except OSError as exc:
             if not self._failing:
                 log.error(
