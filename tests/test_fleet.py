@@ -410,6 +410,28 @@ def test_the_open_file_limit_is_raised_for_a_fleet() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+async def test_the_worker_paces_the_garbage_collector_while_it_runs(tmp_path: Path) -> None:
+    import gc
+
+    from envoy_ingest.worker.host import GC_YOUNG_THRESHOLD
+
+    before = gc.get_threshold()
+    assert before[0] != GC_YOUNG_THRESHOLD
+    seen: list[tuple[int, int, int]] = []
+    server = _SlowServer(30)
+    async with server as base:
+        worker = _worker(tmp_path, base)
+        run = asyncio.create_task(worker.run_forever())
+        while worker._scheduler is None:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        seen.append(gc.get_threshold())
+        worker.stop()
+        await asyncio.wait_for(run, 10)
+    assert seen == [(GC_YOUNG_THRESHOLD, *before[1:])]
+    assert gc.get_threshold() == before
+
+
 async def test_a_cycle_out_of_time_does_not_read_info_again(tmp_path: Path) -> None:
     from envoy_ingest.simulator import Simulator, SimulatorConfig
     from envoy_ingest.worker.poller import GatewayPoller

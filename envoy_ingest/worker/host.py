@@ -1,11 +1,14 @@
 """What the worker asks of the host, and how it copes when the host misbehaves:
-enough open files for a fleet, and a host clock that jumps (NTP after boot)."""
+enough open files for a fleet, a garbage collector paced for one, and a host
+clock that jumps (NTP after boot)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import resource
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -18,6 +21,9 @@ log = logging.getLogger("envoy_ingest.worker.scheduler")
 
 # How often the worker looks for a jump of the host clock (seconds, monotonic).
 CLOCK_CHECK_SECONDS = 5.0
+#: Container allocations (net) between two collections of the youngest
+#: generation while the worker runs (Python's default is 700).
+GC_YOUNG_THRESHOLD = 7000
 
 
 def after_clock_jump(scheduler: AsyncIOScheduler, jump: float, now: float | None = None) -> None:
@@ -66,3 +72,19 @@ def raise_fd_limit(gateways: int, wanted: int) -> None:
             gateways,
             wanted,
         )
+
+
+def pace_gc() -> Callable[[], None]:
+    """Run the cyclic garbage collector's youngest generation every
+    :data:`GC_YOUNG_THRESHOLD` container allocations instead of every 700; returns
+    the function that puts the previous thresholds back.
+
+    Each request and each answer builds thousands of short-lived dicts and lists
+    (parsed JSON, points), nearly all freed by their reference counts before any
+    collection. A 1,000-gateway worker spent 1.7 % of its CPU collecting at the
+    default, 0.5 % at 7,000 (docs/operations.md#fleets). Memory is unchanged:
+    what a collection finds is rare (reference cycles), and it is found at most
+    7,000 allocations later."""
+    before = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *before[1:])
+    return lambda: gc.set_threshold(*before)

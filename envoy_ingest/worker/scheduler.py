@@ -44,7 +44,12 @@ from envoy_ingest.settings import GatewaySettings, Settings
 from envoy_ingest.sink import build_sink
 from envoy_ingest.sink.base import Sink
 from envoy_ingest.statefile import sync_all
-from envoy_ingest.worker.host import CLOCK_CHECK_SECONDS, after_clock_jump, raise_fd_limit
+from envoy_ingest.worker.host import (
+    CLOCK_CHECK_SECONDS,
+    after_clock_jump,
+    pace_gc,
+    raise_fd_limit,
+)
 from envoy_ingest.worker.poller import CycleResult, GatewayPoller
 from envoy_ingest.worker.reload import gateway_changes, needs_restart, own_share
 from envoy_ingest.worker.slots import Slots
@@ -233,9 +238,11 @@ class Worker:
             self.settings.schedule.totals_interval,
             self.settings.schedule.devices_interval,
         )
+        restore_gc = pace_gc()
         try:
             await self._stop.wait()
         finally:
+            restore_gc()
             log.info("stopping")
             watch.cancel()
             self.health.scheduler_running(False)
