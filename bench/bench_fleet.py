@@ -19,9 +19,9 @@ a steady-state window:
   worker), twice: with the answer times the fleet has (the comparison the
   issue asks for), and with every answer at once. The two differ by about
   four times, with the same five requests per update: a process that waits
-  about 0.3 s for each answer starts every burst of work on a cold CPU
-  (caches, a vCPU that idled), one answered at once runs hot. The worker of a
-  fleet waits for answers too.
+  about 0.3 s for each answer starts every burst of work cold (most likely
+  caches and a vCPU that idled; not looked into further), one answered at
+  once runs hot. The worker of a fleet waits for answers too.
 
     .venv/bin/python bench/bench_fleet.py --gateways 100,1000,5000 --minutes 10
     .venv/bin/python bench/bench_fleet.py --gateways 500 --speed 10 --minutes 30   # soak
@@ -183,8 +183,8 @@ def pyenphase_cpu_ms(
     """CPU (ms) of one pyenphase ``Envoy.update()`` of a 7.6.175 CT gateway that
     answers after its recorded answer times times ``delay_scale`` (0: at once):
     the median, over ``processes`` processes of ``rounds`` rounds each, of the
-    mean over ``updates`` updates (the rounds of one process agree; processes
-    differed by up to a third).
+    mean over ``updates`` updates (the rounds of one process agree; answered at
+    once, measurements minutes apart differed by up to a third).
 
     pyenphase runs in a process of its own (``--pyenphase-child``), like the
     worker, and the simulator answering it in this one: the process's CPU is
