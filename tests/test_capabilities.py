@@ -83,6 +83,9 @@ EXPECTED: dict[str, Expected] = {
     "8.3.5169_ACB_inventory": Expected(
         "eim", True, True, 1, 2, 0, True, PJ, (*PLAIN, DEVICE_DATA, METERS_READINGS), 108
     ),
+    "8.3.5169_with_generator": Expected(
+        "eim", True, True, 2, 0, 0, True, PJ, (INVENTORY, DEVICE_DATA, METERS_READINGS), 96
+    ),
     "8.3.5433_tot_is_net_cons": Expected(
         "eim", True, True, 2, 0, 0, True, PJ, (INVENTORY, DEVICE_DATA, METERS_READINGS), 96
     ),
@@ -163,6 +166,7 @@ GRID_CT = {
     "8.2.4382_ACB",
     "8.3.1598_collar",
     "8.3.5169_ACB_inventory",
+    "8.3.5169_with_generator",
 }
 
 

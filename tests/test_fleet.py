@@ -383,7 +383,7 @@ def test_simulate_fleet_command_serves_and_writes_the_gateways(tmp_path: Path) -
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert line.startswith("simulated fleet of 25 recorded gateways (19 sets) at 127.1.1.1")
+        assert line.startswith("simulated fleet of 25 recorded gateways (20 sets) at 127.1.1.1")
         gateways = tomllib.loads(out.read_text())["gateways"]
         assert len(gateways) == 25 and out.stat().st_mode & 0o777 == 0o600
         last = gateways[24]  # the 25th: the 6th set again (7.3.130, https + token)

@@ -28,6 +28,7 @@ EXPECTED_GRID: dict[str, tuple[int, float, float]] = {
     "8.2.4382_ACB": (1732092964, 14153292.251, 6665130.717),
     "8.3.1598_collar": (1752974752, 108563.587, 22728.922),
     "8.3.5169_ACB_inventory": (1781991524, 19284368.878, 40194.373),
+    "8.3.5169_with_generator": (1785593341, 18999526.477, 3273182.77),
 }
 
 _P, _N = "production", "net"
@@ -87,6 +88,14 @@ EXPECTED_ENERGY: dict[str, dict[tuple[str, str], tuple[float, float]]] = {
     "8.3.5169_ACB_inventory": {
         (_P, "l1"): (1692970.739, 37312.637),
         (_N, "l1"): (19284368.878, 40194.373),
+    },
+    # Split phase, channels 0 and 1; the readings' extra CT (eid 1023410688) is not
+    # in /ivp/meters: not read.
+    "8.3.5169_with_generator": {
+        (_P, "l1"): (5767486.565, 5.378),
+        (_P, "l2"): (5800479.584, 7.597),
+        (_N, "l1"): (7065863.788, 2055250.184),
+        (_N, "l2"): (11933662.689, 1217932.586),
     },
     # A total-consumption CT (no net-consumption CT): its energies, no grid fields.
     "8.3.5433_tot_is_net_cons": {

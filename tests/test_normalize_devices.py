@@ -97,6 +97,29 @@ EXPECTED: dict[str, Expected] = {
             },
         ),
     ),
+    # 20 active pcu in device_data; /inventory.json's last_rpt_date equals endDate.
+    "8.3.5169_with_generator": Expected(
+        20,
+        0,
+        0,
+        (
+            "482208990001",
+            1785593319,
+            {
+                **_watts(136.0, 297.0),
+                "dc_voltage_v": 40.352,
+                "dc_current_a": 3.707,
+                "ac_voltage_v": 248.875,
+                "ac_current_a": 0.582,
+                "frequency_hz": 59.988,
+                "temperature_c": 32.0,
+                "lifetime_wh": 2011819050 / 3600,
+                "provisioned": True,
+                "communicating": True,
+                "producing": True,
+            },
+        ),
+    ),
     # 12 active pcu in device_data; the 8 removed ones (inactive, modGone, and in
     # the inventory without status) give no point.
     "8.3.5433_tot_is_net_cons": Expected(

@@ -325,6 +325,24 @@ EXPECTED_SYSTEM: dict[str, tuple[int, dict[str, Any]]] = {
             "battery_state": "idle",
         },
     ),
+    # An IQ System Controller with a generator, no batteries; split phase (2 lines).
+    "8.3.5169_with_generator": (
+        1785593326,
+        {
+            "production_w": 2885.154,
+            "production_today_wh": 2904.818,
+            "production_7d_wh": 226132.818,
+            "production_lifetime_wh": 11567953.818,
+            "consumption_w": 3050.455,
+            "consumption_today_wh": 33182.0,
+            "consumption_7d_wh": 341686.0,
+            "consumption_lifetime_wh": 27293408.638,
+            "net_w": 165.301,
+            **_NET_ZERO,
+            "net_lifetime_wh": 15727231.131,
+            "inverters": 20,
+        },
+    ),
     # 8.3.5433 fault: total consumption reported equal to net; total = net +
     # production for power and lifetime. (today / 7 days as reported.)
     "8.3.5433_tot_is_net_cons": (
@@ -366,6 +384,9 @@ EXPECTED_METERS: dict[str, list[tuple[str, str]]] = {
         (flow, phase) for flow in ("consumption", "net", "production") for phase in ("l1", "l2")
     ),
     "8.3.5169_ACB_inventory": _ONE_PHASE,
+    "8.3.5169_with_generator": sorted(
+        (flow, phase) for flow in ("consumption", "net", "production") for phase in ("l1", "l2")
+    ),
     "8.3.5433_tot_is_net_cons": sorted(
         (flow, phase) for flow in ("consumption", "net", "production") for phase in ("l1", "l2")
     ),
