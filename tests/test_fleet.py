@@ -386,10 +386,13 @@ def test_simulate_fleet_command_serves_and_writes_the_gateways(tmp_path: Path) -
         assert line.startswith("simulated fleet of 25 recorded gateways (20 sets) at 127.1.1.1")
         gateways = tomllib.loads(out.read_text())["gateways"]
         assert len(gateways) == 25 and out.stat().st_mode & 0o777 == 0o600
-        last = gateways[24]  # the 25th: the 6th set again (7.3.130, https + token)
-        assert last["host"].startswith("https://127.1.1.25:") and last["token"].startswith("eyJ")
+        # The last gateway of a firmware >= 7 set: https, with a token.
+        index = max(i for i, g in enumerate(gateways) if "token" in g)
+        last = gateways[index]
+        assert last["host"].startswith(f"https://127.1.1.{index + 1}:")
+        assert last["token"].startswith("eyJ")
         r = httpx.get(f"{last['host']}/info", verify=False, timeout=5)
-        assert r.status_code == 200 and "<sn>900000000024</sn>" in r.text
+        assert r.status_code == 200 and f"<sn>9000000000{index:02d}</sn>" in r.text
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
