@@ -116,7 +116,12 @@ def _devices(name: str) -> list[Point]:
 @pytest.mark.parametrize("name", fixture_sets() or ["<missing>"])
 def test_grid_import_export(name: str) -> None:
     require_fixtures()
-    system = [p for p in _devices(name) if p.measurement == "enphase_system"]
+    system = [
+        Point(p.measurement, grid, p.time)
+        for p in _devices(name)
+        if p.measurement == "enphase_system"
+        and (grid := {k: v for k, v in p.fields.items() if k.startswith("grid_")})
+    ]
     if name not in EXPECTED_GRID:
         assert system == []
         return
@@ -128,6 +133,33 @@ def test_grid_import_export(name: str) -> None:
             time,
         )
     ]
+
+
+# The storage CT's totals (not a sum of channels): received = charged,
+# delivered = discharged (docs/schema.md, *CT energies*).
+EXPECTED_BATTERY = {
+    "8.2.127_with_3cts_and_battery_split": (1709829517, 2971414.344, 2274358.602),
+    "8.3.1598_collar": (1752974752, 8052.959, 344.359),
+}
+
+
+@pytest.mark.parametrize("name", fixture_sets() or ["<missing>"])
+def test_battery_energy_from_the_storage_ct(name: str) -> None:
+    require_fixtures()
+    points = _devices(name)
+    battery = [
+        (
+            p.time,
+            p.fields.get("battery_charged_lifetime_wh"),
+            p.fields.get("battery_discharged_lifetime_wh"),
+        )
+        for p in points
+        if p.measurement == "enphase_system" and "battery_charged_lifetime_wh" in p.fields
+    ]
+    assert battery == ([EXPECTED_BATTERY[name]] if name in EXPECTED_BATTERY else [])
+    # one system point per reading time: the grid and battery totals together
+    times = [p.time for p in points if p.measurement == "enphase_system"]
+    assert len(times) == len(set(times))
 
 
 @pytest.mark.parametrize("name", fixture_sets() or ["<missing>"])

@@ -15,14 +15,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 
-from envoy_ingest.energy import counter, daily
+from envoy_ingest.energy import battery, counter, daily
+from envoy_ingest.energy.events import EVENT as EVENT
+from envoy_ingest.energy.events import observe
 from envoy_ingest.energy.store import EnergyStore
 from envoy_ingest.point import FieldValue, Point
 from envoy_ingest.service import metrics
 
 log = logging.getLogger(__name__)
 
-EVENT = "enphase_event"
+# Measurements whose state changes are events (energy/events.py).
+_OBSERVED = frozenset({"enphase_system", "enphase_generator"})
 # The plausible power of a series: this times the highest power seen on its
 # points (or MIN_RATE_W when that is lower).
 RATE_MARGIN = 3.0
@@ -47,6 +50,8 @@ DAY_FIELDS: Mapping[str, Mapping[str, DayField]] = {
         "consumption_7d_wh": DayField("consumption_lifetime_wh", 7, True, "consumption_today_wh"),
         "grid_import_today_wh": DayField("grid_import_lifetime_wh", 1, True),
         "grid_export_today_wh": DayField("grid_export_lifetime_wh", 1, True),
+        "battery_charged_today_wh": DayField(battery.CHARGED, 1, True),
+        "battery_discharged_today_wh": DayField(battery.DISCHARGED, 1, True),
     },
     "enphase_meter": {
         "today_wh": DayField("lifetime_wh", 1, False),
@@ -106,16 +111,19 @@ def _scan(fields: Mapping[str, FieldValue], plan: _Plan) -> tuple[float, list[tu
     return power, counters
 
 
-def _merged(events: list[Point], extra: Mapping[str, str]) -> list[Point]:
-    """One event per time and kind, the texts joined: InfluxDB keeps one point
-    per series and time, so separate ones would overwrite each other."""
-    texts: dict[tuple[int, str], list[str]] = {}
-    for e in events:
-        texts.setdefault((e.time, e.tags["kind"]), []).append(str(e.fields["text"]))
-    return [
-        Point(EVENT, {"text": "; ".join(parts)}, t, {"kind": kind, **extra})
-        for (t, kind), parts in texts.items()
-    ]
+def _merged(found: list[Point], extra: Mapping[str, str]) -> list[Point]:
+    """One event per time and kind, the texts joined (other fields, such as a
+    ``duration_s``, kept): InfluxDB keeps one point per series and time, so
+    separate ones would overwrite each other."""
+    merged: dict[tuple[int, str], dict[str, FieldValue]] = {}
+    for e in found:
+        fields = merged.get((e.time, e.tags["kind"]))
+        if fields is None:
+            merged[(e.time, e.tags["kind"])] = dict(e.fields)
+        else:
+            fields.update({k: v for k, v in e.fields.items() if k != "text"})
+            fields["text"] = f"{fields['text']}; {e.fields['text']}"
+    return [Point(EVENT, fields, t, {"kind": kind, **extra}) for (t, kind), fields in merged.items()]
 
 
 class EnergyStage:
@@ -130,15 +138,28 @@ class EnergyStage:
         self.raw_fields = raw_fields
 
     def apply(
-        self, points: Sequence[Point], extra: Mapping[str, str] | None = None
+        self,
+        points: Sequence[Point],
+        extra: Mapping[str, str] | None = None,
+        *,
+        storage_ct: bool = False,
     ) -> tuple[list[Point], list[Point]]:
         """The points with corrected counters and day fields, and the events.
         ``extra``: tags added to every point and event returned (the worker's
-        ``gateway`` and ``site``), so that each is made once, with its final tags."""
+        ``gateway`` and ``site``), so that each is made once, with its final tags.
+        ``storage_ct``: the site's storage CT counts battery energy; else the
+        battery power of the system points is integrated (energy/battery.py)."""
         out: list[Point] = []
         events: list[Point] = []
         urgent = touched = False
         for p in points:
+            if p.measurement in _OBSERVED:
+                seen = observe(self.store.state.site, p)
+                if seen:
+                    events += seen
+                    urgent = touched = True
+                if p.measurement == "enphase_system" and not storage_ct:
+                    p = self._integrate(p)
             tags = ({**p.tags, **extra} if p.tags else extra) if extra else p.tags
             plan = _plan(p.fields)
             if not plan[1] and p.measurement not in DAY_FIELDS:
@@ -153,6 +174,24 @@ class EnergyStage:
         if touched:
             self.store.changed(urgent=urgent)
         return out, _merged(events, extra or {}) if events else []
+
+    def _integrate(self, p: Point) -> Point:
+        """The system point with the battery energy integrated from its ``battery_w``."""
+        w = p.fields.get("battery_w")
+        if not isinstance(w, float) or w != w or battery.CHARGED in p.fields:
+            return p
+        state = self.store.state
+        integrator = state.battery
+        if integrator is None:
+            integrator = state.battery = battery.Integrator()
+        if integrator.add(p.time, w):
+            self.store.progress(integrator.progress())
+        fields = {
+            **p.fields,
+            battery.CHARGED: integrator.charged,
+            battery.DISCHARGED: integrator.discharged,
+        }
+        return Point(p.measurement, fields, p.time, p.tags)
 
     def _point(self, p: Point, plan: _Plan) -> tuple[dict[str, FieldValue], list[Point], bool]:
         state = self.store.state

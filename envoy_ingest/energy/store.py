@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -35,13 +36,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envoy_ingest.energy.battery import Integrator
 from envoy_ingest.energy.counter import Counter, finite
 from envoy_ingest.energy.daily import DayTrack
+from envoy_ingest.energy.events import SiteState
 from envoy_ingest.statefile import quarantine, write_atomic
 
 log = logging.getLogger(__name__)
 
 VERSION = 1
+_PROGRESS_BYTES = 128  # the progress file's one line, padded: rewritten in place
 
 
 @dataclass(slots=True)
@@ -52,6 +56,8 @@ class GatewayEnergy:
     days: dict[str, DayTrack] = field(default_factory=dict)
     peaks: dict[str, float] = field(default_factory=dict)  # point group -> highest W seen
     rebooting: bool = False
+    battery: Integrator | None = None  # battery power integrated (no storage CT)
+    site: SiteState = field(default_factory=SiteState)  # grid, generator, storage mode
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +66,8 @@ class GatewayEnergy:
             "days": {k: d.to_json() for k, d in self.days.items()},
             "peaks": self.peaks,
             "rebooting": self.rebooting,
+            "battery": None if self.battery is None else self.battery.to_json(),
+            "site": self.site.to_json(),
         }
 
     @classmethod
@@ -70,6 +78,8 @@ class GatewayEnergy:
         rebooting = data["rebooting"]
         if not isinstance(rebooting, bool):
             raise ValueError("bad rebooting flag")
+        # Files written before battery energy and site events have neither key.
+        battery, site = data.get("battery"), data.get("site")
         return cls(
             counters={
                 sys.intern(str(k)): Counter.from_json(v) for k, v in dict(data["counters"]).items()
@@ -77,11 +87,18 @@ class GatewayEnergy:
             days={sys.intern(str(k)): DayTrack.from_json(v) for k, v in dict(data["days"]).items()},
             peaks=peaks,
             rebooting=rebooting,
+            battery=None if battery is None else Integrator.from_json(battery),
+            site=SiteState() if site is None else SiteState.from_json(site),
         )
 
 
 def state_path(directory: Path, serial: str) -> Path:
     return directory / f"energy-{re.sub(r'[^A-Za-z0-9_-]', '_', serial)}.json"
+
+
+def progress_path(path: Path) -> Path:
+    """The battery integrator's progress file beside state file ``path``."""
+    return path.with_suffix(".battery")
 
 
 class EnergyStore:
@@ -96,6 +113,7 @@ class EnergyStore:
         self.flush_interval = flush_interval
         self.clock = clock
         self.state = self._load()
+        self._resume()
         self._dirty = False
         self._flushed_at = clock()
         self._failing = False
@@ -113,6 +131,30 @@ class EnergyStore:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             quarantine(self.path, str(exc) or type(exc).__name__)
             return GatewayEnergy()
+
+    def _resume(self) -> None:
+        """After a ``kill -9``: the integrator's progress since the state was written."""
+        try:
+            line = progress_path(self.path).read_bytes()
+        except OSError:
+            return
+        battery = self.state.battery or Integrator()
+        if battery.resume(line):
+            self.state.battery = battery
+            log.info("%s: battery energy resumed from its progress file", self.path)
+
+    def progress(self, line: bytes) -> None:
+        """The integrator's latest sample, rewritten in place (a single write, not
+        fsynced: it survives ``kill -9``, and a power cut only loses progress)."""
+        try:
+            fd = os.open(progress_path(self.path), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                os.pwrite(fd, line.ljust(_PROGRESS_BYTES - 1) + b"\n", 0)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if not self._failing:
+                log.error("cannot write %s (%s)", progress_path(self.path), exc.strerror or exc)
 
     def changed(self, *, urgent: bool = False) -> None:
         """The state moved; written now if ``urgent``, else within the interval."""

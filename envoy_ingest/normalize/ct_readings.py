@@ -40,6 +40,12 @@ FLOWS = {
 _ENERGY = (("delivered_lifetime_wh", "actEnergyDlvd"), ("received_lifetime_wh", "actEnergyRcvd"))
 #: On the net-consumption CT, delivered is imported from the grid, received exported.
 _GRID = (("grid_import_lifetime_wh", "actEnergyDlvd"), ("grid_export_lifetime_wh", "actEnergyRcvd"))
+#: On the storage CT, received is charged into the battery, delivered discharged
+#: from it (its ``activePower`` is negative while the batteries charge).
+_BATTERY = (
+    ("battery_charged_lifetime_wh", "actEnergyRcvd"),
+    ("battery_discharged_lifetime_wh", "actEnergyDlvd"),
+)
 #: Storage CT fields besides the energies (other CTs' power is in production.json).
 _POWER = (
     ("power_w", "activePower"),
@@ -66,22 +72,26 @@ _MEASURED = (
 def ct_points(snapshot: Snapshot, caps: Capabilities, default_time: int) -> list[Point]:
     """``enphase_meter`` per enabled CT and wired phase (its energies; the storage
     CT's power too), and ``enphase_system`` grid import / export from the
-    net-consumption CT, each at the reading's ``timestamp``."""
+    net-consumption CT and battery charged / discharged from the storage CT,
+    each at the reading's ``timestamp`` (one system point per time)."""
     readings = {str(r.get("eid")): r for r in dicts(snapshot.get(METERS_READINGS))}
     points: list[Point] = []
-    grid_written = False
+    system: dict[int, dict[str, FieldValue]] = {}  # one system point per reading time
     for eid, kind in caps.cts:
         reading = readings.get(eid)
         if reading is None:
             continue
         time = report_time(reading.get("timestamp")) or default_time
-        if kind == "net-consumption" and not grid_written and _measures(reading):
+        totals = {"net-consumption": _GRID, "storage": _BATTERY}.get(kind)
+        if totals is not None and totals[0][0] not in _written(system) and _measures(reading):
             fields: dict[str, FieldValue] = {}
-            for name, key in _GRID:
+            for name, key in totals:
                 put(fields, name, reading.get(key))
-            if fields:
+            if time in system:
+                system[time].update(fields)
+            elif fields:
+                system[time] = fields
                 points.append(Point("enphase_system", fields, time))
-                grid_written = True
         flow = FLOWS.get(kind, kind)
         keys = (*_POWER, *_ENERGY) if flow == "storage" else _ENERGY
         for index, channel in enumerate(_channels(reading, caps)):
@@ -95,6 +105,11 @@ def ct_points(snapshot: Snapshot, caps: Capabilities, default_time: int) -> list
                 tags = {"flow": flow, "phase": PHASES[index]}
                 points.append(Point("enphase_meter", fields, at, tags))
     return points
+
+
+def _written(system: dict[int, dict[str, FieldValue]]) -> set[str]:
+    """The system fields already taken from a reading (the first CT of a kind wins)."""
+    return {name for fields in system.values() for name in fields}
 
 
 def _channels(reading: JsonObject, caps: Capabilities) -> list[JsonObject]:

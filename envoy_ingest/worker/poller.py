@@ -194,7 +194,8 @@ class GatewayPoller:
                 label=self.label,
                 raw_fields=self.energy_settings.raw_counters,
             )
-        corrected, events = self.energy.apply(points, extra)
+        storage_ct = self.caps is not None and self.caps.storage_ct
+        corrected, events = self.energy.apply(points, extra, storage_ct=storage_ct)
         return corrected + events
 
     def flush_state(self, *, durable: bool = True) -> bool:
