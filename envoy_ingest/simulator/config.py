@@ -28,6 +28,10 @@ class SimulatorConfig:
     ``time_scale`` > 1 runs the simulated clock faster; 0 freezes it.
     ``tz`` is the gateway's local zone ("UTC", an IANA name, or "local"): the day
     counters reset at its midnight, the household load follows its clock.
+    A backup site: ``storage_ct`` (a storage CT in ``/ivp/meters``, with CTs),
+    ``system_controller`` (an IQ System Controller: its grid relay in
+    ``/ivp/ensemble/inventory``, the storage settings in ``/admin/lib/tariff``)
+    and ``generator`` (a standby generator behind it, ``/ivp/ensemble/generator``).
     """
 
     family: Family = "modern"
@@ -36,6 +40,9 @@ class SimulatorConfig:
     batteries: BatteryKind = "none"
     battery_count: int = 2
     cts: CtKind = "none"
+    storage_ct: bool = False
+    system_controller: bool = False
+    generator: bool = False
     latency: float = 0.0
     serial: str = "122238082690"
     host: str = "127.0.0.1"
@@ -58,6 +65,10 @@ class SimulatorConfig:
             raise bad(f"batteries must be 'none', 'acb' or 'iq', not {self.batteries!r}")
         if self.cts not in ("none", "1phase", "3phase"):
             raise bad(f"cts must be 'none', '1phase' or '3phase', not {self.cts!r}")
+        if self.storage_ct and (self.cts == "none" or self.batteries == "none"):
+            raise bad("storage_ct needs CTs (cts) and batteries")
+        if self.generator and not self.system_controller:
+            raise bad("a generator needs the system controller (system_controller)")
         if not 0 <= self.inverters <= 500:
             raise bad(f"inverters must be between 0 and 500, not {self.inverters}")
         if not 0 <= self.battery_count <= 32:

@@ -18,6 +18,15 @@ is configured), so the physics in ``model.py`` stays the truth:
 - ``today_is_lifetime``: ``whToday`` and ``whLastSevenDays`` of the CT entries
   equal ``whLifetime`` (8.3.5433, the 8.3.1598 collar).
 
+And two of the site rather than of its counters, which the model renders:
+
+- ``outage(start, end)``: the grid is cut (the System Controller's relay opens,
+  nothing is imported or exported, the batteries and the generator carry the
+  house: ``backup.py``); the physics changes, so the model's truth does too;
+- ``storage_mode(at, mode, reserve)``: from ``at`` the storage settings
+  (``/admin/lib/tariff``) say ``mode`` and reserve ``reserve`` %, as when the
+  Enphase cloud overwrites them.
+
 Net ``whToday`` / ``whLastSevenDays`` are always 0, as on real gateways.
 """
 
@@ -44,6 +53,8 @@ class DayEnergy:
     consumption: float
     grid_import: float
     grid_export: float
+    battery_charged: float
+    battery_discharged: float
 
 
 def true_day(model: Model, day: int) -> DayEnergy:
@@ -54,6 +65,8 @@ def true_day(model: Model, day: int) -> DayEnergy:
         b.cons_wh - a.cons_wh,
         b.import_wh - a.import_wh,
         b.export_wh - a.export_wh,
+        b.charged_wh - a.charged_wh,
+        b.discharged_wh - a.discharged_wh,
     )
 
 
@@ -74,6 +87,8 @@ class Faults:
     wraps: dict[int, float] = field(default_factory=dict)
     late_reset: float = 0.0
     today_is_lifetime: bool = False
+    model: Model | None = None  # the site whose grid an outage cuts
+    storage_changes: list[tuple[float, str, float]] = field(default_factory=list)
     _extra: dict[int, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -97,6 +112,23 @@ class Faults:
 
     def wrap(self, index: int, at: float) -> None:
         self.wraps[index] = at
+
+    def outage(self, start: float, end: float) -> None:
+        """Cut the grid from ``start`` to ``end`` (before that time comes)."""
+        if self.model is None:
+            raise ValueError("an outage needs the simulated site (a synthetic gateway)")
+        self.model.cut_grid(start, end)
+
+    def storage_mode(self, at: float, mode: str, reserve: float) -> None:
+        self.storage_changes.append((at, mode, reserve))
+        self.storage_changes.sort()
+
+    def storage_at(self, t: float, mode: str, reserve: float) -> tuple[str, float]:
+        """The storage mode and reserve in force at ``t`` (given the site's own)."""
+        for at, m, r in self.storage_changes:
+            if at <= t:
+                mode, reserve = m, r
+        return mode, reserve
 
     # the inverters' counters ---------------------------------------------------------
 

@@ -2,8 +2,10 @@
 
 Production follows the sun's elevation (latitude, day of year, solar time) times
 a cloudiness that changes from day to day; the household load follows a daily
-profile; the batteries charge from surplus and cover the deficit, within their
-power and between their reserve and 100 %. Each local day is tabulated on a
+profile (both in ``sky.py``); the batteries charge from surplus and cover the
+deficit, within their power and between their reserve and 100 % (during an
+outage, ``Model.cut_grid``, they carry the house alone, with the generator
+where there is one: ``backup.py``). Each local day is tabulated on a
 60-second grid (the battery needs its history), starting a week before the
 simulation starts, so every value is a function of the time alone: asking twice
 gives the same answer, and counters only grow (net lifetime is signed, as on a
@@ -16,76 +18,17 @@ import math
 import threading
 from array import array
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from envoy_ingest.simulator.site import Site, unit_hash
+from envoy_ingest.simulator.backup import off_grid
+from envoy_ingest.simulator.site import Site
+from envoy_ingest.simulator.sky import load_w, production_w, solar_day, sun_events
 
 STEP = 60.0  # seconds between grid points of a day table
 REPORT = 300  # microinverters report every 5 minutes
 _TABLES_KEPT = 16
 _YEAR = 365 * 86400
-
-
-# --- the sun and the household: instantaneous powers -------------------------
-
-
-def _solar_day(site: Site, t: float) -> int:
-    return math.floor((t + site.longitude * 240.0) / 86400)
-
-
-def _declination(day: int) -> float:
-    doy = (day + 3) % 365  # unix day 0 was 1 January
-    return math.radians(23.44) * math.sin(2 * math.pi * (284 + doy) / 365)
-
-
-def sin_elevation(site: Site, t: float) -> float:
-    """Sine of the sun's elevation above the horizon at the site."""
-    solar = (t + site.longitude * 240.0) % 86400  # seconds since solar midnight
-    hour_angle = (solar / 3600 - 12) * math.radians(15)
-    lat = math.radians(site.latitude)
-    dec = _declination(_solar_day(site, t))
-    return math.sin(lat) * math.sin(dec) + math.cos(lat) * math.cos(dec) * math.cos(hour_angle)
-
-
-def sun_events(site: Site, solar_day: int) -> tuple[float, float]:
-    """(sunrise, sunset) unix times of a solar day (equal at noon if the sun stays down)."""
-    noon = solar_day * 86400 - site.longitude * 240.0 + 43200
-    x = -math.tan(math.radians(site.latitude)) * math.tan(_declination(solar_day))
-    half = math.acos(max(-1.0, min(1.0, x))) / math.radians(15) * 3600
-    return noon - half, noon + half
-
-
-def clearness(site: Site, t: float) -> float:
-    """Share of clear-sky irradiance reaching the panels (0.35 .. 1)."""
-    day = _solar_day(site, t)
-    u = unit_hash(site.serial, "sky", day)
-    floor = 0.35 + 0.65 * float(u**0.35)
-    phase = 2 * math.pi * unit_hash(site.serial, "cloud", day)
-    wave = 0.5 * (1 + math.sin(2 * math.pi * t / 5400 + phase))
-    wave *= 0.5 + 0.5 * math.sin(2 * math.pi * t / 2700 + 2 * phase)
-    return floor + (1 - floor) * wave
-
-
-def production_w(site: Site, t: float) -> float:
-    """AC output of the whole array (W)."""
-    s = sin_elevation(site, t)
-    if s <= 0 or not site.inverter_serials:
-        return 0.0
-    return site.array_w * float(s**1.2) * (0.75 + 0.25 * s) * clearness(site, t)
-
-
-def _bump(h: float, centre: float, width: float) -> float:
-    return math.exp(-0.5 * ((h - centre) / width) ** 2)
-
-
-def load_w(site: Site, t: float, day_start: float) -> float:
-    """Household consumption (W); ``day_start`` is local midnight of ``t``'s day."""
-    h = (t - day_start) / 3600
-    day = site.calendar.day_of(day_start + 1)
-    scale = 0.85 + 0.3 * unit_hash(site.serial, "load", day)
-    fridge = 90 * (0.5 + 0.5 * math.sin(2 * math.pi * t / 2400))
-    profile = 650 * _bump(h, 7.3, 0.6) + 300 * _bump(h, 12.8, 1.5) + 1200 * _bump(h, 19.2, 1.4)
-    return scale * (260 + fridge + profile)
 
 
 # --- day tables ------------------------------------------------------------------
@@ -100,6 +43,9 @@ class DayStart:
     import_wh: float
     export_wh: float
     soc: float
+    charged_wh: float = 0.0  # battery lifetime energies (the storage CT's)
+    discharged_wh: float = 0.0
+    generator_on: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +64,10 @@ class DayTable:
     e_import: array[float]
     e_export: array[float]
     battery_abs_max: array[float]  # running maximum of |battery| since midnight
+    e_charged: array[float]  # battery energy since midnight at each grid point
+    e_discharged: array[float]
+    on_grid: array[int]  # 1 where the grid was there over the step (steps)
+    generator: array[float]  # generator W over each step (steps)
 
     @property
     def end(self) -> DayStart:
@@ -128,10 +78,15 @@ class DayTable:
             import_wh=b.import_wh + self.e_import[-1],
             export_wh=b.export_wh + self.e_export[-1],
             soc=self.soc[-1],
+            charged_wh=b.charged_wh + self.e_charged[-1],
+            discharged_wh=b.discharged_wh + self.e_discharged[-1],
+            generator_on=bool(self.generator) and self.generator[-1] > 0,
         )
 
 
-def build_day(site: Site, day: int, begin: DayStart) -> DayTable:
+def build_day(
+    site: Site, day: int, begin: DayStart, outages: Sequence[tuple[float, float]] = ()
+) -> DayTable:
     cal = site.calendar
     start = cal.midnight(day)
     steps = max(1, round((cal.midnight(day + 1) - start) / STEP))
@@ -144,21 +99,41 @@ def build_day(site: Site, day: int, begin: DayStart) -> DayTable:
     e_prod, e_cons = array("d", [0.0]), array("d", [0.0])
     e_imp, e_exp = array("d", [0.0]), array("d", [0.0])
     pmax, bmax = array("d", [prod[0]]), array("d", [0.0])
-    level = begin.soc
+    e_chg, e_dis = array("d", [0.0]), array("d", [0.0])
+    on_grid, generator = array("b"), array("d")
+    level, gen_on = begin.soc, begin.generator_on
     for k in range(steps):
         surplus = prod[k] - cons[k]
-        if cap <= 0:
-            b = 0.0
+        p_avg = (prod[k] + prod[k + 1]) / 2
+        c_avg = (cons[k] + cons[k + 1]) / 2
+        off = any(a <= times[k] < z for a, z in outages)
+        g = 0.0
+        if off:
+            step = off_grid(
+                level,
+                c_avg - p_avg,
+                gen_on,
+                capacity_wh=cap,
+                max_w=max_w,
+                generator=site.generator,
+                hours=hours,
+            )
+            b, g, gen_on = step.battery_w, step.generator_w, step.generator_on
+        elif cap <= 0:
+            b, gen_on = 0.0, False
         elif surplus > 0:
-            b = -min(surplus, max_w, (100 - level) / 100 * cap / hours)
+            b, gen_on = -min(surplus, max_w, (100 - level) / 100 * cap / hours), False
         else:
             b = min(-surplus, max_w, max(0.0, (level - reserve) / 100 * cap / hours))
+            gen_on = False
         level = min(100.0, max(0.0, level - b * hours / cap * 100)) if cap > 0 else 0.0
         battery.append(b)
         soc.append(level)
-        p_avg = (prod[k] + prod[k + 1]) / 2
-        c_avg = (cons[k] + cons[k + 1]) / 2
-        net = c_avg - p_avg - b
+        on_grid.append(0 if off else 1)
+        generator.append(g)
+        e_chg.append(e_chg[-1] + max(-b, 0.0) * hours)
+        e_dis.append(e_dis[-1] + max(b, 0.0) * hours)
+        net = 0.0 if off else c_avg - p_avg - b
         e_prod.append(e_prod[-1] + p_avg * hours)
         e_cons.append(e_cons[-1] + c_avg * hours)
         e_imp.append(e_imp[-1] + max(net, 0.0) * hours)
@@ -166,7 +141,24 @@ def build_day(site: Site, day: int, begin: DayStart) -> DayTable:
         pmax.append(max(pmax[-1], prod[k + 1]))
         bmax.append(max(bmax[-1], abs(b)))
     return DayTable(
-        day, start, steps, begin, prod, cons, pmax, battery, soc, e_prod, e_cons, e_imp, e_exp, bmax
+        day,
+        start,
+        steps,
+        begin,
+        prod,
+        cons,
+        pmax,
+        battery,
+        soc,
+        e_prod,
+        e_cons,
+        e_imp,
+        e_exp,
+        bmax,
+        e_chg,
+        e_dis,
+        on_grid,
+        generator,
     )
 
 
@@ -192,6 +184,10 @@ class Reading:
     cons_lifetime: float
     import_lifetime: float
     export_lifetime: float
+    charged_lifetime: float = 0.0  # battery energies (the storage CT's truth)
+    discharged_lifetime: float = 0.0
+    grid_connected: bool = True  # the System Controller's grid relay closed
+    generator_w: float = 0.0
 
     @property
     def net_lifetime(self) -> float:
@@ -223,9 +219,11 @@ class Model:
         prod = site.array_w * 1250 * years
         cons = 4_200_000 * years
         imp = max(0.55 * cons, cons - prod)
+        cycled = site.storage_wh * 200 * years  # 200 full cycles a year
         self._starts: dict[int, DayStart] = {
-            self.first_day: DayStart(prod, cons, imp, imp - cons + prod, 50.0)
+            self.first_day: DayStart(prod, cons, imp, imp - cons + prod, 50.0, cycled, 0.9 * cycled)
         }
+        self.outages: tuple[tuple[float, float], ...] = ()
         self.inverter_offset_wh = 0.012 * prod + 1000 * len(site.inverter_serials)
         self._tables: OrderedDict[int, DayTable] = OrderedDict()
         self._lock = threading.Lock()
@@ -241,7 +239,7 @@ class Model:
                 return tab
             known = max(d for d in self._starts if d <= day)
             while True:
-                tab = build_day(self.site, known, self._starts[known])
+                tab = build_day(self.site, known, self._starts[known], self.outages)
                 self._starts[known + 1] = tab.end
                 if known == day:
                     break
@@ -250,6 +248,17 @@ class Model:
             while len(self._tables) > _TABLES_KEPT:
                 self._tables.popitem(last=False)
             return tab
+
+    def cut_grid(self, start: float, end: float) -> None:
+        """An outage from ``start`` to ``end`` (simulated time): the days from the
+        one it begins on are worked out again (schedule it before it comes)."""
+        with self._lock:
+            self.outages = (*self.outages, (start, end))
+            day = self.site.calendar.day_of(start)
+            for d in [d for d in self._tables if d >= day]:
+                del self._tables[d]
+            for d in [d for d in self._starts if d > max(day, self.first_day)]:
+                del self._starts[d]
 
     def day_start(self, day: int) -> DayStart:
         day = max(day, self.first_day)
@@ -276,7 +285,8 @@ class Model:
         soc = tab.soc[k] - (b * hours / cap * 100 if cap > 0 else 0.0)
         p_avg = (tab.production[k] + tab.production[k + 1]) / 2
         c_avg = (tab.consumption[k] + tab.consumption[k + 1]) / 2
-        net_step = c_avg - p_avg - b
+        on_grid = bool(tab.on_grid[k])
+        net_step = c_avg - p_avg - b if on_grid else 0.0
         e_prod = tab.e_prod[k] + (tab.production[k] + p) / 2 * hours
         e_cons = tab.e_cons[k] + (tab.consumption[k] + c) / 2 * hours
         begin = tab.begin
@@ -286,7 +296,7 @@ class Model:
             production_w=p,
             consumption_w=c,
             battery_w=b,
-            net_w=c - p - b,
+            net_w=c - p - b if on_grid else 0.0,
             soc=min(100.0, max(0.0, soc)),
             stored_wh=min(100.0, max(0.0, soc)) / 100 * cap,
             prod_today=e_prod,
@@ -297,6 +307,10 @@ class Model:
             cons_lifetime=begin.cons_wh + e_cons,
             import_lifetime=begin.import_wh + tab.e_import[k] + max(net_step, 0.0) * hours,
             export_lifetime=begin.export_wh + tab.e_export[k] + max(-net_step, 0.0) * hours,
+            charged_lifetime=begin.charged_wh + tab.e_charged[k] + max(-b, 0.0) * hours,
+            discharged_lifetime=begin.discharged_wh + tab.e_discharged[k] + max(b, 0.0) * hours,
+            grid_connected=on_grid,
+            generator_w=tab.generator[k],
         )
 
     def prod_lifetime(self, t: float) -> float:
@@ -327,7 +341,7 @@ class Model:
         report of the evening stays in place.
         """
         r = offset + REPORT * math.floor((t - offset) / REPORT)
-        day = _solar_day(self.site, r)
+        day = solar_day(self.site, r)
         events = [sun_events(self.site, d) for d in (day - 1, day, day + 1)]
         if any(rise < r and r - REPORT < sset for rise, sset in events if rise < sset):
             return r, True

@@ -12,11 +12,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from envoy_ingest.simulator.model import REPORT, InverterReport, Model, Reading, sin_elevation
+from envoy_ingest.simulator.model import REPORT, InverterReport, Model, Reading
+from envoy_ingest.simulator.render_backup import enpower
 from envoy_ingest.simulator.render_totals import (
     battery_state,
 )
 from envoy_ingest.simulator.site import Site, unit_hash
+from envoy_ingest.simulator.sky import sin_elevation
 
 PCU_CHANNEL = 1627390225
 ACB_CHANNEL = 1795162385
@@ -154,6 +156,7 @@ def ensemble_inventory(model: Model, t: float) -> list[dict[str, Any]]:
     if site.battery_kind != "iq":
         return []
     r = model.reading(t)
+    enc_grid = "grid-tied" if r.grid_connected else "off-grid"
     temp = battery_temp(site, r)
     devices = []
     for i, serial in enumerate(site.battery_serials):
@@ -175,7 +178,7 @@ def ensemble_inventory(model: Model, t: float) -> list[dict[str, Any]]:
                 "percentFull": round(r.soc),
                 "temperature": round(temp),
                 "maxCellTemp": round(temp + 1),
-                "reported_enc_grid_state": "grid-tied",
+                "reported_enc_grid_state": enc_grid,
                 "comm_level_sub_ghz": 4,
                 "comm_level_2_4_ghz": 4,
                 "led_status": 17,
@@ -186,7 +189,10 @@ def ensemble_inventory(model: Model, t: float) -> list[dict[str, Any]]:
                 "der_index": i + 1,
             }
         )
-    return [{"type": "ENCHARGE", "devices": devices}]
+    groups = [{"type": "ENCHARGE", "devices": devices}]
+    if site.system_controller:
+        groups.append(enpower(model, t))
+    return groups
 
 
 def ensemble_power(model: Model, t: float) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from envoy_ingest.simulator.site import Site
 
 PRODUCTION_EID = 704643328
 NET_EID = 704643584
+STORAGE_EID = 704643840
 _STANDBY_VAR = 8.0  # reactive draw of the production circuit at night (var)
 
 
@@ -127,7 +128,8 @@ class Flows:
         imp = r.import_lifetime * site.load_shares()[phase]
         exp = r.export_lifetime * site.production_shares()[phase]
         return Flow(
-            watts=load.watts - prod.watts - battery,
+            # off the grid (an outage) the grid relay is open: nothing flows
+            watts=load.watts - prod.watts - battery if r.grid_connected else 0.0,
             var=load.var - prod.var,
             volts=self.volts[phase],
             wh_lifetime=imp - exp,
@@ -141,6 +143,22 @@ class Flows:
             lag_today=0.0,
             delivered=imp,
             received=exp,
+        )
+
+    def storage(self, phase: int) -> Flow:
+        """The storage CT: forwards (delivered) is discharging, backwards charging."""
+        share = self.site.battery_shares()[phase]
+        r = self.r
+        watts = r.battery_w * share
+        delivered, received = r.discharged_lifetime * share, r.charged_lifetime * share
+        return replace(
+            BLANK,
+            watts=watts,
+            var=0.05 * abs(watts),
+            volts=self.volts[phase],
+            vah_lifetime=1.01 * (delivered + received),
+            delivered=delivered,
+            received=received,
         )
 
 
@@ -297,8 +315,13 @@ def ivp_meters(site: Site) -> list[dict[str, Any]]:
             "meteringStatus": "normal",
             "statusFlags": [],
         }
-        for eid, kind in ((PRODUCTION_EID, "production"), (NET_EID, "net-consumption"))
+        for eid, kind in _cts(site)
     ]
+
+
+def _cts(site: Site) -> list[tuple[int, str]]:
+    cts = [(PRODUCTION_EID, "production"), (NET_EID, "net-consumption")]
+    return [*cts, (STORAGE_EID, "storage")] if site.storage_ct else cts
 
 
 def _reading(eid: int, f: Flow, t: int, hz: float) -> dict[str, Any]:
@@ -328,7 +351,9 @@ def meters_readings(model: Model, t: float, *, zero: bool = False) -> list[dict[
     flows = Flows(site, model.reading(t))
     now, hz = int(t), frequency(site, t)
     out = []
-    for eid, flow in ((PRODUCTION_EID, flows.production), (NET_EID, flows.net)):
+    kinds = {"production": flows.production, "net-consumption": flows.net, "storage": flows.storage}
+    for eid, kind in _cts(site):
+        flow = kinds[kind]
         lines = [flow(p) for p in range(site.phases)]
         total = _sum(lines, site.phases == 3)
         doc = _reading(eid, total, now, hz)

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from envoy_ingest.energy import localday
 from envoy_ingest.errors import SettingsError
+from envoy_ingest.simulator.backup import Generator
 from envoy_ingest.simulator.config import SimulatorConfig
 
 # Device ratings (W, Wh) by kind: IQ7/IQ8-class microinverters, Enphase AC Battery,
@@ -89,6 +90,9 @@ class Site:
     install_time: int
     voltage: float  # per phase
     frequency: float
+    storage_ct: bool = False
+    system_controller: bool = False
+    generator: Generator | None = None
 
     @property
     def array_w(self) -> float:
@@ -164,4 +168,7 @@ def build_site(cfg: SimulatorConfig, start_time: float) -> Site:
         install_time=int(start_time) - 3 * 365 * 86400 - int(unit_hash(seed, "i") * 86400),
         voltage=230.0 if three else 240.0,
         frequency=50.0 if three else 60.0,
+        storage_ct=cfg.storage_ct,
+        system_controller=cfg.system_controller,
+        generator=Generator() if cfg.generator else None,
     )

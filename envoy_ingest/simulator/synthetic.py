@@ -10,7 +10,10 @@ path                           legacy (< 7)              modern (>= 7)
 /ivp/meters[/readings]         ``[]`` without CTs (404   ``[]`` without CTs
                                below 4.x)
 /ivp/ensemble/...              IQ batteries on >= 5,     always (empty without IQ
-                               else 404                  batteries)
+                               else 404                  batteries; ``ENPOWER`` with a
+                                                         System Controller)
+/ivp/ensemble/generator        with a generator          with a generator
+/admin/lib/tariff              with a System Controller  with a System Controller
 /ivp/pdm/device_data           404                       8.2 and later
 =============================  ========================  ==========================
 """
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from envoy_ingest.simulator import render_backup as backup
 from envoy_ingest.simulator import render_devices as dev
 from envoy_ingest.simulator import render_totals as tot
 from envoy_ingest.simulator.answer import HTML, JSON, NOT_FOUND, Answer, json_answer
@@ -95,7 +99,7 @@ class SyntheticGateway:
         self.model = model
         self.site = model.site
         self.software = software
-        self.faults = Faults()
+        self.faults = Faults(model=model)
         site = self.site
         modern = site.family == "modern"
         ensemble = modern or (site.battery_kind == "iq" and site.version >= (5,))
@@ -123,6 +127,14 @@ class SyntheticGateway:
             )
             self._routes["/ivp/ensemble/secctrl"] = lambda t, q, z: json_answer(
                 dev.secctrl(model, t), indent=4
+            )
+        if ensemble and site.generator is not None:
+            self._routes["/ivp/ensemble/generator"] = lambda t, q, z: json_answer(
+                backup.generator(model, t), indent=4
+            )
+        if ensemble and site.system_controller:
+            self._routes["/admin/lib/tariff"] = lambda t, q, z: json_answer(
+                backup.tariff(model, self.faults, t)
             )
         if modern and site.version >= (8, 2):
             self._routes["/ivp/pdm/device_data"] = lambda t, q, z: json_answer(
