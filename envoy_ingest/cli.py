@@ -45,6 +45,13 @@ def _common(parser: argparse.ArgumentParser, *, config: bool = True) -> None:
 
 def _sim_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--site",
+        choices=["default", "battery"],
+        default="default",
+        help="battery: IQ batteries with an IQ System Controller and a standby generator, "
+        "and a grid outage from 15 to 45 simulated minutes after start",
+    )
+    parser.add_argument(
         "--family",
         choices=["legacy", "modern"],
         default="modern",

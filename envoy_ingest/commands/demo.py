@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from envoy_ingest.commands import Out, print_line
-from envoy_ingest.commands.simulate import sim_config
+from envoy_ingest.commands.simulate import plan_site, sim_config
 from envoy_ingest.commands.summary import summarize
 from envoy_ingest.errors import SettingsError
 from envoy_ingest.settings import Settings
@@ -23,6 +23,7 @@ async def demo(args: argparse.Namespace, out: Out = print_line) -> int:
     if args.speed <= 0:
         raise SettingsError("--speed must be positive")
     sim = Simulator(sim_config(args))
+    site = plan_site(sim, args)
     sim.start()
     try:
         gateway: dict[str, Any] = {"host": sim.host, "name": "demo"}
@@ -43,6 +44,8 @@ async def demo(args: argparse.Namespace, out: Out = print_line) -> int:
             f"simulated {args.family} gateway {sim.serial} at {sim.url}; "
             f"writing line protocol to {data_dir}/YYYY-MM-DD.lp"
         )
+        if site is not None:
+            out(site)
         out(
             f"totals every {settings.schedule.totals_interval:g} s, devices every "
             f"{settings.schedule.devices_interval:g} s"

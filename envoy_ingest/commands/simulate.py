@@ -25,20 +25,40 @@ def _start_time(at: str | None) -> float | None:
     return datetime.combine(datetime.now().date(), clock).timestamp()
 
 
+#: ``--site battery``: the grid fails this long after start (s), for this long.
+OUTAGE_AFTER, OUTAGE_FOR = 900.0, 1800.0
+
+
 def sim_config(args: argparse.Namespace, **extra: Any) -> Any:
     from envoy_ingest.simulator import SimulatorConfig
 
+    backup = getattr(args, "site", "default") == "battery"
     return SimulatorConfig(
         start_time=_start_time(args.at),
         family=args.family,
         inverters=args.inverters,
-        batteries=args.batteries,
+        batteries="iq" if backup else args.batteries,
         battery_count=args.battery_count,
-        cts=args.cts,
+        cts="1phase" if backup and args.cts == "none" else args.cts,
+        system_controller=backup,
+        generator=backup,
         latency=args.latency,
         time_scale=args.speed,
         tz="local",  # the simulated sun follows the user's clock
         **extra,
+    )
+
+
+def plan_site(sim: Any, args: argparse.Namespace) -> str | None:
+    """``--site battery``: schedule its outage; a line saying when, else None."""
+    if getattr(args, "site", "default") != "battery" or sim.faults is None:
+        return None
+    start = sim.now() + OUTAGE_AFTER
+    sim.faults.outage(start, start + OUTAGE_FOR)
+    when = datetime.fromtimestamp(start).strftime("%H:%M")
+    return (
+        f"battery site: IQ batteries, an IQ System Controller and a standby generator; "
+        f"the grid fails at {when} (simulated) for {OUTAGE_FOR / 60:g} minutes"
     )
 
 
@@ -50,7 +70,8 @@ def simulate(args: argparse.Namespace) -> int:
     if args.fleet is not None:
         return _simulate_fleet(args)
     serve_forever(
-        sim_config(args, host=args.host, port=args.port, serial=args.serial, fixture=args.fixture)
+        sim_config(args, host=args.host, port=args.port, serial=args.serial, fixture=args.fixture),
+        prepare=lambda sim: plan_site(sim, args),
     )
     return 0
 

@@ -123,7 +123,9 @@ def _merged(found: list[Point], extra: Mapping[str, str]) -> list[Point]:
         else:
             fields.update({k: v for k, v in e.fields.items() if k != "text"})
             fields["text"] = f"{fields['text']}; {e.fields['text']}"
-    return [Point(EVENT, fields, t, {"kind": kind, **extra}) for (t, kind), fields in merged.items()]
+    return [
+        Point(EVENT, fields, t, {"kind": kind, **extra}) for (t, kind), fields in merged.items()
+    ]
 
 
 class EnergyStage:

@@ -117,6 +117,7 @@ class EnergyStore:
         self._dirty = False
         self._flushed_at = clock()
         self._failing = False
+        self._progress_failing = False
 
     def _load(self) -> GatewayEnergy:
         try:
@@ -146,15 +147,21 @@ class EnergyStore:
     def progress(self, line: bytes) -> None:
         """The integrator's latest sample, rewritten in place (a single write, not
         fsynced: it survives ``kill -9``, and a power cut only loses progress)."""
+        path = progress_path(self.path)
         try:
-            fd = os.open(progress_path(self.path), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            if self._progress_failing or not self.path.parent.is_dir():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
                 os.pwrite(fd, line.ljust(_PROGRESS_BYTES - 1) + b"\n", 0)
             finally:
                 os.close(fd)
         except OSError as exc:
-            if not self._failing:
-                log.error("cannot write %s (%s)", progress_path(self.path), exc.strerror or exc)
+            if not self._progress_failing:
+                log.error("cannot write %s (%s); retried", path, exc.strerror or exc)
+            self._progress_failing = True
+            return
+        self._progress_failing = False
 
     def changed(self, *, urgent: bool = False) -> None:
         """The state moved; written now if ``urgent``, else within the interval."""

@@ -203,11 +203,13 @@ def serve_forever(
     *,
     token_file: Path | None = None,
     stop: threading.Event | None = None,
+    prepare: Callable[[Simulator], str | None] | None = None,
 ) -> None:
     """Run a simulator until Ctrl-C or SIGTERM (or ``stop`` is set), then stop it.
 
     ``token_file``: for a modern gateway, write a one-year owner token there
-    (mode 0600) so a worker can use it.
+    (mode 0600) so a worker can use it. ``prepare``: called with the simulator
+    before it starts (e.g. to schedule faults); a line it returns is printed.
     """
     if stop is None:
         stop = threading.Event()
@@ -217,11 +219,13 @@ def serve_forever(
     def on_term(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    with Simulator(cfg) as sim:
+    sim = Simulator(cfg)
+    said = prepare(sim) if prepare is not None else None
+    with sim:
         if in_main:
             previous = signal.signal(signal.SIGTERM, on_term)
         try:
-            line = describe(sim)
+            line = describe(sim) + (f"; {said}" if said else "")
             if token_file is not None and sim.family == "modern":
                 fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 os.fchmod(fd, 0o600)
