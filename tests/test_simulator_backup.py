@@ -107,6 +107,9 @@ def test_the_system_controller_relay_and_the_generator_answer_the_outage() -> No
     assert relay(at(1, 6)) == ("closed", "multimode-ongrid")
     assert answer(gw, "/ivp/ensemble/generator", at(1, 0.5))["oper_state"] == "open"
     assert answer(gw, "/ivp/ensemble/generator", at(1, 1) + 60)["oper_state"] == "closed"
+    assert answer(gw, "/ivp/ss/gen_config", at(1, 3))["gen_type"] == "Standby"
+    contacts = answer(gw, "/ivp/ensemble/dry_contacts", at(1, 3))["dry_contacts"]
+    assert [c["status"] for c in contacts] == ["open", "closed"]  # the load is shed
 
 
 def test_storage_settings_follow_the_fault_plan() -> None:
@@ -128,7 +131,9 @@ def test_sites_without_them_answer_as_before() -> None:
     assert len(answer(gw, "/ivp/meters", t)) == 2
     assert gw.answer("/ivp/ensemble/generator", t).status == 404
     assert gw.answer("/admin/lib/tariff", t).status == 404
-    with pytest.raises(ValueError, match="synthetic|site"):
+    assert gw.answer("/ivp/ss/gen_config", t).status == 404
+    assert gw.answer("/ivp/ensemble/dry_contacts", t).status == 404
+    with pytest.raises(ValueError, match="synthetic gateway"):
         type(gw.faults)().outage(t, t + 60)
 
 

@@ -1,6 +1,7 @@
 """A backup site in the JSON shapes of real firmware: the IQ System Controller
-(the ``ENPOWER`` group of ``/ivp/ensemble/inventory``: its grid relay),
-``/ivp/ensemble/generator`` and the storage settings of ``/admin/lib/tariff``.
+(the ``ENPOWER`` group of ``/ivp/ensemble/inventory``: its grid relay; its dry
+contacts), ``/ivp/ensemble/generator`` and ``/ivp/ss/gen_config``, and the
+storage settings of ``/admin/lib/tariff``.
 
 Shapes copied from the recorded 8.2.127 (System Controller, on grid) and
 8.3.5169_with_generator sets. Off the grid (an outage) the relay is open:
@@ -96,4 +97,61 @@ def tariff(model: Model, faults: Faults, t: float) -> dict[str, Any]:
             "seasons_sell": [],
         },
         "schedule": {"source": "Tariff", "batt_mode": mode, "reserved_soc": float(reserve)},
+    }
+
+
+def gen_config(model: Model) -> dict[str, Any]:
+    """``/ivp/ss/gen_config``: the generator's settings (``{}`` without one)."""
+    gen = model.site.generator
+    if gen is None:
+        return {}
+    return {
+        "max_cont_gen_amps": 25.0,
+        "min_gen_loading_perc": 5,
+        "max_gen_efficiency_perc": 100,
+        "name_plate_rating_wat": round(gen.rating_w / 1000, 1),
+        "start_method": "auto",
+        "warm_up_mins": 0,
+        "cool_down_mins": 0,
+        "gen_type": "Standby",
+        "model": "simulated",
+        "manufacturer": "simulated",
+        "last_updated_by": "ITK",
+        "generator_id": f"30{int(unit_hash(model.site.serial, 'generator') * 10**8):08d}",
+        "charge_from_generator": True,
+    }
+
+
+#: The System Controller's dry contacts: (id, load name) of the two it drives.
+DRY_CONTACTS = (("NC1", "Water heater"), ("NO1", ""))
+
+
+def dry_contacts(model: Model, t: float) -> dict[str, Any]:
+    """``/ivp/ensemble/dry_contacts``: a load is shed (its contact opens) off the grid."""
+    on_grid = model.reading(t).grid_connected
+    return {
+        "dry_contacts": [
+            {"id": cid, "status": "closed" if on_grid or not load else "open"}
+            for cid, load in DRY_CONTACTS
+        ]
+    }
+
+
+def dry_contact_settings() -> dict[str, Any]:
+    """``/ivp/ss/dry_contact_settings``: as the recorded 8.3.5169 set's."""
+    return {
+        "dry_contacts": [
+            {
+                "id": cid,
+                "type": "LOAD" if load else "NONE",
+                "grid_action": "apply" if load else "none",
+                "micro_grid_action": "shed" if load else "none",
+                "gen_action": "apply" if load else "none",
+                "load_name": load,
+                "mode": "manual",
+                "soc_low": 30.0,
+                "soc_high": 70.0,
+            }
+            for cid, load in DRY_CONTACTS
+        ]
     }

@@ -13,7 +13,11 @@ path                           legacy (< 7)              modern (>= 7)
                                else 404                  batteries; ``ENPOWER`` with a
                                                          System Controller)
 /ivp/ensemble/generator        with a generator          with a generator
-/admin/lib/tariff              with a System Controller  with a System Controller
+/admin/lib/tariff,             with a System Controller  with a System Controller
+/ivp/ss/gen_config (``{}``
+without a generator),
+/ivp/ensemble/dry_contacts,
+/ivp/ss/dry_contact_settings
 /ivp/pdm/device_data           404                       8.2 and later
 =============================  ========================  ==========================
 """
@@ -135,6 +139,15 @@ class SyntheticGateway:
         if ensemble and site.system_controller:
             self._routes["/admin/lib/tariff"] = lambda t, q, z: json_answer(
                 backup.tariff(model, self.faults, t)
+            )
+            self._routes["/ivp/ss/gen_config"] = lambda t, q, z: json_answer(
+                backup.gen_config(model), indent=4
+            )
+            self._routes["/ivp/ensemble/dry_contacts"] = lambda t, q, z: json_answer(
+                backup.dry_contacts(model, t), indent=4
+            )
+            self._routes["/ivp/ss/dry_contact_settings"] = lambda t, q, z: json_answer(
+                backup.dry_contact_settings(), indent=4
             )
         if modern and site.version >= (8, 2):
             self._routes["/ivp/pdm/device_data"] = lambda t, q, z: json_answer(
