@@ -27,15 +27,12 @@ from typing import Any
 import pytest
 
 from envoy_ingest.energy.localday import day_of, midnight, zone
-from envoy_ingest.envoy.client import EnvoyClient
-from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.settings import Settings
 from envoy_ingest.simulator import Simulator, SimulatorConfig
 from envoy_ingest.simulator.faults import true_day
 from envoy_ingest.sink import build_sink
-from envoy_ingest.worker.poller import GatewayPoller
 from tests.support.servers import InfluxDB1
-from tests.test_energy_e2e import query
+from tests.test_energy_e2e import pollers, query, settings
 
 TZ = "Europe/Berlin"
 BERLIN = zone(TZ)
@@ -83,39 +80,6 @@ def simulators() -> tuple[Simulator, Simulator]:
         assert sim.faults is not None
         sim.faults.outage(*OUTAGE)
     return sims
-
-
-def settings(sims: tuple[Simulator, ...], state: Path, influx: InfluxDB1) -> Settings:
-    gateways = [
-        {
-            "host": sim.host,
-            "name": sim.serial,
-            "timezone": TZ,
-            "token": sim.issue_token(lifetime=10 * 86400),
-        }
-        for sim in sims
-    ]
-    return Settings(
-        gateways=gateways,
-        state={"directory": state},
-        influxdb=influx.influxdb_settings(),
-        energy={"state_flush_interval": 3600},
-    )
-
-
-def pollers(cfg: Settings, sink: Any, sims: tuple[Simulator, ...]) -> list[GatewayPoller]:
-    tokens = TokenManager(cfg)
-    return [
-        GatewayPoller(
-            gw,
-            EnvoyClient(gw, tokens),
-            sink,
-            clock=sim.now,
-            state_dir=cfg.state.directory,
-            energy=cfg.energy,
-        )
-        for gw, sim in zip(cfg.gateways, sims, strict=True)
-    ]
 
 
 async def run_days(sims: tuple[Simulator, ...], cfg: Settings) -> int:
