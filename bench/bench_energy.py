@@ -13,6 +13,10 @@ stop, one by one with an fsync each (before) and the way the worker does it
 now (no fsync per file, then one sync: ``Worker.flush_states``).
 
     .venv/bin/python bench/bench_energy.py --stop 5000 --repeat 3
+
+With ``--battery``: the site also has IQ batteries without a storage CT, so the
+stage integrates their power every minute (and rewrites the integrator's
+progress file: one small write a minute).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ T0 = 1_749_945_600
 INVERTERS = 24
 
 
-def totals(t: int, k: int) -> list[Point]:
+def totals(t: int, k: int, battery: bool = False) -> list[Point]:
     system = Point(
         "enphase_system",
         {
@@ -49,7 +53,8 @@ def totals(t: int, k: int) -> list[Point]:
             "net_today_wh": 0.0,
             "net_7d_wh": 0.0,
             "net_lifetime_wh": -2_000_000.0 - 5 * k,
-        },
+        }
+        | ({"battery_w": 1500.0 if k % 720 < 360 else -1500.0} if battery else {}),
         t,
     )
     meters = [
@@ -83,7 +88,7 @@ def devices(t: int, k: int) -> list[Point]:
     return [grid, *inverters]
 
 
-def one_day(directory: Path) -> tuple[float, int, float]:
+def one_day(directory: Path, battery: bool = False) -> tuple[float, int, float]:
     """(CPU ms per gateway-minute, state bytes, ms per state write)."""
     sim_now = [0.0]
     store = EnergyStore(
@@ -96,7 +101,7 @@ def one_day(directory: Path) -> tuple[float, int, float]:
         t = T0 + 60 * k
         sim_now[0] = 60.0 * k
         before = store._flushed_at
-        stage.apply(totals(t, k))
+        stage.apply(totals(t, k, battery))
         if k % 5 == 0:
             stage.apply(devices(t, k))
         writes += store._flushed_at != before
@@ -144,6 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--stop", type=int, default=0, metavar="N")
+    parser.add_argument("--battery", action="store_true", help="IQ batteries, no storage CT")
     args = parser.parse_args()
     if args.stop:
         times = [stop_flush(args.stop) for _ in range(args.repeat)]
@@ -154,10 +160,13 @@ def main() -> None:
     runs = []
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
-            runs.append(one_day(Path(tmp)))
+            runs.append(one_day(Path(tmp), args.battery))
     cpu = statistics.median(r[0] for r in runs)
     write = statistics.median(r[2] for r in runs)
-    print(f"energy stage, 3-phase CTs + grid + {INVERTERS} inverters, medians of {args.repeat}:")
+    site = " + IQ batteries (integrated)" if args.battery else ""
+    print(
+        f"energy stage, 3-phase CTs + grid + {INVERTERS} inverters{site}, medians of {args.repeat}:"
+    )
     print(f"  CPU per gateway-minute: {cpu:.3f} ms (state writes included, every 300 s)")
     print(f"  state file: {runs[-1][1]} bytes; one write (fsync): {write:.2f} ms")
 
