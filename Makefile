@@ -54,7 +54,7 @@ format: $(VENV)/.dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## bench: the benchmarks under bench/ (results go in the README and docs/sinks.md)
+## bench: the quick benchmarks under bench/ (commands and figures: docs/performance.md)
 bench: $(VENV)/.dev test-servers
 	$(BIN)/python bench/bench_worker.py
 	$(BIN)/python bench/bench_spool.py

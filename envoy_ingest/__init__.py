@@ -9,8 +9,15 @@ The pipeline reads left to right::
 wired together by ``worker/`` and nothing else.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from envoy_ingest.point import FieldValue, Point
 
-__version__ = "0.1.0"
+try:
+    # One source of truth: pyproject.toml's version, as installed (CHANGELOG.md
+    # names the same one).
+    __version__ = version("envoy-ingest")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = ["FieldValue", "Point", "__version__"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,29 @@ def test_every_command_has_help_and_takes_a_config() -> None:
         assert "--log-level" in result.stdout
         if command not in ("simulate", "demo"):
             assert "-c FILE, --config FILE" in result.stdout
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_version_is_pyprojects_and_the_changelogs_latest_release() -> None:
+    """`envoy-ingest --version` prints pyproject.toml's version (through the installed
+    metadata: reinstall with `make .venv/.dev` after changing it), and CHANGELOG.md's
+    first release after [Unreleased] is that version."""
+    expected = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    result = subprocess.run(
+        [sys.executable, "-m", "envoy_ingest", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        f"envoy-ingest {expected}\n",
+        "",
+    )
+    releases = re.findall(r"^## \[([^\]]+)\]", (ROOT / "CHANGELOG.md").read_text(), re.M)
+    assert releases[:2] == ["Unreleased", expected]
 
 
 def test_unknown_option_exits_2() -> None:
