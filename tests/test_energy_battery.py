@@ -129,3 +129,16 @@ def test_a_damaged_progress_file_is_ignored(tmp_path: Path) -> None:
     progress_path(s.store.path).write_bytes(b"17 nonsense")
     again = stage(tmp_path)
     assert again.store.state.battery is not None and again.store.state.battery.charged == 20.0
+
+
+def test_a_reboot_is_still_seen_on_a_site_whose_battery_is_integrated(tmp_path: Path) -> None:
+    s = stage(tmp_path)
+
+    def point(t: int, life: float, w: float) -> Point:
+        return Point("enphase_system", {"production_lifetime_wh": life, "battery_w": w}, t)
+
+    one(s, point(M0 + 3600, 5_000_000.0, 600.0))
+    one(s, point(M0 + 3660, 5_000_010.0, 600.0))
+    (out,), events = s.apply([point(M0 + 3720, 0.0, 0.0)])  # every gateway counter 0
+    assert [e.tags["kind"] for e in events] == ["reboot"]
+    assert "production_lifetime_wh" not in out.fields and out.fields[D] == 15.0

@@ -155,19 +155,20 @@ class EnergyStage:
         events: list[Point] = []
         urgent = touched = False
         for p in points:
+            integrated = False
             if p.measurement in _OBSERVED:
                 seen = observe(self.store.state.site, p)
                 if seen:
                     events += seen
                     urgent = touched = True
                 if p.measurement == "enphase_system" and not storage_ct:
-                    p = self._integrate(p)
+                    p, integrated = self._integrate(p)
             tags = ({**p.tags, **extra} if p.tags else extra) if extra else p.tags
             plan = _plan(p.fields)
             if not plan[1] and p.measurement not in DAY_FIELDS:
                 out.append(Point(p.measurement, p.fields, p.time, tags) if extra else p)
                 continue
-            fields, new_events, decided = self._point(p, plan)
+            fields, new_events, decided = self._point(p, plan, integrated)
             if new_events:
                 events += new_events
             urgent = urgent or decided
@@ -177,11 +178,12 @@ class EnergyStage:
             self.store.changed(urgent=urgent)
         return out, _merged(events, extra or {}) if events else []
 
-    def _integrate(self, p: Point) -> Point:
-        """The system point with the battery energy integrated from its ``battery_w``."""
+    def _integrate(self, p: Point) -> tuple[Point, bool]:
+        """The system point with the battery energy integrated from its ``battery_w``
+        (and True), or as it is."""
         w = p.fields.get("battery_w")
         if not isinstance(w, float) or w != w or battery.CHARGED in p.fields:
-            return p
+            return p, False
         state = self.store.state
         integrator = state.battery
         if integrator is None:
@@ -193,9 +195,11 @@ class EnergyStage:
             battery.CHARGED: integrator.charged,
             battery.DISCHARGED: integrator.discharged,
         }
-        return Point(p.measurement, fields, p.time, p.tags)
+        return Point(p.measurement, fields, p.time, p.tags), True
 
-    def _point(self, p: Point, plan: _Plan) -> tuple[dict[str, FieldValue], list[Point], bool]:
+    def _point(
+        self, p: Point, plan: _Plan, integrated: bool = False
+    ) -> tuple[dict[str, FieldValue], list[Point], bool]:
         state = self.store.state
         group = _group(p)
         # The highest power grows at most twofold per point: one absurd power
@@ -236,7 +240,12 @@ class EnergyStage:
                 urgent = True
                 events += self._correction(key, result.correction)
         if p.measurement == "enphase_system":
-            events += self._reboot(p, keys, raws, written)
+            if integrated:  # the stage's own counters say nothing of a reboot
+                own = (battery.CHARGED, battery.DISCHARGED)
+                gateway = {k: v for k, v in raws.items() if k not in own}
+                events += self._reboot(p, keys, gateway, {k: written[k] for k in gateway})
+            else:
+                events += self._reboot(p, keys, raws, written)
         self._days(p, keys, fields, raws, written, rate)
         return fields, events, urgent
 
