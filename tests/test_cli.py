@@ -291,3 +291,34 @@ def test_run_loads_neither_pyjwt_cryptography_nor_sqlite3() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False", "False", "True"]
+
+
+def test_demo_shows_a_battery_site(tmp_path: Path) -> None:
+    """``demo --site battery``: the grid fails 15 simulated minutes after start
+    (at night, the batteries at their reserve); the batteries carry the house
+    and the battery energy is written."""
+    exe = Path(sys.executable).with_name("envoy-ingest")
+    done = subprocess.run(
+        [
+            *(str(exe), "demo", "--site", "battery", "--speed", "120", "--duration", "25"),
+            *("--at", "23:00", "--data", str(tmp_path / "d")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[1].startswith(
+        "battery site: IQ batteries, an IQ System Controller and a standby generator; "
+        "the grid fails at 23:15 (simulated) for 30 minutes"
+    )
+    written = "".join(p.read_text() for p in (tmp_path / "d").glob("*.lp"))
+    discharged = [
+        float(field.split("=")[1])
+        for line in written.splitlines()
+        if line.startswith("enphase_system,")
+        for field in line.split(" ")[1].split(",")
+        if field.startswith("battery_discharged_lifetime_wh=")
+    ]
+    assert discharged and discharged[-1] > discharged[0] > 0
