@@ -142,3 +142,18 @@ def test_a_reboot_is_still_seen_on_a_site_whose_battery_is_integrated(tmp_path: 
     (out,), events = s.apply([point(M0 + 3720, 0.0, 0.0)])  # every gateway counter 0
     assert [e.tags["kind"] for e in events] == ["reboot"]
     assert "production_lifetime_wh" not in out.fields and out.fields[D] == 15.0
+
+
+def test_a_site_that_gains_a_storage_ct_carries_on_without_a_step(tmp_path: Path) -> None:
+    s = stage(tmp_path)
+    for k in range(4):
+        last = one(s, totals(M0 + 3600 + 60 * k, -1200.0))
+    assert last.fields[C] == 60.0
+    out, found = [], []
+    for k in range(3):  # the CT's counters, every 5 minutes: a lasting jump
+        ct = Point("enphase_system", {C: 2_000_000.0 + 50 * k, D: 1_000_000.0}, M0 + 4200 + 300 * k)
+        (p,), events = s.apply([ct], storage_ct=True)
+        out.append(p.fields.get(C))
+        found += events
+    assert out == [None, None, 160.0]  # held, then on from 60 Wh by the CT's 100 Wh
+    assert [e.tags["kind"] for e in found] == ["counter_jump"]
