@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.dashboards import row_of
+
 GRAFANA = Path(__file__).resolve().parent.parent / "deploy" / "grafana"
 DASHBOARDS = {
     "influxql": GRAFANA / "dashboard-influxql.json",
@@ -38,6 +40,21 @@ CONTRACT: dict[str, tuple[set[str], set[str]]] = {
             "battery_w",
             "battery_soc_pct",
             "battery_state",
+            "battery_available_wh",
+            "battery_capacity_wh",
+            "battery_backup_wh",
+            "battery_reserve_pct",
+            "battery_reserve_configured_pct",
+            "battery_charged_lifetime_wh",
+            "battery_discharged_lifetime_wh",
+            "battery_charged_today_wh",
+            "battery_discharged_today_wh",
+            "grid_connected",
+            "grid_mode",
+            "storage_mode",
+            "storage_reserve_pct",
+            "charge_from_grid",
+            "very_low_soc_pct",
         },
     ),
     "enphase_meter": (
@@ -57,7 +74,11 @@ CONTRACT: dict[str, tuple[set[str], set[str]]] = {
             "received_lifetime_wh",
         },
     ),
-    "enphase_event": ({"gateway", "site", "kind"}, {"text"}),
+    "enphase_event": ({"gateway", "site", "kind"}, {"text", "duration_s"}),
+    "enphase_live": (
+        {"gateway", "site", "flow", "phase"},
+        {"power_w", "voltage_v", "current_a", "frequency_hz", "power_factor"},
+    ),
     "enphase_inverter": (
         {"gateway", "site", "serial"},
         {
@@ -200,7 +221,7 @@ def test_flux_queries_use_only_contract_names() -> None:
         q = target["query"]
         title = panel["title"]
         assert "range(start: v.timeRangeStart, stop: v.timeRangeStop)" in q, title
-        assert re.search(r'from\(bucket: "\$\{(bucket|device_bucket)\}"\)', q), title
+        assert re.search(r'from\(bucket: "\$\{(bucket|device_bucket|live_bucket)\}"\)', q), title
         assert 'r.gateway == "${gateway}"' in q, title
         for opening, closing in ("()", "{}", "[]"):
             assert q.count(opening) == q.count(closing), f"{title}: unbalanced {opening}"
@@ -240,23 +261,51 @@ def test_both_dashboards_show_the_same_panels() -> None:
         "Energy",
         "Daily energy from the counters",
         "Self-consumption and self-sufficiency",
+        "Battery and backup",
+        "Battery energy",
+        "Battery charged and discharged per day",
+        "Grid and storage mode",
+        "Grid outages",
+        "Live",
+        "Live power",
+        "Live power per phase",
+        "Live voltage per phase",
     } <= titles
 
 
+#: annotation name -> the kinds of enphase_event it draws (None: every other kind)
+ANNOTATIONS: dict[str, tuple[str, ...] | None] = {
+    "Gateway events": None,
+    "Grid outages": ("grid",),
+    "Storage mode and generator": ("storage_mode", "generator"),
+}
+OWN_KINDS = ("grid", "storage_mode", "generator")
+
+
+@pytest.mark.parametrize("name", sorted(ANNOTATIONS))
 @pytest.mark.parametrize("kind", sorted(DASHBOARDS))
-def test_events_are_annotations(kind: str) -> None:
+def test_events_are_annotations(kind: str, name: str) -> None:
     """enphase_event (tags gateway, kind; field text) is drawn on every panel, for the
-    selected gateway, its text as the annotation's text and its kind as a tag."""
-    (events,) = [a for a in load(kind)["annotations"]["list"] if a["name"] == "Gateway events"]
+    selected gateway, its text as the annotation's text and its kind as a tag: grid
+    outages and storage mode / generator changes in their own colours, every other
+    kind as *Gateway events*. Each kind is drawn once."""
+    (events,) = [a for a in load(kind)["annotations"]["list"] if a["name"] == name]
     assert events["enable"] is True and events["datasource"] == {
         "type": "influxdb",
         "uid": "${datasource}",
     }
+    kinds = ANNOTATIONS[name]
     if kind == "influxql":
         q = events["query"]
+        if kinds is None:
+            condition = '"kind" !~ /^(grid|storage_mode|generator)$/'
+        elif len(kinds) == 1:
+            condition = f"\"kind\" = '{kinds[0]}'"
+        else:
+            condition = f'"kind" =~ /^({"|".join(kinds)})$/'
         assert q == (
             'SELECT "text", "kind" FROM "enphase_event" '
-            'WHERE "gateway" =~ /^$gateway$/ AND $timeFilter'
+            f'WHERE "gateway" =~ /^$gateway$/ AND {condition} AND $timeFilter'
         )
         assert (events["textColumn"], events["tagsColumn"]) == ("text", "kind")
     else:
@@ -264,9 +313,79 @@ def test_events_are_annotations(kind: str) -> None:
         assert "range(start: v.timeRangeStart, stop: v.timeRangeStop)" in q
         assert 'r._measurement == "enphase_event" and r.gateway == "${gateway}"' in q
         assert 'r._field == "text"' in q
+        if kinds is None:
+            assert " and ".join(f'r.kind != "{k}"' for k in OWN_KINDS) in q
+        else:
+            assert " or ".join(f'r.kind == "{k}"' for k in kinds) in q
         assert 'keep(columns: ["_time", "_value", "kind"])' in q
         assert events["mappings"] == {
             "text": {"source": "field", "value": "_value"},
             "tags": {"source": "field", "value": "kind"},
         }
     assert variables_used(q) <= {"gateway", "timeFilter", "bucket"}
+
+
+@pytest.mark.parametrize("kind", sorted(DASHBOARDS))
+def test_the_annotations_have_distinct_colours(kind: str) -> None:
+    listed = [a for a in load(kind)["annotations"]["list"] if a["name"] in ANNOTATIONS]
+    assert sorted(a["name"] for a in listed) == sorted(ANNOTATIONS)
+    assert len({a["iconColor"] for a in listed}) == len(ANNOTATIONS)
+
+
+@pytest.mark.parametrize("kind", sorted(DASHBOARDS))
+def test_live_row_reads_the_live_data_over_15_minutes(kind: str) -> None:
+    """The Live row's panels, and only they, read enphase_live, from the live data
+    source (InfluxQL) / bucket (Flux), always over the last 15 minutes; the
+    dashboard's link opens it refreshed every 5 s."""
+    d = load(kind)
+    rows = row_of(d)
+    live = [p for p in d["panels"] if rows.get(p["id"]) == "Live"]
+    assert [p["title"] for p in live] == [
+        "Live power",
+        "Live power per phase",
+        "Live voltage per phase",
+    ]
+    for p in d["panels"]:
+        for t in p.get("targets", []):
+            reads_live = "enphase_live" in t["query"]
+            assert reads_live == (p in live), p["title"]
+            if kind == "influxql":
+                assert (p["datasource"]["uid"] == "${live_datasource}") == reads_live
+            else:
+                assert ('from(bucket: "${live_bucket}")' in t["query"]) == reads_live
+    for p in live:
+        assert p["timeFrom"] == "15m" and p["interval"] == "5s"
+    (link,) = d["links"]
+    assert link["url"] == f"/d/{d['uid']}?from=now-15m&to=now&refresh=5s"
+    assert link["includeVars"] is True and link["keepTime"] is False
+    # the live data defaults to where the totals are
+    variables = {v["name"]: v for v in d["templating"]["list"]}
+    default, own = (
+        ("datasource", "live_datasource") if kind == "influxql" else ("bucket", "live_bucket")
+    )
+    assert variables[own]["type"] == variables[default]["type"]
+    assert variables[own]["current"] == variables[default]["current"]
+
+
+@pytest.mark.parametrize("kind", sorted(DASHBOARDS))
+def test_battery_and_backup_row(kind: str) -> None:
+    d = load(kind)
+    rows = row_of(d)
+    panels = {p["title"]: p for p in d["panels"] if rows.get(p["id"]) == "Battery and backup"}
+    assert list(panels) == [
+        "Battery energy",
+        "Battery charged and discharged per day",
+        "Grid and storage mode",
+        "Grid outages",
+    ]
+    # grid connected as a state timeline: on grid green, off grid red
+    grid = panels["Grid and storage mode"]
+    assert grid["type"] == "state-timeline"
+    (mapping,) = grid["fieldConfig"]["defaults"]["mappings"]
+    assert mapping["options"]["true"]["color"] == "green"
+    assert mapping["options"]["false"]["color"] == "red"
+    # daily energy from the counters, days in the gateway's time zone
+    daily = panels["Battery charged and discharged per day"]["targets"][0]["query"]
+    assert ("tz('$tz')" if kind == "influxql" else 'timezone.location(name: "${tz}")') in daily
+    for counter in ("battery_charged_lifetime_wh", "battery_discharged_lifetime_wh"):
+        assert counter in daily
