@@ -15,104 +15,13 @@ from typing import Any
 
 import pytest
 
-from tests.support.dashboards import row_of
+from tests.support.dashboards import ALL_FIELDS, ALL_TAGS, CONTRACT, row_of
 
 GRAFANA = Path(__file__).resolve().parent.parent / "deploy" / "grafana"
 DASHBOARDS = {
     "influxql": GRAFANA / "dashboard-influxql.json",
     "flux": GRAFANA / "dashboard-flux.json",
 }
-
-#: The data contract: measurement -> (tags, fields). Dashboards may use nothing else.
-CONTRACT: dict[str, tuple[set[str], set[str]]] = {
-    "enphase_system": (
-        {"gateway", "site"},
-        {
-            *(f"{k}_{s}" for k in ("production", "consumption", "net") for s in ("w", "today_wh")),
-            *(f"{k}_{s}" for k in ("production", "consumption", "net") for s in ("7d_wh",)),
-            *(f"{k}_lifetime_wh" for k in ("production", "consumption", "net")),
-            "grid_import_lifetime_wh",
-            "grid_export_lifetime_wh",
-            "grid_import_today_wh",
-            "grid_export_today_wh",
-            "inverters",
-            "batteries",
-            "battery_w",
-            "battery_soc_pct",
-            "battery_state",
-            "battery_available_wh",
-            "battery_capacity_wh",
-            "battery_backup_wh",
-            "battery_reserve_pct",
-            "battery_reserve_configured_pct",
-            "battery_charged_lifetime_wh",
-            "battery_discharged_lifetime_wh",
-            "battery_charged_today_wh",
-            "battery_discharged_today_wh",
-            "grid_connected",
-            "grid_mode",
-            "storage_mode",
-            "storage_reserve_pct",
-            "charge_from_grid",
-            "very_low_soc_pct",
-        },
-    ),
-    "enphase_meter": (
-        {"gateway", "site", "flow", "phase"},
-        {
-            "power_w",
-            "today_wh",
-            "last_7d_wh",
-            "lifetime_wh",
-            "voltage_v",
-            "current_a",
-            "power_factor",
-            "apparent_power_va",
-            "reactive_power_var",
-            "frequency_hz",
-            "delivered_lifetime_wh",
-            "received_lifetime_wh",
-        },
-    ),
-    "enphase_event": ({"gateway", "site", "kind"}, {"text", "duration_s"}),
-    "enphase_live": (
-        {"gateway", "site", "flow", "phase"},
-        {"power_w", "voltage_v", "current_a", "frequency_hz", "power_factor"},
-    ),
-    "enphase_inverter": (
-        {"gateway", "site", "serial"},
-        {
-            "power_w",
-            "max_power_w",
-            "provisioned",
-            "communicating",
-            "producing",
-            "dc_voltage_v",
-            "dc_current_a",
-            "ac_voltage_v",
-            "ac_current_a",
-            "frequency_hz",
-            "temperature_c",
-            "lifetime_wh",
-        },
-    ),
-    "enphase_battery": (
-        {"gateway", "site", "serial", "type"},
-        {
-            "power_w",
-            "max_power_w",
-            "soc_pct",
-            "temperature_c",
-            "max_temperature_c",
-            "provisioned",
-            "communicating",
-            "producing",
-            "state",
-        },
-    ),
-}
-ALL_TAGS = set().union(*(tags for tags, _ in CONTRACT.values()))
-ALL_FIELDS = set().union(*(fields for _, fields in CONTRACT.values()))
 
 PANEL_TYPES = {"stat", "timeseries", "table", "status-history", "state-timeline", "heatmap", "row"}
 # Grafana's own variables, and Flux's v.* record, that need no templating entry.
@@ -271,6 +180,18 @@ def test_both_dashboards_show_the_same_panels() -> None:
         "Live power per phase",
         "Live voltage per phase",
     } <= titles
+
+
+def test_both_dashboards_read_the_same_names_per_panel() -> None:
+    """Each panel shows the same thing in both: the same measurements and fields."""
+
+    def names(panel: dict[str, Any], known: set[str]) -> set[str]:
+        text = " ".join(t["query"] for t in panel.get("targets", []))
+        return {w for w in re.findall(r'"(\w+)"', text) if w in known}
+
+    known = set(CONTRACT) | ALL_FIELDS
+    for a, b in zip(load("influxql")["panels"], load("flux")["panels"], strict=True):
+        assert names(a, known) == names(b, known), a["title"]
 
 
 #: annotation name -> the kinds of enphase_event it draws (None: every other kind)

@@ -6,7 +6,9 @@ and InfluxDB 1.x answers as rows.
   live in their own module, with the data that row needs);
 - :func:`doc_influxql` gives the InfluxQL queries of one section of
   docs/queries.md (``## title``), :func:`doc_sections` the sections' titles;
-- :func:`rows` runs a query and answers ``time -> column -> value``.
+- :func:`rows` runs a query and answers ``time -> column -> value``;
+- :data:`CONTRACT`: the names of the data contract the dashboards and queries
+  may use.
 """
 
 from __future__ import annotations
@@ -21,6 +23,97 @@ from tests.support.servers import InfluxDB1
 ROOT = Path(__file__).resolve().parent.parent.parent
 GRAFANA = ROOT / "deploy" / "grafana"
 QUERIES_MD = ROOT / "docs" / "queries.md"
+
+#: The data contract: measurement -> (tags, fields). Dashboards may use nothing else.
+CONTRACT: dict[str, tuple[set[str], set[str]]] = {
+    "enphase_system": (
+        {"gateway", "site"},
+        {
+            *(f"{k}_{s}" for k in ("production", "consumption", "net") for s in ("w", "today_wh")),
+            *(f"{k}_{s}" for k in ("production", "consumption", "net") for s in ("7d_wh",)),
+            *(f"{k}_lifetime_wh" for k in ("production", "consumption", "net")),
+            "grid_import_lifetime_wh",
+            "grid_export_lifetime_wh",
+            "grid_import_today_wh",
+            "grid_export_today_wh",
+            "inverters",
+            "batteries",
+            "battery_w",
+            "battery_soc_pct",
+            "battery_state",
+            "battery_available_wh",
+            "battery_capacity_wh",
+            "battery_backup_wh",
+            "battery_reserve_pct",
+            "battery_reserve_configured_pct",
+            "battery_charged_lifetime_wh",
+            "battery_discharged_lifetime_wh",
+            "battery_charged_today_wh",
+            "battery_discharged_today_wh",
+            "grid_connected",
+            "grid_mode",
+            "storage_mode",
+            "storage_reserve_pct",
+            "charge_from_grid",
+            "very_low_soc_pct",
+        },
+    ),
+    "enphase_meter": (
+        {"gateway", "site", "flow", "phase"},
+        {
+            "power_w",
+            "today_wh",
+            "last_7d_wh",
+            "lifetime_wh",
+            "voltage_v",
+            "current_a",
+            "power_factor",
+            "apparent_power_va",
+            "reactive_power_var",
+            "frequency_hz",
+            "delivered_lifetime_wh",
+            "received_lifetime_wh",
+        },
+    ),
+    "enphase_event": ({"gateway", "site", "kind"}, {"text", "duration_s"}),
+    "enphase_live": (
+        {"gateway", "site", "flow", "phase"},
+        {"power_w", "voltage_v", "current_a", "frequency_hz", "power_factor"},
+    ),
+    "enphase_inverter": (
+        {"gateway", "site", "serial"},
+        {
+            "power_w",
+            "max_power_w",
+            "provisioned",
+            "communicating",
+            "producing",
+            "dc_voltage_v",
+            "dc_current_a",
+            "ac_voltage_v",
+            "ac_current_a",
+            "frequency_hz",
+            "temperature_c",
+            "lifetime_wh",
+        },
+    ),
+    "enphase_battery": (
+        {"gateway", "site", "serial", "type"},
+        {
+            "power_w",
+            "max_power_w",
+            "soc_pct",
+            "temperature_c",
+            "max_temperature_c",
+            "provisioned",
+            "communicating",
+            "producing",
+            "state",
+        },
+    ),
+}
+ALL_TAGS = set().union(*(tags for tags, _ in CONTRACT.values()))
+ALL_FIELDS = set().union(*(fields for _, fields in CONTRACT.values()))
 
 
 def dashboard(kind: str) -> dict[str, Any]:
