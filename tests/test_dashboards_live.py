@@ -15,7 +15,9 @@ site read every 5 s for 20 minutes up to 12:00:00 UTC (241 readings, k = 0 to
   100 W; voltage l1 232, l2 231, l3 230 V);
 - storage (battery): charging at 300 W until 11:50, then discharging 250 W.
 
-Another gateway's points are never in this one's answers.
+A single-phase site (``SINGLE``) has whole-CT points only, with their voltage:
+production 229 V (230 V on odd k), net 229.5 V. Another gateway's points are
+never in this one's answers.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from tests.support.servers import InfluxDB1
 
 DB, LIVE_DB = "solar", "solar_live"
 GATEWAY = "122238082690"
+SINGLE = "202400000099"  # a single-phase site
 NOW = int(datetime(2025, 6, 15, 12, 0, tzinfo=UTC).timestamp())
 T0 = NOW - 20 * 60  # the first reading, 11:40:00
 WINDOW = 15 * 60  # the Live row's time range
@@ -78,6 +81,22 @@ def readings(gateway: str = GATEWAY) -> list[Reading]:
     return out
 
 
+def single_phase() -> list[Reading]:
+    site = {"gateway": SINGLE, "site": "flat"}
+    return [
+        reading
+        for k in range(241)
+        for reading in (
+            (
+                {**site, "flow": "production"},
+                {"power_w": 800.0, "voltage_v": 229.0 + k % 2},
+                T0 + 5 * k,
+            ),
+            ({**site, "flow": "net"}, {"power_w": -300.0, "voltage_v": 229.5}, T0 + 5 * k),
+        )
+    ]
+
+
 def line_protocol(points: list[Reading]) -> str:
     def line(tags: dict[str, str], fields: dict[str, float], t: int) -> str:
         tag_text = ",".join(f"{k}={v}" for k, v in sorted(tags.items()))
@@ -98,7 +117,7 @@ def server() -> Iterator[InfluxDB1]:
         db.first_start()
         try:
             db.create_database(LIVE_DB)
-            body = line_protocol(POINTS + readings("202400000017")[::7])
+            body = line_protocol(POINTS + readings("202400000017")[::7] + single_phase())
             r = httpx.post(
                 f"{db.url}/write",
                 params={"db": LIVE_DB, "precision": "s"},
@@ -146,16 +165,18 @@ PANELS = {p["title"]: p for p in panels_in(BOARD, "Live")}
 INTERVAL = 10  # $__interval: two readings per bucket
 
 
-def panel_rows(server: InfluxDB1, title: str) -> dict[Tags, dict[int, dict[str, Any]]]:
+def panel_rows(
+    server: InfluxDB1, title: str, ref: str = "A", gateway: str = GATEWAY
+) -> dict[Tags, dict[int, dict[str, Any]]]:
     """The panel's query as Grafana sends it over the last 15 minutes, on the live
     data source (the database solar_live)."""
-    (target,) = PANELS[title]["targets"]
+    (target,) = [t for t in PANELS[title]["targets"] if t["refId"] == ref]
     assert PANELS[title]["datasource"]["uid"] == "${live_datasource}"
     query = (
         target["query"]
         .replace("$timeFilter", f"time >= {(NOW - WINDOW) * 1000}ms and time <= {NOW * 1000}ms")
         .replace("$__interval", f"{INTERVAL}s")
-        .replace("$gateway", re.escape(GATEWAY))
+        .replace("$gateway", re.escape(gateway))
     )
     return series_rows(server, query, LIVE_DB)
 
@@ -194,6 +215,17 @@ def test_live_voltage_per_phase(server: InfluxDB1) -> None:
         rows = got[(("phase", phase),)]
         assert {r["mean"] for t, r in rows.items() if t < NOW} == {volts}, phase
     assert got[(("phase", "l1"),)][NOW] == {"mean": 231.0}
+    # the whole CTs of a multi-phase site carry no voltage
+    assert panel_rows(server, "Live voltage per phase", "B") == {}
+
+
+def test_live_voltage_of_a_single_phase_site(server: InfluxDB1) -> None:
+    """No phases: the site's voltage, the mean of its CTs' (229 + 230 + 2 * 229.5) / 4,
+    and (229 + 229.5) / 2 at 12:00:00 (k = 240 alone)."""
+    assert panel_rows(server, "Live voltage per phase", "A", SINGLE) == {}
+    got = panel_rows(server, "Live voltage per phase", "B", SINGLE)
+    buckets = range(NOW - WINDOW, NOW + 1, INTERVAL)
+    assert got == {(): {t: {"voltage": 229.5 if t < NOW else 229.25} for t in buckets}}
 
 
 # --- docs/queries.md ----------------------------------------------------------------------
