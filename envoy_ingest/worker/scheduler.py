@@ -3,8 +3,10 @@
 Each job runs at a stable phase of its interval (:mod:`.spread`), so a fleet's
 polls are spread evenly instead of firing together, and a restart does not
 burst. The scheduler holds one job per slot of half a second, which starts the
-cycles of the gateways in it (:mod:`.slots`). Cycles coalesce and never overlap
-themselves; one that could not start in time is counted as a missed cycle. The two jobs of one
+cycles of the gateways in it (:mod:`.slots`), once in every interval
+(:mod:`.grid`: jitter never accumulates). Cycles coalesce and never overlap
+themselves; an interval in which a gateway's cycle did not start is counted as
+a missed cycle. The two jobs of one
 gateway share a lock so the weak gateway never serves two of our requests at
 once, while different gateways poll independently: a failing one never stalls
 others. All gateways share one bound on the requests in flight
@@ -269,6 +271,8 @@ class Worker:
                 after_clock_jump(scheduler, jump)
                 if jump < 0:
                     self.slots.all_due()
+                else:
+                    self.slots.clock_jumped()
 
     # --- the gateways' jobs -----------------------------------------------------------
 
