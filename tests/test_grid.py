@@ -5,7 +5,6 @@ and put back on its phase after the host clock went back like an interval job.""
 from __future__ import annotations
 
 import asyncio
-import random
 from datetime import UTC, datetime
 
 import pytest
@@ -29,7 +28,6 @@ def fire(trigger: GridTrigger, previous: datetime | None, now: datetime) -> date
 
 
 def test_each_run_is_its_grid_point_plus_jitter_never_the_previous_runs_jitter() -> None:
-    random.seed(3)
     trigger = GridTrigger(60, AT, jitter=5)
     runs = [fire(trigger, None, at(START - 30))]
     for _ in range(1000):
@@ -87,3 +85,12 @@ async def test_a_late_job_runs_once_and_after_the_clock_went_back_at_its_phase()
         assert back + 60 <= following.timestamp() <= back + 65
     finally:
         scheduler.shutdown(wait=False)
+
+
+def test_asked_twice_the_trigger_answers_the_same() -> None:
+    """APScheduler asks once to see whether a job is due and once to store its next
+    run: a late run must not look due again at once."""
+    trigger = GridTrigger(60, AT, jitter=5)
+    for k in range(200):
+        previous = at(START + 60 * k + 1.5)
+        assert fire(trigger, previous, previous) == fire(trigger, previous, previous)

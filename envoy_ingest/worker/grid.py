@@ -8,11 +8,17 @@ away from its phase.
 
 :class:`GridTrigger` keeps the grid ``start_date + k * interval`` (``k`` any
 whole number, before the start date too: after the host clock went back the
-grid is still the job's phase). Run ``k`` is at grid point ``k`` plus
-``uniform(0, jitter)``, the jitter at most half an interval; the run after a
-run is at the next grid point, found from the grid point the previous run
-belongs to, never from the previous run's jittered time. So there is exactly
-one run in each interval ``[grid k, grid k+1)``, jitter or not.
+grid is still the job's phase). Run ``k`` is at grid point ``k`` plus its
+jitter, at most half an interval; the run after a run is at the next grid
+point, found from the grid point the previous run belongs to, never from the
+previous run's jittered time. So there is exactly one run in each interval
+``[grid k, grid k+1)``, jitter or not.
+
+A grid point's jitter is spread evenly over ``[0, jitter)`` like a random
+draw, but taken from a stable hash of the grid point (:func:`.spread.stable_fraction`):
+APScheduler asks for the next run twice when it runs a job (once to see
+whether it is due, once to store it), and both answers must agree, or a run
+that fell behind could be taken as due again at once.
 
 What APScheduler does around the trigger is unchanged: it asks for the run
 after the previous *scheduled* run (a late run does not move the grid); with
@@ -25,12 +31,11 @@ its phase like any interval job.
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime
 
 from apscheduler.triggers.interval import IntervalTrigger
 
-from envoy_ingest.worker.spread import GRID_TOLERANCE, interval_index
+from envoy_ingest.worker.spread import GRID_TOLERANCE, interval_index, stable_fraction
 
 #: The largest jitter, as a part of the interval: a run stays inside its interval.
 MAX_JITTER = 0.5
@@ -72,7 +77,7 @@ class GridTrigger(IntervalTrigger):  # type: ignore[misc]  # APScheduler 3 is un
             k = max(k, 0)
         at = self.grid_point(k)
         if self.jitter:
-            at += random.uniform(0, self.jitter)
+            at += self.jitter * stable_fraction(f"{round(at * 1000)}/{self.interval_length:g}")
         if self.end_date is not None and at > self.end_date.timestamp():
             return None
         return datetime.fromtimestamp(at, UTC)
