@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -89,13 +90,19 @@ def test_only_the_right_port_and_address_answer(fleet: FleetSimulator) -> None:
             c.get(f"http://{fleet_address(len(fleet.gateways))}:{fleet.http_port}/info")
 
 
-def test_totals_answers_are_recorded_per_gateway(fleet: FleetSimulator) -> None:
+def test_totals_requests_and_answers_are_recorded_per_gateway(fleet: FleetSimulator) -> None:
     g = next(g for g in fleet.gateways if not g.modern)
-    before = len(g.totals_answers)
+    before = len(g.totals_answers), len(g.totals_requests)
+    start = time.time()
     with httpx.Client(timeout=5) as c:
         assert c.get(f"{fleet.host(g)}/api/v1/production").status_code == 200
         assert c.get(f"{fleet.host(g)}/inventory.json").status_code in (200, 401)
-    assert len(g.totals_answers) == before + 1
+    modern = next(g for g in fleet.gateways if g.modern)
+    with httpx.Client(verify=False, timeout=5) as c:  # no token: asked, not answered
+        assert c.get(f"{fleet.host(modern)}/production.json?details=1").status_code == 401
+    assert (len(g.totals_answers), len(g.totals_requests)) == (before[0] + 1, before[1] + 1)
+    assert start <= g.totals_requests[-1] <= time.time()
+    assert start <= modern.totals_requests[-1] <= time.time()
 
 
 # --- start phases --------------------------------------------------------------------
