@@ -27,7 +27,8 @@ from envoy_ingest.errors import (
     SettingsError,
     TokenError,
 )
-from envoy_ingest.settings import GatewaySettings, Settings
+from envoy_ingest.gateway import GatewaySettings
+from envoy_ingest.settings import Settings
 
 log = logging.getLogger("envoy_ingest.envoy.tokens")
 
