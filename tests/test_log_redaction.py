@@ -18,6 +18,7 @@ from envoy_ingest.envoy.transport import build_client
 from envoy_ingest.service.logging import (
     HEADER_LOGGERS,
     _DropHeaders,
+    _Handler,
     clear_secrets,
     setup_logging,
 )
@@ -42,6 +43,7 @@ def fresh_process() -> Iterator[None]:
     root = logging.getLogger()
     saved_root = (root.level, list(root.handlers))
     saved = {n: list(logging.getLogger(n).filters) for n in HEADER_LOGGERS}
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _Handler)]
     for name in HEADER_LOGGERS:
         logger = logging.getLogger(name)
         logger.filters[:] = [f for f in logger.filters if not isinstance(f, _DropHeaders)]
