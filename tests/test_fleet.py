@@ -19,8 +19,9 @@ from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.firmware import parse_info
 from envoy_ingest.envoy.passwords import envoy_password
 from envoy_ingest.envoy.tokens import TokenManager
+from envoy_ingest.gateway import GatewaySettings
 from envoy_ingest.service import metrics
-from envoy_ingest.settings import GatewaySettings, Settings
+from envoy_ingest.settings import Settings
 from envoy_ingest.simulator.fleet import FleetSimulator, fixture_sets, fleet_address
 from envoy_ingest.sink.file import FileSink
 from envoy_ingest.worker.scheduler import Worker
@@ -197,9 +198,9 @@ async def test_each_job_first_runs_at_its_phase_within_two_intervals(tmp_path: P
     assert jobs.keys() == expected_jobs.keys()  # two gateways, four slots
     for key, at in jobs.items():
         assert at == pytest.approx(expected_jobs[key], abs=1e-6)
-    assert settings.gateways[1].identity == "122238082690"
+    assert settings.gateways[1].identity == "serial:122238082690"
     first = datetime.fromtimestamp(firsts[("122238082690", "totals")])
-    phase = stable_fraction("122238082690") * 60
+    phase = stable_fraction("serial:122238082690") * 60
     assert first.timestamp() % 60 == pytest.approx(phase // 0.5 * 0.5, abs=1e-6)
     await worker.sink.close()
 

@@ -226,7 +226,7 @@ async def test_reload_moves_gateways_and_a_new_schedule_rebuilds_the_slots(
         def expected_jobs(hosts: list[str], totals: float) -> set[str]:
             ids = set()
             for host in hosts:
-                t, d = start_offsets(host, totals, 300.0)
+                t, d = start_offsets(f"host:{host}", totals, 300.0)
                 ids |= {f"slot:totals:{slot(t, totals)[0]}", f"slot:devices:{slot(d, 300.0)[0]}"}
             return ids
 

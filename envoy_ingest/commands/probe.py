@@ -9,7 +9,8 @@ from envoy_ingest.envoy.capabilities import Capabilities, detect, probe_paths
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.firmware import GatewayInfo
 from envoy_ingest.envoy.tokens import TokenManager
-from envoy_ingest.settings import GatewaySettings, Settings
+from envoy_ingest.gateway import GatewaySettings
+from envoy_ingest.settings import Settings
 
 
 @contextlib.asynccontextmanager

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from typing import Any
 
 from envoy_ingest.energy.counter import Counter, finite
 from envoy_ingest.energy.daily import DayTrack
-from envoy_ingest.statefile import quarantine, write_atomic
+from envoy_ingest.statefile import quarantine, serial_name, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,7 @@ class GatewayEnergy:
 
 
 def state_path(directory: Path, serial: str) -> Path:
-    return directory / f"energy-{re.sub(r'[^A-Za-z0-9_-]', '_', serial)}.json"
+    return directory / f"energy-{serial_name(serial)}.json"
 
 
 class EnergyStore:

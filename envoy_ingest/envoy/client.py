@@ -40,8 +40,8 @@ from envoy_ingest.errors import (
     GatewayUnreachable,
     TokenError,
 )
+from envoy_ingest.gateway import GatewaySettings
 from envoy_ingest.service import metrics
-from envoy_ingest.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,8 @@ class EnvoyClient:
         self, *, deadline: float | None = None, authenticate: bool = True
     ) -> GatewayInfo:
         """Find the scheme, read ``/info``; on firmware >= 7 make sure a token is usable."""
-        forced, hostport = _transport.split_host(self.gw.host)
+        address = self.gw.address
+        forced, hostport = address.scheme, address.key
         if forced:
             schemes = [forced]
             if forced == "http" and self.gw.tls_fingerprint:
@@ -179,7 +180,7 @@ class EnvoyClient:
             schemes = ["https", "http"]
         failures: list[str] = []
         for scheme in schemes:
-            base = f"{scheme}://{hostport}"
+            base = address.base_url(scheme)
             try:
                 response = await self._send(base + "/info", deadline=deadline)
             except _transport.TransportFailure as exc:
@@ -263,7 +264,7 @@ class EnvoyClient:
             status = type(exc).__name__
             raise
         finally:
-            metrics.record_request(_transport.path_of(url), status, time.monotonic() - started)
+            metrics.record_request(self._target(url).path, status, time.monotonic() - started)
 
     # --- tokens ----------------------------------------------------------------------
 

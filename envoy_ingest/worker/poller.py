@@ -34,10 +34,11 @@ from envoy_ingest.envoy.capabilities import (
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.firmware import GatewayInfo
 from envoy_ingest.errors import EnvoyIngestError, GatewayError, SinkError
+from envoy_ingest.gateway import GatewaySettings
 from envoy_ingest.normalize.kept import kept
 from envoy_ingest.point import Kind, Point
 from envoy_ingest.service import metrics
-from envoy_ingest.settings import EnergySettings, GatewaySettings
+from envoy_ingest.settings import EnergySettings
 from envoy_ingest.sink.base import Sink
 from envoy_ingest.timecheck import FLOOR, implausible, latest
 
