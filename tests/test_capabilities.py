@@ -12,15 +12,22 @@ from envoy_ingest.envoy.capabilities import (
     API_V1_INVERTERS,
     API_V1_PRODUCTION,
     DEVICE_DATA,
+    DRY_CONTACT_SETTINGS,
+    DRY_CONTACTS,
     ENSEMBLE_INVENTORY,
     ENSEMBLE_POWER,
+    GEN_CONFIG,
+    GENERATOR,
     INVENTORY,
     METERS,
     METERS_READINGS,
     PRODUCTION_JSON,
+    SECCTRL,
+    TARIFF,
     Capabilities,
     detect,
     device_data_usable,
+    followup_paths,
     probe_paths,
     requests_per_hour,
 )
@@ -31,6 +38,10 @@ from tests.conftest import fixture_sets, require_fixtures
 ENSEMBLE = (ENSEMBLE_INVENTORY,)
 PLAIN = (API_V1_INVERTERS, INVENTORY)
 CT = (*PLAIN, METERS_READINGS)  # enabled CTs: their energies every 5 minutes (+12 an hour)
+SC = (SECCTRL,)  # battery sites: the battery system's energy and reserve (+12 an hour)
+DRY = (DRY_CONTACTS,)  # System Controller sites: the dry contacts (+12 an hour)
+TARIFF_HOURLY = (TARIFF,)  # battery sites: the storage settings, hourly (+1)
+SC_HOURLY = (TARIFF, DRY_CONTACT_SETTINGS)  # batteries and a System Controller (+2)
 
 
 class Expected(NamedTuple):
@@ -44,11 +55,16 @@ class Expected(NamedTuple):
     totals: tuple[str, ...]
     devices: tuple[str, ...]
     per_hour: float
+    #: read once an hour (and at the first devices cycle)
+    settings: tuple[str, ...] = ()
+    #: System Controller, Meter Collar, Combiner controller, generator
+    site: tuple[bool, bool, bool, bool] = (False, False, False, False)
 
 
 API = (API_V1_PRODUCTION,)
 PJ = (PRODUCTION_JSON,)
 PJ_IQ = (PRODUCTION_JSON, ENSEMBLE_POWER)  # IQ battery power every minute
+CONTROLLER = (True, False, False, False)
 
 # What each recorded gateway is, read off its answers by hand.
 EXPECTED: dict[str, Expected] = {
@@ -60,35 +76,155 @@ EXPECTED: dict[str, Expected] = {
     "5.0.62": Expected("api_v1", False, False, None, 0, 0, False, API, PLAIN, 84),
     "7.3.130": Expected("eim", True, True, None, 0, 0, False, PJ, PLAIN, 84),
     "7.3.466_with_cts_3phase": Expected("eim", True, True, 3, 0, 0, False, PJ, CT, 96),
-    "7.3.517": Expected("eim", True, True, None, 0, 3, False, PJ_IQ, PLAIN + ENSEMBLE, 156),
+    # IQ batteries and a System Controller: + secctrl, dry contacts, 2 hourly = +26
+    "7.3.517": Expected(
+        "eim",
+        True,
+        True,
+        None,
+        0,
+        3,
+        False,
+        PJ_IQ,
+        PLAIN + ENSEMBLE + SC + DRY,
+        182,
+        SC_HOURLY,
+        CONTROLLER,
+    ),
     "7.6.114_without_cts": Expected("api_v1", False, False, None, 0, 0, False, API, PLAIN, 84),
     "7.6.175_with_cts": Expected("eim", True, True, 1, 0, 0, False, PJ, CT, 96),
+    # an IQ battery without a System Controller: + secctrl, tariff hourly = +13
     "7.6.185_with_cts_and_battery_3t": Expected(
-        "eim", True, True, 1, 0, 1, False, PJ_IQ, (*PLAIN, *ENSEMBLE, METERS_READINGS), 168
+        "eim",
+        True,
+        True,
+        1,
+        0,
+        1,
+        False,
+        PJ_IQ,
+        (*PLAIN, *ENSEMBLE, METERS_READINGS, *SC),
+        181,
+        TARIFF_HOURLY,
     ),
-    "8.1.41": Expected("eim", True, True, None, 0, 2, False, PJ_IQ, PLAIN + ENSEMBLE, 156),
+    "8.1.41": Expected(
+        "eim",
+        True,
+        True,
+        None,
+        0,
+        2,
+        False,
+        PJ_IQ,
+        PLAIN + ENSEMBLE + SC + DRY,
+        182,
+        SC_HOURLY,
+        CONTROLLER,
+    ),
     "8.2.127_with_3cts_and_battery_split": Expected(
-        "eim", True, True, 2, 0, 5, False, PJ_IQ, (*PLAIN, *ENSEMBLE, METERS_READINGS), 168
+        "eim",
+        True,
+        True,
+        2,
+        0,
+        5,
+        False,
+        PJ_IQ,
+        (*PLAIN, *ENSEMBLE, METERS_READINGS, *SC, *DRY),
+        194,
+        SC_HOURLY,
+        CONTROLLER,
     ),
     "8.2.4264_metered_noct": Expected("inverters", False, False, None, 0, 0, False, PJ, PLAIN, 84),
+    # a System Controller without batteries: + ensemble inventory, dry contacts,
+    # their settings hourly = +25
     "8.2.4345_with_device_data": Expected(
-        "eim", True, True, 1, 0, 0, True, PJ, (INVENTORY, DEVICE_DATA, METERS_READINGS), 96
+        "eim",
+        True,
+        True,
+        1,
+        0,
+        0,
+        True,
+        PJ,
+        (INVENTORY, DEVICE_DATA, *ENSEMBLE, METERS_READINGS, *DRY),
+        121,
+        (DRY_CONTACT_SETTINGS,),
+        CONTROLLER,
     ),
     "8.2.4382_ACB": Expected(
-        "eim", True, True, 1, 3, 1, False, PJ_IQ, (*PLAIN, *ENSEMBLE, METERS_READINGS), 168
+        "eim",
+        True,
+        True,
+        1,
+        3,
+        1,
+        False,
+        PJ_IQ,
+        (*PLAIN, *ENSEMBLE, METERS_READINGS, *SC),
+        181,
+        TARIFF_HOURLY,
     ),
     "8.3.1598_collar": Expected(
-        "eim", True, True, 2, 0, 2, False, PJ_IQ, (*PLAIN, *ENSEMBLE, METERS_READINGS), 168
+        "eim",
+        True,
+        True,
+        2,
+        0,
+        2,
+        False,
+        PJ_IQ,
+        (*PLAIN, *ENSEMBLE, METERS_READINGS, *SC),
+        181,
+        TARIFF_HOURLY,
+        (False, True, True, False),
     ),
+    # AC Batteries only: + secctrl, tariff hourly = +13
     "8.3.5169_ACB_inventory": Expected(
-        "eim", True, True, 1, 2, 0, True, PJ, (*PLAIN, DEVICE_DATA, METERS_READINGS), 108
+        "eim",
+        True,
+        True,
+        1,
+        2,
+        0,
+        True,
+        PJ,
+        (*PLAIN, DEVICE_DATA, METERS_READINGS, *SC),
+        121,
+        TARIFF_HOURLY,
     ),
+    # a System Controller and a generator, no batteries: + ensemble inventory, dry
+    # contacts, generator, dry contact settings hourly = +37
     "8.3.5169_with_generator": Expected(
-        "eim", True, True, 2, 0, 0, True, PJ, (INVENTORY, DEVICE_DATA, METERS_READINGS), 96
+        "eim",
+        True,
+        True,
+        2,
+        0,
+        0,
+        True,
+        PJ,
+        (INVENTORY, DEVICE_DATA, *ENSEMBLE, METERS_READINGS, *DRY, GENERATOR),
+        133,
+        (DRY_CONTACT_SETTINGS,),
+        (True, False, False, True),
     ),
     "8.3.5433_tot_is_net_cons": Expected(
         "eim", True, True, 2, 0, 0, True, PJ, (INVENTORY, DEVICE_DATA, METERS_READINGS), 96
     ),
+}
+
+#: Requests an hour before the battery, grid and site fields (issue 18).
+PER_HOUR_BEFORE = {
+    "7.3.517": 156,
+    "7.6.185_with_cts_and_battery_3t": 168,
+    "8.1.41": 156,
+    "8.2.127_with_3cts_and_battery_split": 168,
+    "8.2.4345_with_device_data": 96,
+    "8.2.4382_ACB": 168,
+    "8.3.1598_collar": 168,
+    "8.3.5169_ACB_inventory": 108,
+    "8.3.5169_with_generator": 96,
 }
 
 
@@ -111,6 +247,9 @@ def test_detect_on_recorded_gateway(name: str) -> None:
     assert caps.device_data is want.device_data
     assert caps.totals_paths == want.totals
     assert caps.devices_paths == want.devices
+    assert caps.settings_paths == want.settings
+    site = (caps.system_controller, caps.collar, caps.combiner, caps.generator)
+    assert site == want.site
     assert requests_per_hour(caps) == want.per_hour
     # The totals job makes one request a minute, plus IQ battery power where there is some.
     assert caps.totals_paths[1:] == ((ENSEMBLE_POWER,) if caps.encharge_count else ())
@@ -128,6 +267,85 @@ def test_probe_asks_only_what_the_firmware_can_have(name: str) -> None:
     assert (ENSEMBLE_INVENTORY in paths) is (info.version >= (5,))
     assert (DEVICE_DATA in paths) is (info.version >= (8,))
     assert len(paths) <= 5
+
+
+NEW_PATHS = (SECCTRL, DRY_CONTACTS, GENERATOR, TARIFF, DRY_CONTACT_SETTINGS)
+
+
+@pytest.mark.parametrize("name", fixture_sets() or ["<missing>"])
+def test_site_fields_budget(name: str) -> None:
+    """Sites without batteries and without a System Controller, collar or combiner
+    ask for nothing new; the others at most 40 requests an hour more."""
+    require_fixtures()
+    caps = fx.capabilities(fx.set_dir(name))
+    plan = (*caps.totals_paths, *caps.devices_paths, *caps.settings_paths)
+    if not caps.batteries and not caps.ensemble_controller:
+        assert name not in PER_HOUR_BEFORE
+        assert not set(plan) & set(NEW_PATHS)
+        assert ENSEMBLE_INVENTORY not in plan
+        return
+    extra = requests_per_hour(caps) - PER_HOUR_BEFORE[name]
+    assert 0 < extra <= 40
+    # learned absent (404 / 401 / 403): asked no more
+    learned = replace(caps, absent=frozenset(NEW_PATHS))
+    assert not set(learned.devices_paths + learned.settings_paths) & set(NEW_PATHS)
+    assert requests_per_hour(learned) <= PER_HOUR_BEFORE[name] + 12  # inventory only
+
+
+@pytest.mark.parametrize("name", fixture_sets() or ["<missing>"])
+def test_followup_probe_only_where_a_system_controller_is(name: str) -> None:
+    """The generator's configuration is asked once at start, only on System
+    Controller sites; /ivp/ensemble/generator says present: 1 where none is."""
+    require_fixtures()
+    d = fx.set_dir(name)
+    info = fx.info(d)
+    first = fx.snapshot(d, probe_paths(info))
+    followup = followup_paths(info, first)
+    assert followup == ([GEN_CONFIG] if EXPECTED[name].site[0] else [])
+    assert len(probe_paths(info)) + len(followup) <= 6
+
+
+def test_generator_configuration() -> None:
+    inventory = [{"type": "ENPOWER", "devices": [{"serial_num": "1"}]}]
+    config = {"gen_type": "Standby", "start_method": "auto"}
+    for body, want in (
+        (config, True),
+        ({}, False),
+        ({"error": "404 - Not Found"}, False),
+        ("<html/>", False),
+        ([config], False),
+    ):
+        probe = {PRODUCTION_JSON: _pj(), ENSEMBLE_INVENTORY: inventory, GEN_CONFIG: body}
+        assert detect(_info(), probe).generator is want, body
+    # a generator is configured only through a System Controller
+    probe = {PRODUCTION_JSON: _pj(), ENSEMBLE_INVENTORY: [], GEN_CONFIG: config}
+    assert detect(_info(), probe).generator is False
+    assert followup_paths(_info(), {ENSEMBLE_INVENTORY: [{"type": "ENPOWER", "devices": []}]}) == []
+
+
+def test_controllers_and_batteries_in_the_plan() -> None:
+    inventory = [
+        {"type": "ENCHARGE", "devices": [{"serial_num": "2"}]},
+        {"type": "enpower", "devices": [{"serial_num": "1"}]},
+        {"type": "COLLAR", "devices": "x"},
+    ]
+    caps = detect(_info(), {PRODUCTION_JSON: _pj(), ENSEMBLE_INVENTORY: inventory})
+    assert (caps.system_controller, caps.collar, caps.combiner) == (True, False, False)
+    assert caps.devices_paths == (*PLAIN, ENSEMBLE_INVENTORY, SECCTRL, DRY_CONTACTS)
+    assert caps.settings_paths == (TARIFF, DRY_CONTACT_SETTINGS)
+    assert caps.settings_kept_paths == (DRY_CONTACT_SETTINGS,)
+    assert "IQ System Controller" in caps.describe()
+    assert "hourly: /admin/lib/tariff /ivp/ss/dry_contact_settings" in caps.describe()
+    assert requests_per_hour(caps) == 120 + 12 * 5 + 2
+    # secctrl only from ensemble firmware (an ACB site on 4.x has none)
+    old = detect(_info("D4.10.35"), {PRODUCTION_JSON: _pj(storage=[_ACB])})
+    assert old.acb_count == 1 and SECCTRL not in old.devices_paths
+    assert old.settings_paths == (TARIFF,)
+    # a gateway that serves no device endpoint gets no hourly read either
+    assert replace(caps, device_endpoints=False).settings_paths == ()
+
+
+_ACB = {"type": "acb", "activeCount": 1, "percentFull": 40, "wNow": 5}
 
 
 def test_firmware_faults_on_recorded_gateways() -> None:

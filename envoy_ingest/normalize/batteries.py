@@ -236,6 +236,11 @@ def _encharge_points(snapshot: Snapshot, now: int) -> list[Point]:
         if (communicating := flag(device.get("communicating"))) is not None:
             fields["communicating"] = communicating
         _put_state(fields)
+        put(fields, "capacity_wh", device.get("encharge_capacity"))
+        if (led := integer(device.get("led_status"))) is not None:
+            fields["led_status"] = led
+        if (switch_off := flag(device.get("dc_switch_off"))) is not None:
+            fields["dc_switch_off"] = switch_off
         time = report_time(device.get("last_rpt_date")) or now
         points.append(Point("enphase_battery", fields, time, {"serial": s, "type": "encharge"}))
     for s, reading in power.items():  # reported by power only
