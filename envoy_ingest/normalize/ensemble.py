@@ -90,11 +90,10 @@ def controller_points(inventory: object, now: int) -> list[Point]:
                 if (state := text(device.get(name))) is not None:
                     fields[name] = state
             temperature = number(device.get("temperature"))
-            if temperature is not None:
+            if temperature is not None and kind == "system_controller":
                 # The System Controller reports °F (pyenphase, Home Assistant), the collar °C.
-                fields["temperature_c"] = (
-                    (temperature - 32) * 5 / 9 if kind == "system_controller" else temperature
-                )
+                temperature = (temperature - 32) / 1.8
+            put(fields, "temperature_c", temperature)
             if (communicating := flag(device.get("communicating"))) is not None:
                 fields["communicating"] = communicating
             if fields:
