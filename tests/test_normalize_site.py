@@ -60,7 +60,17 @@ def _enpower(serial: str, time: int, mode: str, fahrenheit: float) -> tuple[Any,
     return ("system_controller", serial, time, fields)
 
 
-#: set -> the enphase_system point at the poll time (battery system + settings)
+#: set -> the battery system and storage settings on enphase_system, at the latest
+#: battery report (last_rpt_date of the IQ batteries and AC Batteries)
+SYSTEM_TIME = {
+    "7.3.517": 1692817971,  # of 1692817971, 1692817716, 1692817944
+    "7.6.185_with_cts_and_battery_3t": 1695769447,
+    "8.1.41": 1692386075,
+    "8.2.127_with_3cts_and_battery_split": 1709829437,
+    "8.2.4382_ACB": 1732092823,  # the IQ battery's (no /inventory.json recorded)
+    "8.3.1598_collar": 1752974610,
+    "8.3.5169_ACB_inventory": 1781991429,  # the later ACB's ("1781991008", 1781991429)
+}
 SYSTEM: dict[str, dict[str, Any]] = {
     "7.3.517": _battery(10080.0, 10080.0, 10080.0, 100.0) | _storage("backup", 100.0, True, 10.0),
     "7.6.185_with_cts_and_battery_3t": _battery(525.0, 3500.0, 525.0, 15.0)
@@ -164,7 +174,7 @@ def test_site_points(name: str) -> None:
         for p in points
         if p.measurement == "enphase_system" and set(p.fields) <= SITE_SYSTEM_FIELDS
     ]
-    want = [(NOW, SYSTEM[name])] if name in SYSTEM else []
+    want = [(SYSTEM_TIME[name], SYSTEM[name])] if name in SYSTEM else []
     if name in GRID:
         want.append(GRID[name])
     assert sorted(system, key=str) == sorted(want, key=str)
@@ -174,15 +184,17 @@ def test_site_points(name: str) -> None:
         if p.measurement == "enphase_controller"
     ]
     assert controllers == CONTROLLERS.get(name, [])
+    # the generator and dry contacts: at the System Controller's report time
+    relays = CONTROLLERS[name][0][2] if name in DRY else None
     generators = [(p.time, dict(p.fields)) for p in points if p.measurement == "enphase_generator"]
-    assert generators == ([(NOW, GENERATORS[name])] if name in GENERATORS else [])
+    assert generators == ([(relays, GENERATORS[name])] if name in GENERATORS else [])
     contacts = {
         p.tags["contact"]: (p.tags.get("load"), dict(p.fields))
         for p in points
         if p.measurement == "enphase_dry_contact"
     }
     assert contacts == DRY.get(name, {})
-    assert all(p.time == NOW for p in points if p.measurement == "enphase_dry_contact")
+    assert all(p.time == relays for p in points if p.measurement == "enphase_dry_contact")
 
 
 SITE = Capabilities(

@@ -20,6 +20,17 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from envoy_ingest.envoy.firmware import GatewayInfo
+from envoy_ingest.envoy.probe_answers import (
+    device_data_usable as device_data_usable,  # re-exported: normalize/inverters.py
+)
+from envoy_ingest.envoy.probe_answers import (
+    enabled_meters,
+    encharge_count,
+    ensemble_groups,
+    entry,
+    generator_configured,
+    phase_count,
+)
 from envoy_ingest.gateway_json import acb_storage, active, dicts, label, mapping, number
 
 Snapshot = Mapping[str, Any]
@@ -283,7 +294,7 @@ def followup_paths(info: GatewayInfo, probe: Snapshot) -> list[str]:
     generator connects to it). Its ``/ivp/ensemble/generator`` cannot tell: it
     reports ``present: 1`` on sites without one (7.3.517, 8.2.127)."""
     del info  # the ensemble inventory was probed only where the firmware has it
-    if "ENPOWER" in _ensemble_groups(probe.get(ENSEMBLE_INVENTORY)):
+    if "ENPOWER" in ensemble_groups(probe.get(ENSEMBLE_INVENTORY)):
         return [GEN_CONFIG]
     return []
 
@@ -294,9 +305,9 @@ def detect(info: GatewayInfo, probe: Snapshot) -> Capabilities:
     production_json = production is not None and isinstance(production.get("production"), list)
     pj: Mapping[str, Any] = production if production is not None and production_json else {}
 
-    enabled = _enabled_meters(probe.get(METERS))
+    enabled = enabled_meters(probe.get(METERS))
     types = {label(m.get("measurementType")) for m in enabled}
-    eim_active = active(_entry(pj.get("production"), "eim"))
+    eim_active = active(entry(pj.get("production"), "eim"))
     production_ct = "production" in types or eim_active
     consumption_ct = bool(types & {"net-consumption", "total-consumption"}) or any(
         active(e) for e in dicts(pj.get("consumption"))
@@ -328,7 +339,7 @@ def detect(info: GatewayInfo, probe: Snapshot) -> Capabilities:
     else:
         source = None
 
-    groups = _ensemble_groups(probe.get(ENSEMBLE_INVENTORY))
+    groups = ensemble_groups(probe.get(ENSEMBLE_INVENTORY))
     system_controller = "ENPOWER" in groups
     return Capabilities(
         firmware=info.version,
@@ -341,9 +352,9 @@ def detect(info: GatewayInfo, probe: Snapshot) -> Capabilities:
         production_ct=production_ct,
         consumption_ct=consumption_ct,
         cts=cts,
-        phase_count=_phase_count(enabled, pj),
+        phase_count=phase_count(enabled, pj),
         acb_count=acb_count,
-        encharge_count=_encharge_count(probe.get(ENSEMBLE_INVENTORY)),
+        encharge_count=encharge_count(probe.get(ENSEMBLE_INVENTORY)),
         system_controller=system_controller,
         collar="COLLAR" in groups,
         combiner="C6 COMBINER CONTROLLER" in groups,
@@ -361,74 +372,4 @@ def requests_per_hour(
         len(caps.totals_paths) * 3600 / totals_interval
         + len(caps.devices_paths) * 3600 / devices_interval
         + len(caps.settings_paths) * 3600 / SETTINGS_INTERVAL
-    )
-
-
-def generator_configured(body: Any) -> bool:
-    """``/ivp/ss/gen_config`` describes a generator (``{}`` where none is
-    configured, ``{"error": ...}`` or 404 where the firmware has none)."""
-    config = mapping(body)
-    return config is not None and any(key in config for key in _GEN_CONFIG_KEYS)
-
-
-def device_data_usable(body: Any) -> bool:
-    """``/ivp/pdm/device_data`` lists every microinverter: ``deviceCount`` below
-    ``deviceDataLimit`` and at least one active ``pcu`` with a serial."""
-    if not isinstance(body, Mapping):
-        return False
-    count, limit = number(body.get("deviceCount")), number(body.get("deviceDataLimit"))
-    if count is None or limit is None or count >= limit:
-        return False
-    return any(
-        isinstance(d, Mapping)
-        and d.get("devName") == "pcu"
-        and d.get("active") is True
-        and bool(d.get("sn"))
-        for d in body.values()
-    )
-
-
-# --- helpers -----------------------------------------------------------------
-
-
-def _entry(entries: Any, type_: str) -> Mapping[str, Any] | None:
-    return next((e for e in dicts(entries) if e.get("type") == type_), None)
-
-
-def _enabled_meters(body: Any) -> list[Mapping[str, Any]]:
-    """Enabled CTs of ``/ivp/meters`` (``[]`` or ``{"error": ...}`` where none)."""
-    return [m for m in dicts(body) if label(m.get("state")) == "enabled"]
-
-
-def _phase_count(enabled: list[Mapping[str, Any]], pj: Mapping[str, Any]) -> int | None:
-    counts = [int(n) for m in enabled if (n := number(m.get("phaseCount")))]
-    if counts:
-        return max(counts)
-    entries = [*dicts(pj.get("production")), *dicts(pj.get("consumption"))]
-    live = [
-        sum(1 for line in dicts(e.get("lines")) if any(number(v) for v in line.values()))
-        for e in entries
-        if e.get("type") == "eim" and active(e) and isinstance(e.get("lines"), list)
-    ]
-    if not live or max(live) == 0:
-        return None
-    return max(live)
-
-
-#: Keys of a configured generator in ``/ivp/ss/gen_config`` (pyenphase reads them all).
-_GEN_CONFIG_KEYS = ("gen_type", "start_method", "name_plate_rating_wat", "generator_id")
-
-
-def _ensemble_groups(body: Any) -> frozenset[str]:
-    """Types of the ``/ivp/ensemble/inventory`` groups that list a device."""
-    return frozenset(
-        kind
-        for group in dicts(body)
-        if (kind := label(group.get("type")).upper()) and dicts(group.get("devices"))
-    )
-
-
-def _encharge_count(body: Any) -> int:
-    return sum(
-        len(dicts(group.get("devices"))) for group in dicts(body) if group.get("type") == "ENCHARGE"
     )

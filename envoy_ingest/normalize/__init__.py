@@ -77,9 +77,10 @@ def devices(snapshot: Snapshot, caps: Capabilities, now: int) -> list[Point]:
     readings ``enphase_meter`` energies per CT and phase, the storage CT, and the
     ``enphase_system`` grid import / export, at each reading's time. On battery
     and System Controller sites: the battery system and storage settings
-    (``enphase_system`` at ``now``), ``enphase_controller`` and the grid state
-    (``enphase_system``) at the controller's report time, ``enphase_generator``
-    and ``enphase_dry_contact`` at ``now``."""
+    (``enphase_system``, at the latest battery report), ``enphase_controller``
+    and the grid state (``enphase_system``) at the controller's report time,
+    ``enphase_generator`` and ``enphase_dry_contact`` at the System
+    Controller's (``now`` wherever no report time is given)."""
     return [
         *inverters.inverter_points(snapshot, caps, now),
         *batteries.battery_points(snapshot, now),

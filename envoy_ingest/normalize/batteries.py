@@ -160,6 +160,16 @@ def battery_points(snapshot: Snapshot, now: int) -> list[Point]:
     return [*_encharge_points(snapshot, now), *_acb_points(snapshot, now)]
 
 
+def latest_report(snapshot: Snapshot) -> int | None:
+    """The latest ``last_rpt_date`` of the IQ batteries (``/ivp/ensemble/inventory``)
+    and AC Batteries (``/inventory.json``): the time of the battery system's
+    aggregate, which carries none."""
+    devices = [*encharge_devices(snapshot.get(ENSEMBLE_INVENTORY))]
+    devices += inventory_devices(snapshot, "ACB").values()
+    times = [t for d in devices if (t := report_time(d.get("last_rpt_date"))) is not None]
+    return max(times, default=None)
+
+
 def derive_state(power_w: float | None, soc_pct: float | None) -> str | None:
     """Positive power = discharging; at rest: full at 100 %, else idle."""
     if power_w is None:

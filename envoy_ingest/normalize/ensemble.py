@@ -65,10 +65,14 @@ def site_points(snapshot: Snapshot, caps: Capabilities, now: int) -> list[Point]
     grid = grid_point(inventory, now)
     if grid is not None:
         points.append(grid)
-    if caps.generator and (generator := generator_point(snapshot.get(GENERATOR), now)):
+    # The generator and the dry contacts are the System Controller's relays and
+    # carry no report time: the controller's, else the poll time.
+    controller = _first_device(inventory, "ENPOWER") or {}
+    relays = report_time(controller.get("last_rpt_date")) or now
+    if caps.generator and (generator := generator_point(snapshot.get(GENERATOR), relays)):
         points.append(generator)
     if caps.system_controller:
-        points += dry_contact_points(snapshot, now)
+        points += dry_contact_points(snapshot, relays)
     return points
 
 
@@ -125,8 +129,8 @@ def grid_point(inventory: object, now: int) -> Point | None:
     return Point("enphase_system", fields, report_time(source.get("last_rpt_date")) or now)
 
 
-def generator_point(body: object, now: int) -> Point | None:
-    """``enphase_generator`` at the poll time (the answer carries none)."""
+def generator_point(body: object, time: int) -> Point | None:
+    """``enphase_generator`` at ``time`` (the answer carries none)."""
     generator = mapping(body)
     if generator is None:
         return None
@@ -143,11 +147,11 @@ def generator_point(body: object, now: int) -> Point | None:
     relay = label(generator.get("oper_state"))
     if relay in ("open", "closed"):
         fields["running"] = relay == "closed"
-    return Point("enphase_generator", fields, now) if fields else None
+    return Point("enphase_generator", fields, time) if fields else None
 
 
-def dry_contact_points(snapshot: Snapshot, now: int) -> list[Point]:
-    """``enphase_dry_contact``, one per contact id, at the poll time: its status
+def dry_contact_points(snapshot: Snapshot, time: int) -> list[Point]:
+    """``enphase_dry_contact``, one per contact id, at ``time``: its status
     (every cycle) and its latest settings (read hourly)."""
     status = _by_id(snapshot.get(DRY_CONTACTS))
     settings = _by_id(snapshot.get(DRY_CONTACT_SETTINGS))
@@ -168,7 +172,7 @@ def dry_contact_points(snapshot: Snapshot, now: int) -> list[Point]:
         tags = {"contact": cid}
         if (load := text(setting.get("load_name"))) is not None:
             tags["load"] = load
-        points.append(Point("enphase_dry_contact", fields, now, tags))
+        points.append(Point("enphase_dry_contact", fields, time, tags))
     return points
 
 

@@ -22,18 +22,23 @@ from __future__ import annotations
 
 from envoy_ingest.envoy.capabilities import SECCTRL, TARIFF, Capabilities, Snapshot
 from envoy_ingest.gateway_json import JsonObject, flag, mapping, number, path, put, text
+from envoy_ingest.normalize.batteries import latest_report
 from envoy_ingest.point import FieldValue, Point
 
 
 def system_points(snapshot: Snapshot, caps: Capabilities, now: int) -> list[Point]:
-    """One ``enphase_system`` point at the poll time (neither answer carries a
-    report time) with the battery system's energy and reserve, and the storage
-    settings where they were read in this cycle; none on sites without batteries."""
+    """One ``enphase_system`` point with the battery system's energy and reserve,
+    and the storage settings where they were read in this cycle; none on sites
+    without batteries. Neither answer carries a report time: the point's is the
+    latest battery report of the same cycle (``last_rpt_date``), so the same
+    answers read twice write the same point; ``now`` where no battery reports one."""
     if not caps.batteries:
         return []
     fields = battery_fields(mapping(snapshot.get(SECCTRL)), caps)
     fields.update(settings_fields(snapshot.get(TARIFF)))
-    return [Point("enphase_system", fields, now)] if fields else []
+    if not fields:
+        return []
+    return [Point("enphase_system", fields, latest_report(snapshot) or now)]
 
 
 def battery_fields(secctrl: JsonObject | None, caps: Capabilities) -> dict[str, FieldValue]:
