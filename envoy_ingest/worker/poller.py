@@ -8,6 +8,13 @@ answer of the few endpoints that one job's normalizer reads from the other job
 and capacities, IQ battery power), reduced to what that normalizer reads
 (``normalize/kept.py``). Nothing else is kept between cycles: in a fleet of
 thousands, every cached answer is paid per gateway.
+
+The devices job also reads the settings (``Capabilities.settings_paths``:
+storage settings, dry contact settings) at its first cycle and then once an
+hour; of them the dry contacts' settings are kept for the cycles between.
+Optional endpoints that answer 404 (or 401 / 403 while the cycle's others
+answer) are learned (``Capabilities.absent``) and not asked again until the
+firmware changes.
 """
 
 from __future__ import annotations
