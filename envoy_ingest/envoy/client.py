@@ -149,6 +149,7 @@ class EnvoyClient:
         self.info: GatewayInfo | None = None
         self.last_errors: dict[str, str] = {}
         self.not_found: set[str] = set()  # paths of the last fetch that answered 404
+        self.refused: set[str] = set()  # paths of the last fetch that answered 401 / 403
         self._http = _transport.build_client(gw, transport)
         self._digest: GatewayDigestAuth | None = None
         self._gateway_date: tuple[float, float] | None = None  # (Date, monotonic then)
@@ -353,11 +354,12 @@ class EnvoyClient:
         """Read ``paths`` one after the other (the gateway is weak).
 
         Failed endpoints are absent from the result; :attr:`last_errors` says why
-        (:attr:`not_found`: those that answered 404).
+        (:attr:`not_found`: those that answered 404; :attr:`refused`: 401 or 403).
         Once the gateway stops answering, the remaining paths are not tried.
         """
         self.last_errors = {}
         self.not_found = set()
+        self.refused = set()
         snapshot: dict[str, Any] = {}
         for i, path in enumerate(paths):
             try:
@@ -373,6 +375,8 @@ class EnvoyClient:
                 self.last_errors[path] = self._reason(exc, path)
                 if isinstance(exc, GatewayResponseError) and exc.status == 404:
                     self.not_found.add(path)
+                elif isinstance(exc, GatewayAuthError):
+                    self.refused.add(path)
         return snapshot
 
     def _reason(self, exc: Exception, path: str) -> str:
