@@ -10,9 +10,12 @@ a steady-state window:
 
 - CPU of the worker process (utime + stime from /proc) per gateway-minute;
 - its peak RSS (VmHWM), RSS and open file descriptors at the window's start and end;
-- missed cycles: seen by the simulator (a gap of two or more totals intervals
-  between a gateway's answered totals requests) and reported by the worker
-  (failed polls, and cycles the scheduler could not start);
+- the schedule as the gateways see it: totals requests (``production.json`` or
+  ``/api/v1/production``) per gateway-hour counted at the simulated gateways
+  (60 at the default schedule), the intervals at each gateway's own phase that
+  lie in the window and had no totals request, and the longest gap between a
+  gateway's totals requests (in intervals: at most 2 when none is missed);
+- failed polls and missed cycles reported by the worker (its log);
 - requests per gateway-hour, and when each gateway was first asked for data;
 - for comparison, pyenphase's CPU per update of one 7.6.175 gateway of the
   same fleet, measured in the same run, in processes of their own (like the
@@ -36,7 +39,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
+import math
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -46,12 +52,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from envoy_ingest.settings import load_settings
 from envoy_ingest.simulator.fleet import (
     FleetGateway,
     FleetSimulator,
     fixture_sets,
     gateways_toml,
 )
+from envoy_ingest.worker.spread import interval_index, slot, start_offsets
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FIXTURES = Path(os.environ.get("ENVOY_FIXTURES", ROOT.parent / "shared/fixtures/envoy"))
@@ -83,24 +91,53 @@ class Result:
     peak_rss_mb: float
     rss_mb: tuple[float, float]
     fds: tuple[int, int]
-    missed_seen: int
+    totals_per_gateway_hour: float
+    empty_intervals: int
+    intervals: int
+    longest_gap_intervals: float
     worker_failed: int
     worker_missed: int
     requests_per_gateway_hour: float
     slowest_first_request_s: float
-    cycles: int
 
 
-def missed_cycles(g: FleetGateway, t0: float, t1: float, interval: float) -> tuple[int, int]:
-    """(cycles missed, cycles expected) for one gateway over [t0, t1]."""
-    times = [t for t in g.totals_answers if t <= t1]
-    missed = 0
-    prev = max((t for t in times if t < t0), default=t0)
-    for t in (t for t in times if t >= t0):
-        missed += max(0, round((t - prev) / interval) - 1)
-        prev = t
-    missed += max(0, round((t1 - prev) / interval - 0.5) - 1)
-    return missed, round((t1 - t0) / interval)
+@dataclass
+class Cadence:
+    """One gateway's totals requests over a window [t0, t1) (Unix seconds)."""
+
+    requests: int  # in the window
+    empty: int  # intervals at its phase inside the window without one
+    intervals: int  # intervals at its phase inside the window
+    longest_gap: float  # seconds between two requests (or a request and t1), the window's
+
+
+def cadence(g: FleetGateway, phase: float, interval: float, t0: float, t1: float) -> Cadence:
+    """How often gateway ``g`` was asked for its totals in [t0, t1), counted at the
+    gateway, against the intervals ``[phase + k * interval, phase + (k + 1) * interval)``
+    of its schedule that lie wholly in the window."""
+    times = sorted(g.totals_requests)
+    inside = [t for t in times if t0 <= t < t1]
+    first = math.ceil((t0 - phase) / interval)
+    last = math.floor((t1 - phase) / interval) - 1  # the last interval ending by t1
+    asked = {interval_index(t, phase, interval) for t in inside}
+    empty = sum(k not in asked for k in range(first, last + 1))
+    before = [t for t in times if t < t0][-1:]  # the gap into the window counts too
+    edges = before + inside + [t1]
+    gaps = [b - a for a, b in itertools.pairwise(edges)]
+    return Cadence(len(inside), empty, last - first + 1, max(gaps))
+
+
+def totals_phases(settings: Path, totals: float, devices: float) -> list[float]:
+    """Each gateway's totals phase (its slot's), as the worker computes it from the
+    settings it reads, in the order of the fleet."""
+    gateways = load_settings(settings).gateways
+    return [slot(start_offsets(gw.identity, totals, devices)[0], totals)[1] for gw in gateways]
+
+
+def worker_missed(log: str) -> int:
+    """Missed cycles in the worker's log (``cycle missed``, ``N cycles missed``)."""
+    found = re.findall(r": (?:(\d+) cycles|cycle) missed \(", log)
+    return sum(int(n) if n else 1 for n in found)
 
 
 def write_settings(path: Path, fleet: FleetSimulator, tmp: Path, speed: float) -> None:
@@ -127,18 +164,19 @@ def run_fleet(
         tmp = Path(tmpdir)
         settings = tmp / "settings.toml"
         write_settings(settings, fleet, tmp, speed)
+        phases = totals_phases(settings, totals, devices)
         exe = Path(sys.executable).parent / "envoy-ingest"
         log = (tmp / "worker.log").open("w+")
         started = time.monotonic()
         proc = subprocess.Popen([str(exe), "run", "-c", str(settings)], stderr=log)
         try:
             time.sleep(warmup)
-            t0, cpu0 = time.monotonic(), cpu_seconds(proc.pid)
+            t0, cpu0, wall0 = time.monotonic(), cpu_seconds(proc.pid), time.time()
             rss0, fds0 = status_kb(proc.pid, "VmRSS"), open_fds(proc.pid)
             req0 = sum(g.requests for g in fleet.gateways)
             log_pos = log.tell()
             time.sleep(minutes * 60)
-            t1, cpu1 = time.monotonic(), cpu_seconds(proc.pid)
+            t1, cpu1, wall1 = time.monotonic(), cpu_seconds(proc.pid), time.time()
             rss1, fds1 = status_kb(proc.pid, "VmRSS"), open_fds(proc.pid)
             peak = status_kb(proc.pid, "VmHWM")
             req1 = sum(g.requests for g in fleet.gateways)
@@ -152,7 +190,10 @@ def run_fleet(
         log.flush()
         log.seek(log_pos)
         window_log = log.read()
-        missed = [missed_cycles(g, t0, t1, totals) for g in fleet.gateways]
+        seen = [
+            cadence(g, phase, totals, wall0, wall1)
+            for g, phase in zip(fleet.gateways, phases, strict=True)
+        ]
         first = [g.first_request for g in fleet.gateways]
         slowest = max((f - started) if f is not None else float("inf") for f in first)
         gateway_minutes = n * (t1 - t0) / 60 * speed
@@ -163,12 +204,14 @@ def run_fleet(
             peak_rss_mb=peak / 1024,
             rss_mb=(rss0 / 1024, rss1 / 1024),
             fds=(fds0, fds1),
-            missed_seen=sum(m for m, _ in missed),
+            totals_per_gateway_hour=sum(c.requests for c in seen) / (gateway_minutes / 60),
+            empty_intervals=sum(c.empty for c in seen),
+            intervals=sum(c.intervals for c in seen),
+            longest_gap_intervals=max(c.longest_gap for c in seen) / totals,
             worker_failed=window_log.count("poll failed"),
-            worker_missed=window_log.count("cycle missed"),
+            worker_missed=worker_missed(window_log),
             requests_per_gateway_hour=(req1 - req0) / (gateway_minutes / 60),
             slowest_first_request_s=slowest * speed,
-            cycles=sum(c for _, c in missed),
         )
 
 
@@ -267,16 +310,18 @@ def main() -> None:
         )
     print(
         "| gateways | window min | CPU ms per gateway-minute | peak RSS MB | RSS MB start->end "
-        "| open fds start->end | missed cycles (simulator) | failed / missed (worker) "
+        "| open fds start->end | totals requests per gateway-hour (at the gateways) "
+        "| intervals without one | longest gap (intervals) | failed / missed (worker) "
         "| requests per gateway-hour | first request after s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in (int(x) for x in args.gateways.split(",")):
         r = run_fleet(sets, n, args.minutes, args.speed, args.warmup)
         print(
             f"| {r.gateways:,} | {r.minutes:.1f} | {r.cpu_ms_per_gateway_minute:.2f} "
             f"| {r.peak_rss_mb:.0f} | {r.rss_mb[0]:.0f} -> {r.rss_mb[1]:.0f} "
-            f"| {r.fds[0]} -> {r.fds[1]} | {r.missed_seen} of {r.cycles:,} "
+            f"| {r.fds[0]} -> {r.fds[1]} | {r.totals_per_gateway_hour:.1f} "
+            f"| {r.empty_intervals} of {r.intervals:,} | {r.longest_gap_intervals:.2f} "
             f"| {r.worker_failed} / {r.worker_missed} | {r.requests_per_gateway_hour:.0f} "
             f"| {r.slowest_first_request_s:.0f} |",
             flush=True,

@@ -33,8 +33,8 @@ from envoy_ingest import normalize  # noqa: E402
 from envoy_ingest.energy.stage import EnergyStage  # noqa: E402
 from envoy_ingest.energy.store import EnergyStore, state_path  # noqa: E402
 from envoy_ingest.envoy.capabilities import Capabilities  # noqa: E402
+from envoy_ingest.gateway import GatewaySettings  # noqa: E402
 from envoy_ingest.point import Kind  # noqa: E402
-from envoy_ingest.settings import GatewaySettings  # noqa: E402
 from envoy_ingest.sink.file import FileSink  # noqa: E402
 from envoy_ingest.worker.poller import GatewayPoller  # noqa: E402
 from tests import fixtures_io  # noqa: E402

@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envoy_ingest.errors import SettingsError
-from envoy_ingest.shard import normalized_host
 
 if TYPE_CHECKING:
-    from envoy_ingest.settings import GatewaySettings
+    from envoy_ingest.gateway import GatewaySettings
 
 #: Columns the file may not have: secrets belong in files or the settings.
 SECRET_COLUMNS = ("password", "token", "enlighten_password")
@@ -105,13 +104,15 @@ def _check_header(path: Path, line: int, header: list[str], known: Collection[st
 
 def check_unique(gateways: Sequence[GatewaySettings], places: Sequence[str]) -> None:
     """No two gateways share a host, serial, name or label. ``places[i]`` says where
-    gateway ``i`` was written (``settings.toml: gateways[0]``, ``fleet.csv: line 4``)."""
+    gateway ``i`` was written (``settings.toml: gateways[0]``, ``fleet.csv: line 4``).
+    Hosts compare normalized (``https://Envoy.local`` is ``envoy.local``: the key of
+    :class:`~envoy_ingest.origin.GatewayAddress`)."""
     problems: list[str] = []
     seen: dict[tuple[str, str], int] = {}
     for i, gw in enumerate(gateways):
         # The label (name, else serial, else host) names the gateway in logs,
         # metrics and /gateways: a name may not be another gateway's serial either.
-        keys = [("host", normalized_host(gw.host)), ("serial", gw.serial), ("name", gw.label)]
+        keys = [("host", gw.address.key), ("serial", gw.serial), ("name", gw.label)]
         for what, value in keys:
             if value is None:
                 continue

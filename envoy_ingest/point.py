@@ -18,13 +18,21 @@ from typing import Literal
 FieldValue = float | int | bool | str
 
 TOTALS_MEASUREMENTS = frozenset({"enphase_system", "enphase_meter"})
-DEVICE_MEASUREMENTS = frozenset({"enphase_inverter", "enphase_battery"})
+DEVICE_MEASUREMENTS = frozenset(
+    {
+        "enphase_inverter",
+        "enphase_battery",
+        "enphase_controller",
+        "enphase_generator",
+        "enphase_dry_contact",
+    }
+)
 
 Kind = Literal["totals", "devices"]
 """The two halves of the data, each polled by its own job and written to its own
 place: ``totals`` (enphase_system, enphase_meter: every minute, to ``bucket``)
-and ``devices`` (enphase_inverter, enphase_battery: every 5 minutes, to
-``device_bucket``)."""
+and ``devices`` (enphase_inverter, enphase_battery, enphase_controller,
+enphase_generator, enphase_dry_contact: every 5 minutes, to ``device_bucket``)."""
 KINDS: tuple[Kind, ...] = ("totals", "devices")
 
 

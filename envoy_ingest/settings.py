@@ -11,150 +11,44 @@ the key and the problem.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
-from datetime import tzinfo
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from envoy_ingest.energy.localday import host_zone, zone
 from envoy_ingest.errors import SettingsError
 from envoy_ingest.eventloop import EventLoopChoice
+
+# Re-exported: GatewaySettings lives in gateway.py, with the gateway's identity.
+from envoy_ingest.gateway import GatewaySettings as GatewaySettings
 from envoy_ingest.gateways_file import check_unique, read_rows
+from envoy_ingest.settings_base import Section, load_secret_files
 from envoy_ingest.shard import Shard, parse_shard
 
 DEFAULT_CONFIG_PATHS = (Path("settings.toml"), Path("/etc/envoy-ingest/settings.toml"))
 ENV_PREFIX = "ENVOY_INGEST_"
 
-_FINGERPRINT_RE = re.compile(r"^[0-9a-f]{64}$")
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _read_secret_file(path: str, key: str) -> SecretStr:
-    try:
-        text = Path(path).expanduser().read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"cannot read {key} {path!r}: {exc.strerror or exc}") from None
-    value = text.strip()
-    if not value:
-        raise ValueError(f"{key} {path!r} is empty")
-    return SecretStr(value)
-
-
-def _load_secret_files(model: BaseModel, names: tuple[str, ...]) -> None:
-    """For each ``name``, read ``name_file`` into ``name`` unless ``name`` is set."""
-    for name in names:
-        path = getattr(model, f"{name}_file")
-        if path is None:
-            continue
-        if getattr(model, name) is not None:
-            raise ValueError(f"set either {name} or {name}_file, not both")
-        object.__setattr__(model, name, _read_secret_file(path, f"{name}_file"))
-
-
-class GatewaySettings(_Section):
-    host: str = Field(min_length=1)
-    name: str | None = None
-    serial: str | None = None
-    username: Literal["envoy", "installer"] = "envoy"
-    password: SecretStr | None = None
-    password_file: str | None = None
-    token: SecretStr | None = None
-    token_file: str | None = None
-    enlighten_username: str | None = None
-    enlighten_password: SecretStr | None = None
-    enlighten_password_file: str | None = None
-    verify_tls: bool = False
-    tls_fingerprint: str | None = None
-    connect_timeout: float = Field(default=10.0, gt=0)
-    read_timeout: float = Field(default=45.0, gt=0)
-    timezone: str | None = None  # IANA name; None: the host's zone
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, v: str | None) -> str | None:
-        if v is None:
-            return None
-        zone(v.strip())  # raises ValueError naming the problem
-        return v.strip()
-
-    @property
-    def zone(self) -> tzinfo:
-        """The gateway's local time zone (its day counters restart at its midnight)."""
-        return zone(self.timezone) if self.timezone else host_zone()
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, v: str) -> str:
-        v = v.strip().rstrip("/")
-        if not v or " " in v:
-            raise ValueError("must be a host name, host:port or http(s)://host:port")
-        if "://" in v and not v.startswith(("http://", "https://")):
-            raise ValueError("scheme must be http:// or https://")
-        return v
-
-    @field_validator("tls_fingerprint")
-    @classmethod
-    def _fingerprint(cls, v: str | None) -> str | None:
-        if v is None:
-            return None
-        norm = v.replace(":", "").replace(" ", "").lower()
-        if not _FINGERPRINT_RE.match(norm):
-            raise ValueError("must be the certificate's SHA-256 fingerprint: 64 hex digits")
-        return norm
-
-    @model_validator(mode="after")
-    def _secrets(self) -> GatewaySettings:
-        _load_secret_files(self, ("password", "token", "enlighten_password"))
-        if (self.enlighten_username is None) != (self.enlighten_password is None):
-            raise ValueError("enlighten_username and enlighten_password go together")
-        return self
-
-    @property
-    def label(self) -> str:
-        """How logs and messages name this gateway (never a secret)."""
-        return self.name or self.serial or self.host
-
-    @property
-    def identity(self) -> str:
-        """What stays the same for this gateway across restarts and edits of other
-        keys: its serial when set, else its host (e.g. what its schedule phase is
-        hashed from)."""
-        return self.serial or self.host
-
-
-class FileSettings(_Section):
+class FileSettings(Section):
     directory: Path = Path("./data")
     # fsync a day file at most this often (seconds); 0: at every batch.
     fsync_interval: float = Field(default=1.0, ge=0)
 
 
-class StdoutSettings(_Section):
+class StdoutSettings(Section):
     enabled: bool = False
 
 
-class ScheduleSettings(_Section):
+class ScheduleSettings(Section):
     totals_interval: float = Field(default=60.0, ge=1)
     devices_interval: float = Field(default=300.0, ge=1)
     jitter: float = Field(default=5.0, ge=0)
     max_in_flight: int = Field(default=1000, ge=1)
 
 
-class InfluxDBSettings(_Section):
+class InfluxDBSettings(Section):
     url: str
     api: Literal["v1", "v2"] = "v2"
     # v2 (InfluxDB 2.x, Cloud, 3.x)
@@ -184,7 +78,7 @@ class InfluxDBSettings(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> InfluxDBSettings:
-        _load_secret_files(self, ("token", "password"))
+        load_secret_files(self, ("token", "password"))
         if self.api == "v2" and not self.bucket:
             raise ValueError("bucket is required with api = 'v2'")
         if self.api == "v1" and not self.database:
@@ -192,7 +86,7 @@ class InfluxDBSettings(_Section):
         return self
 
 
-class SpoolSettings(_Section):
+class SpoolSettings(Section):
     path: Path | None = None  # default: <state.directory>/spool.sqlite
     max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024 * 1024)
     # Free space the spool leaves on its filesystem for the rest of the host.
@@ -202,7 +96,7 @@ class SpoolSettings(_Section):
     dead_letter_path: Path | None = None  # default: <state.directory>/dead-letter.lp
 
 
-class EnlightenSettings(_Section):
+class EnlightenSettings(Section):
     login_url: str = "https://enlighten.enphaseenergy.com/login/login.json"
     token_url: str = "https://entrez.enphaseenergy.com/tokens"  # noqa: S105 - a URL
     timeout: float = Field(default=30.0, gt=0)
@@ -215,21 +109,21 @@ def _default_state_dir() -> Path:
     return Path(os.environ.get("STATE_DIRECTORY", "./state"))
 
 
-class StateSettings(_Section):
+class StateSettings(Section):
     directory: Path = Field(default_factory=_default_state_dir)
 
 
-class EnergySettings(_Section):
+class EnergySettings(Section):
     raw_counters: bool = False
     state_flush_interval: float = Field(default=300.0, ge=0)
 
 
-class HealthSettings(_Section):
+class HealthSettings(Section):
     enabled: bool = False
     listen: str = "127.0.0.1:9842"
 
 
-class LogSettings(_Section):
+class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
 

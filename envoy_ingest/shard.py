@@ -9,9 +9,10 @@ Rendezvous (highest random weight) hashing: each gateway goes to the shard
 with the highest ``hash(shard, identity)``. Every gateway lands on exactly one
 shard, and when N grows by one only the gateways the new shard wins move
 (about 1/(N+1) of them); the others stay where their spool and token cache are.
-The identity is the gateway's serial when the settings give one, else its host
-(:func:`gateway_identity`): give serials in a fleet so that a gateway keeps its
-shard when its address changes.
+The identity is the gateway's one identity (:attr:`GatewaySettings.identity`):
+its serial when the settings give one, else its normalized host, so every
+spelling of one address is on one shard. Give serials in a fleet so that a
+gateway keeps its shard when its address changes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from envoy_ingest.settings import GatewaySettings
+    from envoy_ingest.gateway import GatewaySettings
 
 _SPEC_RE = re.compile(r"^\s*(\d+|auto)\s*/\s*(\d+)\s*$")
 _ORDINAL_RE = re.compile(r"-(\d+)$")
@@ -64,16 +65,6 @@ def parse_shard(spec: str, hostname: str | None = None) -> Shard:
     return Shard(index, count)
 
 
-def normalized_host(host: str) -> str:
-    """``https://Envoy.local`` and ``envoy.local`` are the same gateway."""
-    return host.split("://", 1)[-1].lower()
-
-
-def gateway_identity(gw: GatewaySettings) -> str:
-    """What names a gateway for sharding: its serial if given, else its host."""
-    return f"serial:{gw.serial}" if gw.serial else f"host:{normalized_host(gw.host)}"
-
-
 def _weight(shard: int, identity: str) -> int:
     digest = hashlib.blake2b(f"{shard}\x00{identity}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
@@ -88,4 +79,4 @@ def select(gateways: Sequence[GatewaySettings], shard: Shard | None) -> list[Gat
     """The gateways ``shard`` polls (all of them without a shard)."""
     if shard is None or shard.count == 1:
         return list(gateways)
-    return [gw for gw in gateways if shard_of(gateway_identity(gw), shard.count) == shard.index]
+    return [gw for gw in gateways if shard_of(gw.identity, shard.count) == shard.index]

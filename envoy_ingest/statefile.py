@@ -14,6 +14,9 @@ written atomically, and moved aside, never deleted, when they are damaged.
 - :func:`sync_all`: one ``sync()`` that makes every write before it durable.
 - :func:`quarantine`: rename a damaged file to ``NAME.corrupt-YYYYMMDDTHHMMSSZ``
   beside it, so the worker can start afresh and a person can still look at it.
+- :func:`serial_name`: how a gateway's serial names its state files (the
+  gateway's identity once known: never its host, so a new address or spelling
+  keeps them).
 """
 
 from __future__ import annotations
@@ -21,10 +24,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def serial_name(serial: str) -> str:
+    """A gateway's serial as a file name: anything but letters, digits, ``_`` and
+    ``-`` replaced by ``_`` (``energy-<serial>.json``, ``tokens/<serial>.json``)."""
+    return _UNSAFE.sub("_", serial)
 
 
 def fsync_dir(directory: Path) -> None:

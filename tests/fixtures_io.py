@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from envoy_ingest.envoy.capabilities import Capabilities, detect, probe_paths
+from envoy_ingest.envoy.capabilities import Capabilities, detect, followup_paths, probe_paths
 from envoy_ingest.envoy.firmware import GatewayInfo, parse_info
 from tests.conftest import FIXTURES_ROOT
 
@@ -71,16 +71,22 @@ def info(set_dir: Path) -> GatewayInfo:
     return parse_info((set_dir / "info").read_text())
 
 
+def probe(set_dir: Path, gateway: GatewayInfo) -> dict[str, Any]:
+    """The answers to the probe and, where they call for it, to its follow-up."""
+    answers = snapshot(set_dir, probe_paths(gateway))
+    answers.update(snapshot(set_dir, followup_paths(gateway, answers)))
+    return answers
+
+
 def probed(set_dir: Path) -> tuple[GatewayInfo, dict[str, Any], Capabilities]:
     """The set's ``/info``, its probe answers, and the capabilities decided from them."""
     gateway = info(set_dir)
-    probe = snapshot(set_dir, probe_paths(gateway))
-    return gateway, probe, detect(gateway, probe)
+    answers = probe(set_dir, gateway)
+    return gateway, answers, detect(gateway, answers)
 
 
 def capabilities(set_dir: Path) -> Capabilities:
-    gateway = info(set_dir)
-    return detect(gateway, snapshot(set_dir, probe_paths(gateway)))
+    return probed(set_dir)[2]
 
 
 def totals_snapshot(set_dir: Path, caps: Capabilities) -> dict[str, Any]:
@@ -90,4 +96,6 @@ def totals_snapshot(set_dir: Path, caps: Capabilities) -> dict[str, Any]:
 
 
 def devices_snapshot(set_dir: Path, caps: Capabilities) -> dict[str, Any]:
-    return snapshot(set_dir, [*caps.devices_paths, *caps.devices_extra_paths])
+    """The devices job's first cycle: its paths, the hourly settings, and the
+    totals job's answers it reads."""
+    return snapshot(set_dir, [*caps.devices_paths, *caps.settings_paths, *caps.devices_extra_paths])

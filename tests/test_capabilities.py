@@ -12,12 +12,17 @@ from envoy_ingest.envoy.capabilities import (
     API_V1_INVERTERS,
     API_V1_PRODUCTION,
     DEVICE_DATA,
+    DRY_CONTACT_SETTINGS,
+    DRY_CONTACTS,
     ENSEMBLE_INVENTORY,
     ENSEMBLE_POWER,
+    GENERATOR,
     INVENTORY,
     METERS,
     METERS_READINGS,
     PRODUCTION_JSON,
+    SECCTRL,
+    TARIFF,
     Capabilities,
     detect,
     device_data_usable,
@@ -31,6 +36,10 @@ from tests.conftest import fixture_sets, require_fixtures
 ENSEMBLE = (ENSEMBLE_INVENTORY,)
 PLAIN = (API_V1_INVERTERS, INVENTORY)
 CT = (*PLAIN, METERS_READINGS)  # enabled CTs: their energies every 5 minutes (+12 an hour)
+SC = (SECCTRL,)  # battery sites: the battery system's energy and reserve (+12 an hour)
+DRY = (DRY_CONTACTS,)  # System Controller sites: the dry contacts (+12 an hour)
+TARIFF_HOURLY = (TARIFF,)  # battery sites: the storage settings, hourly (+1)
+SC_HOURLY = (TARIFF, DRY_CONTACT_SETTINGS)  # batteries and a System Controller (+2)
 
 
 class Expected(NamedTuple):
@@ -44,11 +53,16 @@ class Expected(NamedTuple):
     totals: tuple[str, ...]
     devices: tuple[str, ...]
     per_hour: float
+    #: read once an hour (and at the first devices cycle)
+    settings: tuple[str, ...] = ()
+    #: System Controller, Meter Collar, Combiner controller, generator
+    site: tuple[bool, bool, bool, bool] = (False, False, False, False)
 
 
 API = (API_V1_PRODUCTION,)
 PJ = (PRODUCTION_JSON,)
 PJ_IQ = (PRODUCTION_JSON, ENSEMBLE_POWER)  # IQ battery power every minute
+CONTROLLER = (True, False, False, False)
 
 # What each recorded gateway is, read off its answers by hand.
 EXPECTED: dict[str, Expected] = {
@@ -60,31 +74,138 @@ EXPECTED: dict[str, Expected] = {
     "5.0.62": Expected("api_v1", False, False, None, 0, 0, False, API, PLAIN, 84),
     "7.3.130": Expected("eim", True, True, None, 0, 0, False, PJ, PLAIN, 84),
     "7.3.466_with_cts_3phase": Expected("eim", True, True, 3, 0, 0, False, PJ, CT, 96),
-    "7.3.517": Expected("eim", True, True, None, 0, 3, False, PJ_IQ, PLAIN + ENSEMBLE, 156),
+    # IQ batteries and a System Controller: + secctrl, dry contacts, 2 hourly = +26
+    "7.3.517": Expected(
+        "eim",
+        True,
+        True,
+        None,
+        0,
+        3,
+        False,
+        PJ_IQ,
+        PLAIN + ENSEMBLE + SC + DRY,
+        182,
+        SC_HOURLY,
+        CONTROLLER,
+    ),
     "7.6.114_without_cts": Expected("api_v1", False, False, None, 0, 0, False, API, PLAIN, 84),
     "7.6.175_with_cts": Expected("eim", True, True, 1, 0, 0, False, PJ, CT, 96),
+    # an IQ battery without a System Controller: + secctrl, tariff hourly = +13
     "7.6.185_with_cts_and_battery_3t": Expected(
-        "eim", True, True, 1, 0, 1, False, PJ_IQ, (*PLAIN, *ENSEMBLE, METERS_READINGS), 168
+        "eim",
+        True,
+        True,
+        1,
+        0,
+        1,
+        False,
+        PJ_IQ,
+        (*PLAIN, *ENSEMBLE, METERS_READINGS, *SC),
+        181,
+        TARIFF_HOURLY,
     ),
-    "8.1.41": Expected("eim", True, True, None, 0, 2, False, PJ_IQ, PLAIN + ENSEMBLE, 156),
+    "8.1.41": Expected(
+        "eim",
+        True,
+        True,
+        None,
+        0,
+        2,
+        False,
+        PJ_IQ,
+        PLAIN + ENSEMBLE + SC + DRY,
+        182,
+        SC_HOURLY,
+        CONTROLLER,
+    ),
     "8.2.127_with_3cts_and_battery_split": Expected(
-        "eim", True, True, 2, 0, 5, False, PJ_IQ, (*PLAIN, *ENSEMBLE, METERS_READINGS), 168
+        "eim",
+        True,
+        True,
+        2,
+        0,
+        5,
+        False,
+        PJ_IQ,
+        (*PLAIN, *ENSEMBLE, METERS_READINGS, *SC, *DRY),
+        194,
+        SC_HOURLY,
+        CONTROLLER,
     ),
     "8.2.4264_metered_noct": Expected("inverters", False, False, None, 0, 0, False, PJ, PLAIN, 84),
+    # a System Controller without batteries: + ensemble inventory, dry contacts,
+    # their settings hourly = +25
     "8.2.4345_with_device_data": Expected(
-        "eim", True, True, 1, 0, 0, True, PJ, (INVENTORY, DEVICE_DATA, METERS_READINGS), 96
+        "eim",
+        True,
+        True,
+        1,
+        0,
+        0,
+        True,
+        PJ,
+        (INVENTORY, DEVICE_DATA, *ENSEMBLE, METERS_READINGS, *DRY),
+        121,
+        (DRY_CONTACT_SETTINGS,),
+        CONTROLLER,
     ),
     "8.2.4382_ACB": Expected(
-        "eim", True, True, 1, 3, 1, False, PJ_IQ, (*PLAIN, *ENSEMBLE, METERS_READINGS), 168
+        "eim",
+        True,
+        True,
+        1,
+        3,
+        1,
+        False,
+        PJ_IQ,
+        (*PLAIN, *ENSEMBLE, METERS_READINGS, *SC),
+        181,
+        TARIFF_HOURLY,
     ),
     "8.3.1598_collar": Expected(
-        "eim", True, True, 2, 0, 2, False, PJ_IQ, (*PLAIN, *ENSEMBLE, METERS_READINGS), 168
+        "eim",
+        True,
+        True,
+        2,
+        0,
+        2,
+        False,
+        PJ_IQ,
+        (*PLAIN, *ENSEMBLE, METERS_READINGS, *SC),
+        181,
+        TARIFF_HOURLY,
+        (False, True, True, False),
     ),
+    # AC Batteries only: + secctrl, tariff hourly = +13
     "8.3.5169_ACB_inventory": Expected(
-        "eim", True, True, 1, 2, 0, True, PJ, (*PLAIN, DEVICE_DATA, METERS_READINGS), 108
+        "eim",
+        True,
+        True,
+        1,
+        2,
+        0,
+        True,
+        PJ,
+        (*PLAIN, DEVICE_DATA, METERS_READINGS, *SC),
+        121,
+        TARIFF_HOURLY,
     ),
+    # a System Controller and a generator, no batteries: + ensemble inventory, dry
+    # contacts, generator, dry contact settings hourly = +37
     "8.3.5169_with_generator": Expected(
-        "eim", True, True, 2, 0, 0, True, PJ, (INVENTORY, DEVICE_DATA, METERS_READINGS), 96
+        "eim",
+        True,
+        True,
+        2,
+        0,
+        0,
+        True,
+        PJ,
+        (INVENTORY, DEVICE_DATA, *ENSEMBLE, METERS_READINGS, *DRY, GENERATOR),
+        133,
+        (DRY_CONTACT_SETTINGS,),
+        (True, False, False, True),
     ),
     "8.3.5433_tot_is_net_cons": Expected(
         "eim", True, True, 2, 0, 0, True, PJ, (INVENTORY, DEVICE_DATA, METERS_READINGS), 96
@@ -111,6 +232,9 @@ def test_detect_on_recorded_gateway(name: str) -> None:
     assert caps.device_data is want.device_data
     assert caps.totals_paths == want.totals
     assert caps.devices_paths == want.devices
+    assert caps.settings_paths == want.settings
+    site = (caps.system_controller, caps.collar, caps.combiner, caps.generator)
+    assert site == want.site
     assert requests_per_hour(caps) == want.per_hour
     # The totals job makes one request a minute, plus IQ battery power where there is some.
     assert caps.totals_paths[1:] == ((ENSEMBLE_POWER,) if caps.encharge_count else ())

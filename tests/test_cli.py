@@ -95,8 +95,9 @@ def test_discover_lists_every_device(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert header in out
     assert "metering: production, consumption CTs (3 phase)" in out
     assert "2 IQ batteries" in out
-    # CTs (their energies every 5 minutes) and IQ batteries.
-    assert "requests per hour with the current schedule: 168" in out
+    # CTs (their energies every 5 minutes) and IQ batteries (their system every 5
+    # minutes, the storage settings hourly).
+    assert "requests per hour with the current schedule: 181" in out
     rows = [line for line in out.splitlines() if re.match(r"\s+\d{12}\s", line)]
     assert len(rows) == 7
     for serial in serials:

@@ -16,7 +16,6 @@ import pytest
 from envoy_ingest.envoy.client import EnvoyClient, http_date, loads, parse_body
 from envoy_ingest.envoy.passwords import installer_password
 from envoy_ingest.envoy.tokens import TokenManager
-from envoy_ingest.envoy.transport import split_host
 from envoy_ingest.errors import (
     CertificateMismatch,
     GatewayAuthError,
@@ -24,7 +23,8 @@ from envoy_ingest.errors import (
     GatewayUnreachable,
     TokenError,
 )
-from envoy_ingest.settings import GatewaySettings, Settings
+from envoy_ingest.gateway import GatewaySettings
+from envoy_ingest.settings import Settings
 from envoy_ingest.simulator import Simulator, SimulatorConfig
 from tests.conftest import require_fixtures
 
@@ -54,12 +54,6 @@ def client(settings: GatewaySettings, backoff: float = 0.01, **kw: Any) -> Envoy
 
 
 # --- scheme detection --------------------------------------------------------------------
-
-
-def test_split_host() -> None:
-    assert split_host("192.168.1.5") == (None, "192.168.1.5")
-    assert split_host("envoy.local:8080") == (None, "envoy.local:8080")
-    assert split_host("HTTPS://10.0.0.5:8443/") == ("https", "10.0.0.5:8443")
 
 
 async def test_legacy_gateway_is_found_over_http_after_https_fails(legacy: Simulator) -> None:

@@ -15,83 +15,13 @@ from typing import Any
 
 import pytest
 
+from tests.support.dashboards import ALL_FIELDS, ALL_TAGS, CONTRACT, row_of
+
 GRAFANA = Path(__file__).resolve().parent.parent / "deploy" / "grafana"
 DASHBOARDS = {
     "influxql": GRAFANA / "dashboard-influxql.json",
     "flux": GRAFANA / "dashboard-flux.json",
 }
-
-#: The data contract: measurement -> (tags, fields). Dashboards may use nothing else.
-CONTRACT: dict[str, tuple[set[str], set[str]]] = {
-    "enphase_system": (
-        {"gateway", "site"},
-        {
-            *(f"{k}_{s}" for k in ("production", "consumption", "net") for s in ("w", "today_wh")),
-            *(f"{k}_{s}" for k in ("production", "consumption", "net") for s in ("7d_wh",)),
-            *(f"{k}_lifetime_wh" for k in ("production", "consumption", "net")),
-            "grid_import_lifetime_wh",
-            "grid_export_lifetime_wh",
-            "grid_import_today_wh",
-            "grid_export_today_wh",
-            "inverters",
-            "batteries",
-            "battery_w",
-            "battery_soc_pct",
-            "battery_state",
-        },
-    ),
-    "enphase_meter": (
-        {"gateway", "site", "flow", "phase"},
-        {
-            "power_w",
-            "today_wh",
-            "last_7d_wh",
-            "lifetime_wh",
-            "voltage_v",
-            "current_a",
-            "power_factor",
-            "apparent_power_va",
-            "reactive_power_var",
-            "frequency_hz",
-            "delivered_lifetime_wh",
-            "received_lifetime_wh",
-        },
-    ),
-    "enphase_event": ({"gateway", "site", "kind"}, {"text"}),
-    "enphase_inverter": (
-        {"gateway", "site", "serial"},
-        {
-            "power_w",
-            "max_power_w",
-            "provisioned",
-            "communicating",
-            "producing",
-            "dc_voltage_v",
-            "dc_current_a",
-            "ac_voltage_v",
-            "ac_current_a",
-            "frequency_hz",
-            "temperature_c",
-            "lifetime_wh",
-        },
-    ),
-    "enphase_battery": (
-        {"gateway", "site", "serial", "type"},
-        {
-            "power_w",
-            "max_power_w",
-            "soc_pct",
-            "temperature_c",
-            "max_temperature_c",
-            "provisioned",
-            "communicating",
-            "producing",
-            "state",
-        },
-    ),
-}
-ALL_TAGS = set().union(*(tags for tags, _ in CONTRACT.values()))
-ALL_FIELDS = set().union(*(fields for _, fields in CONTRACT.values()))
 
 PANEL_TYPES = {"stat", "timeseries", "table", "status-history", "state-timeline", "heatmap", "row"}
 # Grafana's own variables, and Flux's v.* record, that need no templating entry.
@@ -200,7 +130,7 @@ def test_flux_queries_use_only_contract_names() -> None:
         q = target["query"]
         title = panel["title"]
         assert "range(start: v.timeRangeStart, stop: v.timeRangeStop)" in q, title
-        assert re.search(r'from\(bucket: "\$\{(bucket|device_bucket)\}"\)', q), title
+        assert re.search(r'from\(bucket: "\$\{(bucket|device_bucket|live_bucket)\}"\)', q), title
         assert 'r.gateway == "${gateway}"' in q, title
         for opening, closing in ("()", "{}", "[]"):
             assert q.count(opening) == q.count(closing), f"{title}: unbalanced {opening}"
@@ -240,23 +170,63 @@ def test_both_dashboards_show_the_same_panels() -> None:
         "Energy",
         "Daily energy from the counters",
         "Self-consumption and self-sufficiency",
+        "Battery and backup",
+        "Battery energy",
+        "Battery charged and discharged per day",
+        "Grid and storage mode",
+        "Grid outages",
+        "Live",
+        "Live power",
+        "Live power per phase",
+        "Live voltage per phase",
     } <= titles
 
 
+def test_both_dashboards_read_the_same_names_per_panel() -> None:
+    """Each panel shows the same thing in both: the same measurements and fields."""
+
+    def names(panel: dict[str, Any], known: set[str]) -> set[str]:
+        text = " ".join(t["query"] for t in panel.get("targets", []))
+        return {w for w in re.findall(r'"(\w+)"', text) if w in known}
+
+    known = set(CONTRACT) | ALL_FIELDS
+    for a, b in zip(load("influxql")["panels"], load("flux")["panels"], strict=True):
+        assert names(a, known) == names(b, known), a["title"]
+
+
+#: annotation name -> the kinds of enphase_event it draws (None: every other kind)
+ANNOTATIONS: dict[str, tuple[str, ...] | None] = {
+    "Gateway events": None,
+    "Grid outages": ("grid",),
+    "Storage mode and generator": ("storage_mode", "generator"),
+}
+OWN_KINDS = ("grid", "storage_mode", "generator")
+
+
+@pytest.mark.parametrize("name", sorted(ANNOTATIONS))
 @pytest.mark.parametrize("kind", sorted(DASHBOARDS))
-def test_events_are_annotations(kind: str) -> None:
+def test_events_are_annotations(kind: str, name: str) -> None:
     """enphase_event (tags gateway, kind; field text) is drawn on every panel, for the
-    selected gateway, its text as the annotation's text and its kind as a tag."""
-    (events,) = [a for a in load(kind)["annotations"]["list"] if a["name"] == "Gateway events"]
+    selected gateway, its text as the annotation's text and its kind as a tag: grid
+    outages and storage mode / generator changes in their own colours, every other
+    kind as *Gateway events*. Each kind is drawn once."""
+    (events,) = [a for a in load(kind)["annotations"]["list"] if a["name"] == name]
     assert events["enable"] is True and events["datasource"] == {
         "type": "influxdb",
         "uid": "${datasource}",
     }
+    kinds = ANNOTATIONS[name]
     if kind == "influxql":
         q = events["query"]
+        if kinds is None:
+            condition = '"kind" !~ /^(grid|storage_mode|generator)$/'
+        elif len(kinds) == 1:
+            condition = f"\"kind\" = '{kinds[0]}'"
+        else:
+            condition = f'"kind" =~ /^({"|".join(kinds)})$/'
         assert q == (
             'SELECT "text", "kind" FROM "enphase_event" '
-            'WHERE "gateway" =~ /^$gateway$/ AND $timeFilter'
+            f'WHERE "gateway" =~ /^$gateway$/ AND {condition} AND $timeFilter'
         )
         assert (events["textColumn"], events["tagsColumn"]) == ("text", "kind")
     else:
@@ -264,9 +234,79 @@ def test_events_are_annotations(kind: str) -> None:
         assert "range(start: v.timeRangeStart, stop: v.timeRangeStop)" in q
         assert 'r._measurement == "enphase_event" and r.gateway == "${gateway}"' in q
         assert 'r._field == "text"' in q
+        if kinds is None:
+            assert " and ".join(f'r.kind != "{k}"' for k in OWN_KINDS) in q
+        else:
+            assert " or ".join(f'r.kind == "{k}"' for k in kinds) in q
         assert 'keep(columns: ["_time", "_value", "kind"])' in q
         assert events["mappings"] == {
             "text": {"source": "field", "value": "_value"},
             "tags": {"source": "field", "value": "kind"},
         }
     assert variables_used(q) <= {"gateway", "timeFilter", "bucket"}
+
+
+@pytest.mark.parametrize("kind", sorted(DASHBOARDS))
+def test_the_annotations_have_distinct_colours(kind: str) -> None:
+    listed = [a for a in load(kind)["annotations"]["list"] if a["name"] in ANNOTATIONS]
+    assert sorted(a["name"] for a in listed) == sorted(ANNOTATIONS)
+    assert len({a["iconColor"] for a in listed}) == len(ANNOTATIONS)
+
+
+@pytest.mark.parametrize("kind", sorted(DASHBOARDS))
+def test_live_row_reads_the_live_data_over_15_minutes(kind: str) -> None:
+    """The Live row's panels, and only they, read enphase_live, from the live data
+    source (InfluxQL) / bucket (Flux), always over the last 15 minutes; the
+    dashboard's link opens it refreshed every 5 s."""
+    d = load(kind)
+    rows = row_of(d)
+    live = [p for p in d["panels"] if rows.get(p["id"]) == "Live"]
+    assert [p["title"] for p in live] == [
+        "Live power",
+        "Live power per phase",
+        "Live voltage per phase",
+    ]
+    for p in d["panels"]:
+        for t in p.get("targets", []):
+            reads_live = "enphase_live" in t["query"]
+            assert reads_live == (p in live), p["title"]
+            if kind == "influxql":
+                assert (p["datasource"]["uid"] == "${live_datasource}") == reads_live
+            else:
+                assert ('from(bucket: "${live_bucket}")' in t["query"]) == reads_live
+    for p in live:
+        assert p["timeFrom"] == "15m" and p["interval"] == "5s"
+    (link,) = d["links"]
+    assert link["url"] == f"/d/{d['uid']}?from=now-15m&to=now&refresh=5s"
+    assert link["includeVars"] is True and link["keepTime"] is False
+    # the live data defaults to where the totals are
+    variables = {v["name"]: v for v in d["templating"]["list"]}
+    default, own = (
+        ("datasource", "live_datasource") if kind == "influxql" else ("bucket", "live_bucket")
+    )
+    assert variables[own]["type"] == variables[default]["type"]
+    assert variables[own]["current"] == variables[default]["current"]
+
+
+@pytest.mark.parametrize("kind", sorted(DASHBOARDS))
+def test_battery_and_backup_row(kind: str) -> None:
+    d = load(kind)
+    rows = row_of(d)
+    panels = {p["title"]: p for p in d["panels"] if rows.get(p["id"]) == "Battery and backup"}
+    assert list(panels) == [
+        "Battery energy",
+        "Battery charged and discharged per day",
+        "Grid and storage mode",
+        "Grid outages",
+    ]
+    # grid connected as a state timeline: on grid green, off grid red
+    grid = panels["Grid and storage mode"]
+    assert grid["type"] == "state-timeline"
+    (mapping,) = grid["fieldConfig"]["defaults"]["mappings"]
+    assert mapping["options"]["true"]["color"] == "green"
+    assert mapping["options"]["false"]["color"] == "red"
+    # daily energy from the counters, days in the gateway's time zone
+    daily = panels["Battery charged and discharged per day"]["targets"][0]["query"]
+    assert ("tz('$tz')" if kind == "influxql" else 'timezone.location(name: "${tz}")') in daily
+    for counter in ("battery_charged_lifetime_wh", "battery_discharged_lifetime_wh"):
+        assert counter in daily

@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.dashboards import rows as answer_rows
 from tests.support.servers import InfluxDB1
 
 GRAFANA = Path(__file__).resolve().parent.parent / "deploy" / "grafana"
@@ -105,17 +106,7 @@ def server() -> Iterator[InfluxDB1]:
 
 
 def rows(db: InfluxDB1, query: str) -> dict[int, dict[str, Any]]:
-    """time -> column -> value, leaving out nulls (and rows of nothing but nulls)."""
-    body = db.query(query, DB, epoch="s")
-    result = body["results"][0]
-    assert "error" not in result, result
-    out: dict[int, dict[str, Any]] = {}
-    for series in result.get("series", []):
-        for row in series["values"]:
-            values = dict(zip(series["columns"][1:], row[1:], strict=True))
-            if present := {c: v for c, v in values.items() if v is not None}:
-                out[int(row[0])] = present
-    return out
+    return answer_rows(db, query, DB)
 
 
 def by_day(table: Mapping[str, tuple[float | None, ...]], columns: tuple[str, ...]) -> Any:

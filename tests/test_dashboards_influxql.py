@@ -40,6 +40,7 @@ from envoy_ingest.simulator import Simulator, SimulatorConfig
 from envoy_ingest.sink.lineprotocol import encode
 from envoy_ingest.worker.poller import GatewayPoller
 from tests.lp import FieldValue, Line, parse
+from tests.support.dashboards import QUERIES_MD, doc_influxql, doc_sections, panels_in
 from tests.support.fakes import ListSink
 from tests.support.servers import InfluxDB1
 
@@ -391,7 +392,10 @@ def assert_same(got: Series, want: Series, *, rel: float = 1e-9) -> None:
 # --- the tests --------------------------------------------------------------------------
 
 _DASH = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-TARGETS = [(p, t) for p in _DASH["panels"] for t in p.get("targets", [])]
+#: The rows whose data the simulated days carry; the battery and backup row is
+#: checked in test_dashboards_backup.py, the live row in test_dashboards_live.py.
+ROWS = ("", "Energy")
+TARGETS = [(p, t) for p in panels_in(_DASH, *ROWS) for t in p.get("targets", [])]
 
 
 @pytest.mark.parametrize("gateway", [SIM_SERIAL, HAND_SERIAL])
@@ -507,8 +511,20 @@ def test_the_simulated_days_make_sense(influx: tuple[InfluxDB1, list[Line]]) -> 
 
 # --- the InfluxQL answers of docs/queries.md ------------------------------------------
 
-QUERIES_MD = DASHBOARD.parent.parent.parent / "docs" / "queries.md"
-DOC_QUERIES = re.findall(r"```influxql\n(.*?)\n```", QUERIES_MD.read_text(encoding="utf-8"), re.S)
+#: The sections answered from the simulated days; the battery, outage and live
+#: ones in test_dashboards_backup.py and test_dashboards_live.py.
+SIMULATED_SECTIONS = (
+    "Today's production",
+    "Daily energy over a month",
+    "Import and export",
+    "Self-consumption",
+    "Daily energy from the counters",
+    "Self-consumption and self-sufficiency from the counters",
+    "Gateway events",
+    "A microinverter producing less than its neighbours",
+    "Battery cycles",
+)
+DOC_QUERIES = doc_influxql(*SIMULATED_SECTIONS)
 DOC_NOW = f"'{datetime.fromtimestamp(END, UTC):%Y-%m-%dT%H:%M:%SZ}'"
 
 
@@ -536,17 +552,13 @@ def test_docs_queries_run(influx: tuple[InfluxDB1, list[Line]], query: str) -> N
 def test_docs_have_every_question_in_every_language() -> None:
     text = QUERIES_MD.read_text(encoding="utf-8")
     sections = re.split(r"(?m)^## ", text)[1:]
-    titles = [s.splitlines()[0] for s in sections]
-    assert titles == [
-        "Today's production",
-        "Daily energy over a month",
-        "Import and export",
-        "Self-consumption",
-        "Daily energy from the counters",
-        "Self-consumption and self-sufficiency from the counters",
-        "Gateway events",
-        "A microinverter producing less than its neighbours",
-        "Battery cycles",
+    assert doc_sections() == [
+        *SIMULATED_SECTIONS,
+        "Battery energy per day",
+        "Battery available energy",
+        "Grid outages",
+        "Live power",
+        "Downsampling live data",
     ]
     for section in sections:
         for language in ("influxql", "flux", "sql"):

@@ -16,7 +16,8 @@ from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.passwords import envoy_password
 from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.errors import GatewayAuthError
-from envoy_ingest.settings import GatewaySettings, Settings
+from envoy_ingest.gateway import GatewaySettings
+from envoy_ingest.settings import Settings
 from envoy_ingest.simulator import Simulator, SimulatorConfig
 from envoy_ingest.simulator.auth import DigestAuth
 from tests.conftest import require_fixtures

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -18,8 +19,9 @@ from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.firmware import parse_info
 from envoy_ingest.envoy.passwords import envoy_password
 from envoy_ingest.envoy.tokens import TokenManager
+from envoy_ingest.gateway import GatewaySettings
 from envoy_ingest.service import metrics
-from envoy_ingest.settings import GatewaySettings, Settings
+from envoy_ingest.settings import Settings
 from envoy_ingest.simulator.fleet import FleetSimulator, fixture_sets, fleet_address
 from envoy_ingest.sink.file import FileSink
 from envoy_ingest.worker.scheduler import Worker
@@ -89,13 +91,19 @@ def test_only_the_right_port_and_address_answer(fleet: FleetSimulator) -> None:
             c.get(f"http://{fleet_address(len(fleet.gateways))}:{fleet.http_port}/info")
 
 
-def test_totals_answers_are_recorded_per_gateway(fleet: FleetSimulator) -> None:
+def test_totals_requests_and_answers_are_recorded_per_gateway(fleet: FleetSimulator) -> None:
     g = next(g for g in fleet.gateways if not g.modern)
-    before = len(g.totals_answers)
+    before = len(g.totals_answers), len(g.totals_requests)
+    start = time.time()
     with httpx.Client(timeout=5) as c:
         assert c.get(f"{fleet.host(g)}/api/v1/production").status_code == 200
         assert c.get(f"{fleet.host(g)}/inventory.json").status_code in (200, 401)
-    assert len(g.totals_answers) == before + 1
+    modern = next(g for g in fleet.gateways if g.modern)
+    with httpx.Client(verify=False, timeout=5) as c:  # no token: asked, not answered
+        assert c.get(f"{fleet.host(modern)}/production.json?details=1").status_code == 401
+    assert (len(g.totals_answers), len(g.totals_requests)) == (before[0] + 1, before[1] + 1)
+    assert start <= g.totals_requests[-1] <= time.time()
+    assert start <= modern.totals_requests[-1] <= time.time()
 
 
 # --- start phases --------------------------------------------------------------------
@@ -190,9 +198,9 @@ async def test_each_job_first_runs_at_its_phase_within_two_intervals(tmp_path: P
     assert jobs.keys() == expected_jobs.keys()  # two gateways, four slots
     for key, at in jobs.items():
         assert at == pytest.approx(expected_jobs[key], abs=1e-6)
-    assert settings.gateways[1].identity == "122238082690"
+    assert settings.gateways[1].identity == "serial:122238082690"
     first = datetime.fromtimestamp(firsts[("122238082690", "totals")])
-    phase = stable_fraction("122238082690") * 60
+    phase = stable_fraction("serial:122238082690") * 60
     assert first.timestamp() % 60 == pytest.approx(phase // 0.5 * 0.5, abs=1e-6)
     await worker.sink.close()
 

@@ -8,8 +8,9 @@ import pytest
 
 from envoy_ingest.cli import main
 from envoy_ingest.errors import SettingsError
-from envoy_ingest.settings import GatewaySettings, load_settings
-from envoy_ingest.shard import Shard, gateway_identity, parse_shard, select, shard_of
+from envoy_ingest.gateway import GatewaySettings
+from envoy_ingest.settings import load_settings
+from envoy_ingest.shard import Shard, parse_shard, select, shard_of
 from envoy_ingest.simulator import Simulator, SimulatorConfig
 from tests.lp import read_dir
 
@@ -171,7 +172,7 @@ def test_shards_cover_a_fleet_exactly_once() -> None:
 
 
 def test_growing_by_one_shard_moves_about_one_in_n_plus_one() -> None:
-    identities = [gateway_identity(gw) for gw in FLEET]
+    identities = [gw.identity for gw in FLEET]
     for count in (2, 4, 9):
         before = [shard_of(i, count) for i in identities]
         after = [shard_of(i, count + 1) for i in identities]
@@ -188,8 +189,8 @@ def test_growing_by_one_shard_moves_about_one_in_n_plus_one() -> None:
 def test_identity_prefers_the_serial() -> None:
     a = GatewaySettings(host="10.0.0.1", serial="122238082690")
     b = GatewaySettings(host="10.9.9.9", serial="122238082690")
-    assert gateway_identity(a) == gateway_identity(b) == "serial:122238082690"
-    assert gateway_identity(GatewaySettings(host="https://Envoy.Local")) == "host:envoy.local"
+    assert a.identity == b.identity == "serial:122238082690"
+    assert GatewaySettings(host="https://Envoy.Local").identity == "host:envoy.local"
 
 
 def test_run_once_polls_only_its_shard(

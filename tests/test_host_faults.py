@@ -130,7 +130,7 @@ def running_health() -> HealthState:
     return health
 
 
-def spooled(sink: Sink) -> SpooledDelivery:
+def spooled(sink: Sink) -> SpooledDelivery[Any]:
     assert isinstance(sink, SpooledDelivery)
     return sink
 

@@ -158,6 +158,9 @@ EXPECTED_BATTERIES: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {
                 "max_temperature_c": 30.0,
                 "communicating": True,
                 "state": "idle",
+                "capacity_wh": 3500.0,
+                "led_status": 17,
+                "dc_switch_off": False,
             },
         ),
     },
@@ -171,6 +174,9 @@ EXPECTED_BATTERIES: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {
                 "max_temperature_c": 42.0,
                 "communicating": True,
                 "state": "discharging",
+                "capacity_wh": 4960.0,
+                "led_status": 14,
+                "dc_switch_off": False,
             },
         ),
         "492319002593": (
@@ -182,6 +188,9 @@ EXPECTED_BATTERIES: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {
                 "max_temperature_c": 42.0,
                 "communicating": True,
                 "state": "discharging",
+                "capacity_wh": 4960.0,
+                "led_status": 14,
+                "dc_switch_off": False,
             },
         ),
     },
@@ -197,6 +206,9 @@ EXPECTED_BATTERIES: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {
                 "max_temperature_c": 11.0,
                 "communicating": True,
                 "state": "discharging",
+                "capacity_wh": 3500.0,
+                "led_status": 17,
+                "dc_switch_off": False,
             },
         ),
         "122122013879": (1732089577, {"power_w": 2.0, "max_power_w": 149.0}),
@@ -272,7 +284,7 @@ def test_device_points(name: str) -> None:
 @pytest.mark.parametrize("name", fixture_sets() or ["<missing>"])
 def test_field_types(name: str) -> None:
     require_fixtures()
-    flags = {"provisioned", "communicating", "producing"}
+    flags = {"provisioned", "communicating", "producing", "dc_switch_off"}
     for point in _devices(name):
         assert point.time > 0
         battery = point.measurement == "enphase_battery"
@@ -280,6 +292,8 @@ def test_field_types(name: str) -> None:
         for key, value in point.fields.items():
             if key in flags:
                 assert type(value) is bool, key
+            elif key == "led_status":
+                assert type(value) is int, key
             elif key == "state":
                 assert value in ("charging", "discharging", "idle", "full")
             else:

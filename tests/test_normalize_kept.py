@@ -12,6 +12,7 @@ import pytest
 from envoy_ingest import normalize
 from envoy_ingest.envoy.capabilities import (
     API_V1_INVERTERS,
+    DRY_CONTACT_SETTINGS,
     ENSEMBLE_INVENTORY,
     ENSEMBLE_POWER,
     Capabilities,
@@ -23,7 +24,7 @@ from tests.conftest import fixture_sets, require_fixtures
 from tests.test_normalize_mutations import mutate
 
 T = 1_700_000_000
-KEPT_PATHS = (API_V1_INVERTERS, ENSEMBLE_INVENTORY, ENSEMBLE_POWER)
+KEPT_PATHS = (API_V1_INVERTERS, ENSEMBLE_INVENTORY, ENSEMBLE_POWER, DRY_CONTACT_SETTINGS)
 
 
 def same_points(snap: dict[str, Any], caps: Capabilities) -> None:
@@ -31,7 +32,11 @@ def same_points(snap: dict[str, Any], caps: Capabilities) -> None:
     reads (its extra paths) are the kept ones, as the poller merges them."""
     jobs = (
         (normalize.totals, caps.totals_paths, caps.totals_extra_paths),
-        (normalize.devices, caps.devices_paths, caps.devices_extra_paths),
+        (
+            normalize.devices,
+            caps.devices_paths,
+            caps.devices_extra_paths + caps.settings_kept_paths,
+        ),
     )
     for normalizer, own, extra in jobs:
         whole = {p: snap[p] for p in (*extra, *own) if p in snap}
@@ -78,3 +83,19 @@ def test_kept_drops_what_no_reader_reads() -> None:
     assert kept(ENSEMBLE_POWER, power) == {"devices:": [{"serial_num": "3", "real_power_mw": -100}]}
     assert kept(ENSEMBLE_POWER, "<html>") == "<html>"
     assert kept("/production.json?details=1", inventory) is inventory
+    settings = {
+        "dry_contacts": [
+            {"id": "NC1", "load_name": "Pump", "mode": "soc", "soc_low": 30, "gen_action": "x"},
+            {"id": "NO1", "pv_serial_nb": []},
+            None,
+        ],
+        "other": 1,
+    }
+    assert kept(DRY_CONTACT_SETTINGS, settings) == {
+        "dry_contacts": [
+            {"id": "NC1", "load_name": "Pump", "mode": "soc", "soc_low": 30},
+            {"id": "NO1"},
+        ]
+    }
+    assert kept(DRY_CONTACT_SETTINGS, {"error": "x"}) == {}
+    assert kept(DRY_CONTACT_SETTINGS, {"dry_contacts": "x"}) == {"dry_contacts": "x"}

@@ -15,11 +15,16 @@ from envoy_ingest.envoy.capabilities import (
     API_V1_INVERTERS,
     API_V1_PRODUCTION,
     DEVICE_DATA,
+    DRY_CONTACT_SETTINGS,
+    DRY_CONTACTS,
     ENSEMBLE_INVENTORY,
     ENSEMBLE_POWER,
+    GENERATOR,
     INVENTORY,
     METERS_READINGS,
     PRODUCTION_JSON,
+    SECCTRL,
+    TARIFF,
     Capabilities,
     detect,
     probe_paths,
@@ -27,6 +32,7 @@ from envoy_ingest.envoy.capabilities import (
 from envoy_ingest.point import Point
 from tests import fixtures_io as fx
 from tests.conftest import fixture_sets, require_fixtures
+from tests.contract import CODES, COUNTS, FLAGS, STATES
 
 NOW = 1_700_000_000
 ALL_PATHS = (
@@ -38,6 +44,11 @@ ALL_PATHS = (
     ENSEMBLE_INVENTORY,
     ENSEMBLE_POWER,
     METERS_READINGS,
+    SECCTRL,
+    TARIFF,
+    DRY_CONTACTS,
+    DRY_CONTACT_SETTINGS,
+    GENERATOR,
 )
 GARBAGE: list[Any] = [
     "<html><body>401</body></html>",
@@ -59,12 +70,14 @@ def _check_types(points: list[Point]) -> None:
     for point in points:
         assert type(point.time) is int
         for key, value in point.fields.items():
-            if key in ("inverters", "batteries"):
+            if key in COUNTS or key in CODES:
                 assert type(value) is int
-            elif key in ("provisioned", "communicating", "producing"):
+            elif key in FLAGS:
                 assert type(value) is bool
             elif key in ("state", "battery_state"):
                 assert value in ("charging", "discharging", "idle", "full")
+            elif key in STATES:
+                assert type(value) is str and value
             else:
                 assert type(value) is float, (key, value)
 
@@ -76,7 +89,7 @@ def _caps(name: str) -> Capabilities:
 def _full_snapshot(name: str) -> dict[str, Any]:
     d = fx.set_dir(name)
     caps = fx.capabilities(d)
-    return fx.snapshot(d, [*caps.totals_paths, *caps.devices_paths])
+    return fx.snapshot(d, [*caps.totals_paths, *caps.devices_paths, *caps.settings_paths])
 
 
 # --- garbage ------------------------------------------------------------------

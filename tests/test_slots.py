@@ -226,7 +226,7 @@ async def test_reload_moves_gateways_and_a_new_schedule_rebuilds_the_slots(
         def expected_jobs(hosts: list[str], totals: float) -> set[str]:
             ids = set()
             for host in hosts:
-                t, d = start_offsets(host, totals, 300.0)
+                t, d = start_offsets(f"host:{host}", totals, 300.0)
                 ids |= {f"slot:totals:{slot(t, totals)[0]}", f"slot:devices:{slot(d, 300.0)[0]}"}
             return ids
 
@@ -292,3 +292,47 @@ def test_a_real_run_polls_each_gateway_once_per_interval_at_its_slot(tmp_path: P
             assert all(interval - 0.3 < g < interval + 0.3 for g in gaps), (kind, gaps)
             assert end - got[-1] < interval + 0.3  # none skipped at the end either
             assert all((t - phase) % interval < 0.3 for t in got)  # at its slot, never early
+
+
+async def test_an_interval_without_a_cycle_counts_once_whoever_saw_it(
+    pollers: list[GatewayPoller], scheduler: AsyncIOScheduler, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Intervals at the gateway's phase: APScheduler reports interval 1 missed, the
+    slot then runs in interval 2 (nothing more is missed), skips 3 and 4 (two missed,
+    as the gateway saw it), runs in 5 and again, late, in 5 (a second cycle in an
+    interval is no miss)."""
+    h = Harness(pollers, scheduler)
+    h.slots.all_due()
+    one = pollers[0]
+    phase = h.phase(one)
+    key = f"slot:totals:{int(phase * 2)}"
+    mates = {p.label for p in pollers if h.phase(p) == phase}
+    before = missed("totals")
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        await h.fire(key, NOW + phase)
+        when = datetime.fromtimestamp(NOW + 1 + phase, UTC)
+        h.slots.on_missed(JobExecutionEvent(EVENT_JOB_MISSED, key, "default", when))
+        await h.fire(key, NOW + 2 + phase)
+        assert missed("totals") == before + len(mates)
+        await h.fire(key, NOW + 5 + phase)
+        await h.fire(key, NOW + 5.9 + phase)
+    assert missed("totals") == before + 3 * len(mates)
+    assert sorted(r.getMessage() for r in caplog.records if r.name == LOGGER) == sorted(
+        [f"{g}:totals: cycle missed (started too late)" for g in mates]
+        + [f"{g}:totals: 2 cycles missed (no poll started)" for g in mates]
+    )
+
+
+async def test_intervals_a_clock_jump_passed_over_are_no_missed_cycles(
+    pollers: list[GatewayPoller], scheduler: AsyncIOScheduler
+) -> None:
+    h = Harness(pollers, scheduler)
+    h.slots.all_due()
+    mates = {p.label for p in pollers if h.phase(p) == 0}
+    assert mates
+    before = missed("totals")
+    await h.fire("slot:totals:0", NOW)
+    h.slots.clock_jumped()  # forward by an hour
+    await h.fire("slot:totals:0", NOW + 3600)
+    await h.fire("slot:totals:0", NOW + 3603)  # two seconds without a cycle after it
+    assert missed("totals") == before + 2 * len(mates)

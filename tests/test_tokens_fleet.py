@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 
 from envoy_ingest.envoy.tokens import TokenManager
-from envoy_ingest.settings import GatewaySettings, Settings
+from envoy_ingest.gateway import GatewaySettings
+from envoy_ingest.settings import Settings
 from envoy_ingest.simulator.cloud import LOGIN_PATH, TOKEN_PATH
 from tests.support.fakes import T0, FakeClock, InProcessEnphase
 

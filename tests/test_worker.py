@@ -46,8 +46,9 @@ def test_modern_https_jwt_site_with_cts_and_iq_batteries(tmp_path: Path) -> None
     lines = read_dir(tmp_path / "data")
     # The totals point, and the grid energies the devices job read from the
     # net-consumption CT (written at the CT's own timestamp, here the same).
+    (battery_system,) = [ln for ln in lines if "battery_available_wh" in ln.fields]
     system, grid = sorted(
-        (ln for ln in lines if ln.measurement == "enphase_system"),
+        (ln for ln in lines if ln.measurement == "enphase_system" and ln is not battery_system),
         key=lambda ln: "grid_import_lifetime_wh" in ln.fields,
     )
     assert system.tags == grid.tags == {"gateway": sim.serial, "site": "home"}
@@ -90,7 +91,22 @@ def test_modern_https_jwt_site_with_cts_and_iq_batteries(tmp_path: Path) -> None
     paths = [p for _, p in requests]
     assert paths.count("/production.json?details=1") == 2  # probe + totals
     assert paths.count("/ivp/ensemble/power") == 1  # read with the totals, reused by devices
-    assert "/ivp/ensemble/secctrl" not in paths
+    # The battery system every devices cycle; the storage settings at the first
+    # (the synthetic gateway has no /admin/lib/tariff: 404, learned).
+    assert paths.count("/ivp/ensemble/secctrl") == 1
+    assert paths.count("/admin/lib/tariff") == 1
+    site = sim.model.site
+    capacity = round(site.storage_wh)
+    reserve = round(site.battery_reserve_pct)
+    assert battery_system.fields == {
+        "battery_available_wh": float(round(r.stored_wh)),
+        "battery_capacity_wh": float(capacity),
+        "battery_backup_wh": float(round(capacity * reserve / 100)),
+        "battery_reserve_pct": float(reserve),
+        "battery_reserve_configured_pct": float(reserve),
+    }
+    # at the latest battery report (secctrl carries no time of its own)
+    assert battery_system.time == max(b.time for b in batteries)
 
 
 def test_legacy_http_digest_site_without_cts(tmp_path: Path) -> None:

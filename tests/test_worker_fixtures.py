@@ -11,12 +11,9 @@ import pytest
 from envoy_ingest.cli import main
 from envoy_ingest.simulator import Simulator, SimulatorConfig
 from tests.conftest import fixture_sets, require_fixtures
+from tests.contract import CODES, COUNTS, FLAGS, SITE_SYSTEM_FIELDS, STATES
 from tests.lp import Line, read_dir
 from tests.worker_settings import gateway_table, midday_timezone, write_settings
-
-COUNT_FIELDS = {"inverters", "batteries"}
-FLAG_FIELDS = {"provisioned", "communicating", "producing"}
-STRING_FIELDS = {"battery_state", "state"}
 
 
 def run_once(
@@ -39,18 +36,20 @@ def test_every_recorded_gateway_writes_the_contract(tmp_path: Path, fixture: str
     systems = [
         ln
         for ln in lines
-        if ln.measurement == "enphase_system" and "grid_import_lifetime_wh" not in ln.fields
+        if ln.measurement == "enphase_system"
+        and "grid_import_lifetime_wh" not in ln.fields
+        and not set(ln.fields) <= SITE_SYSTEM_FIELDS
     ]
     assert len(systems) == 1
     for line in lines:
         assert line.tags["gateway"] == sim.serial
         assert line.tags["site"] == "home"
         for key, value in line.fields.items():
-            if key in COUNT_FIELDS:
+            if key in COUNTS or key in CODES:
                 assert type(value) is int, (line.measurement, key)
-            elif key in FLAG_FIELDS:
+            elif key in FLAGS:
                 assert type(value) is bool, (line.measurement, key)
-            elif key in STRING_FIELDS:
+            elif key in STATES:
                 assert type(value) is str, (line.measurement, key)
             else:
                 assert type(value) is float, (line.measurement, key)
@@ -126,3 +125,34 @@ def test_legacy_3_9_36_falls_back_to_api_v1(tmp_path: Path) -> None:
     assert by_serial["121547058993"].time == 1618083961
     assert by_serial["121547058993"].fields["power_w"] == 138.0
     assert by_serial["121547058993"].fields["max_power_w"] == 231.0
+
+
+def test_run_once_writes_the_battery_site(tmp_path: Path) -> None:
+    """`run --once` runs the hourly settings read too: a battery and System
+    Controller site writes its storage settings, grid, controller, dry contacts."""
+    rc, lines, sim = run_once(tmp_path, "8.2.127_with_3cts_and_battery_split")
+    assert rc == 0
+    assert sim.request_count("/admin/lib/tariff") == 1
+    assert sim.request_count("/ivp/ss/dry_contact_settings") == 1
+    (site,) = [ln for ln in lines if "storage_mode" in ln.fields]
+    assert site.measurement == "enphase_system"
+    assert site.fields == {
+        "battery_available_wh": 5250.0,
+        "battery_capacity_wh": 25000.0,
+        "battery_backup_wh": 5000.0,
+        "battery_reserve_pct": 20.0,
+        "battery_reserve_configured_pct": 20.0,
+        "storage_mode": "self-consumption",
+        "storage_reserve_pct": 20.0,
+        "charge_from_grid": False,
+        "very_low_soc_pct": 10.0,
+    }
+    (grid,) = [ln for ln in lines if "grid_connected" in ln.fields]
+    assert (grid.time, grid.fields) == (
+        1709829514,
+        {"grid_connected": True, "grid_mode": "multimode-ongrid"},
+    )
+    (controller,) = [ln for ln in lines if ln.measurement == "enphase_controller"]
+    assert controller.tags["type"] == "system_controller"
+    contacts = [ln for ln in lines if ln.measurement == "enphase_dry_contact"]
+    assert sorted(ln.tags["contact"] for ln in contacts) == ["NC1", "NC2", "NO1", "NO2"]

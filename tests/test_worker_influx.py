@@ -79,7 +79,13 @@ def test_worker_into_influxdb_1(tmp_path: Path, auth: bool, request: pytest.Fixt
     assert not (tmp_path / "data").exists()  # InfluxDB configured: no local files
     stored = server.lines()
     assert stored == expected_lines(as_points(expected))
-    system = [ln for ln in stored if ln.measurement == "enphase_system"]
+    # the totals point (the CT energies merged into it, same second), and the
+    # battery system at the latest battery report
+    system = [
+        ln
+        for ln in stored
+        if ln.measurement == "enphase_system" and "battery_available_wh" not in ln.fields
+    ]
     assert len(system) == 1 and system[0].time == NOON
     assert system[0].tags == {"gateway": sim.serial, "site": "home"}
     types = server.field_types("solar")
@@ -88,6 +94,9 @@ def test_worker_into_influxdb_1(tmp_path: Path, auth: bool, request: pytest.Fixt
     assert types[("enphase_system", "battery_state")] == "string"
     assert types[("enphase_inverter", "producing")] == "boolean"
     assert types[("enphase_battery", "soc_pct")] == "float"
+    assert types[("enphase_battery", "led_status")] == "integer"
+    assert types[("enphase_battery", "dc_switch_off")] == "boolean"
+    assert types[("enphase_system", "battery_available_wh")] == "float"
     assert types[("enphase_meter", "power_w")] == "float"
 
 

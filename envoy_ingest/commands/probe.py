@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from envoy_ingest.envoy.capabilities import Capabilities, detect, probe_paths
+from envoy_ingest.envoy.capabilities import Capabilities, detect, followup_paths, probe_paths
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.firmware import GatewayInfo
 from envoy_ingest.envoy.tokens import TokenManager
-from envoy_ingest.settings import GatewaySettings, Settings
+from envoy_ingest.gateway import GatewaySettings
+from envoy_ingest.settings import Settings
 
 
 @contextlib.asynccontextmanager
@@ -20,7 +21,9 @@ async def probed(
     client = EnvoyClient(gw, tokens)
     try:
         info = await client.connect()
-        caps = detect(info, await client.fetch(probe_paths(info)))
+        probe = await client.fetch(probe_paths(info))
+        probe.update(await client.fetch(followup_paths(info, probe)))
+        caps = detect(info, probe)
         yield client, info, caps
     finally:
         await client.aclose()

@@ -10,13 +10,23 @@ from envoy_ingest.commands import Out, print_line
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.tokens import TokenManager, duration_text
 from envoy_ingest.errors import GatewayError, SettingsError, TokenError
-from envoy_ingest.settings import GatewaySettings, Settings
+from envoy_ingest.gateway import GatewaySettings
+from envoy_ingest.origin import GatewayAddress
+from envoy_ingest.settings import Settings
 
 
 def _select(settings: Settings, gateway: str | None) -> list[GatewaySettings]:
     if gateway is None:
         return list(settings.gateways)
-    chosen = [gw for gw in settings.gateways if gateway in {gw.name, gw.serial, gw.host, gw.label}]
+    try:  # a host in any spelling (https://Envoy.local is envoy.local)
+        host = GatewayAddress.parse(gateway).key
+    except ValueError:
+        host = None
+    chosen = [
+        gw
+        for gw in settings.gateways
+        if gateway in {gw.name, gw.serial, gw.label} or gw.address.key == host
+    ]
     if not chosen:
         raise SettingsError(f"--gateway {gateway!r}: no gateway with that name, serial or host")
     return chosen

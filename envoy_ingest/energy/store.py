@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -40,7 +39,7 @@ from envoy_ingest.energy.battery import Integrator
 from envoy_ingest.energy.counter import Counter, finite
 from envoy_ingest.energy.daily import DayTrack
 from envoy_ingest.energy.events import SiteState
-from envoy_ingest.statefile import quarantine, write_atomic
+from envoy_ingest.statefile import quarantine, serial_name, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ class GatewayEnergy:
 
 
 def state_path(directory: Path, serial: str) -> Path:
-    return directory / f"energy-{re.sub(r'[^A-Za-z0-9_-]', '_', serial)}.json"
+    return directory / f"energy-{serial_name(serial)}.json"
 
 
 def progress_path(path: Path) -> Path:

@@ -12,7 +12,7 @@ from typing import NamedTuple, cast
 import httpx
 
 from envoy_ingest.envoy.passwords import default_password
-from envoy_ingest.settings import GatewaySettings
+from envoy_ingest.gateway import GatewaySettings
 
 
 def digest_password(gw: GatewaySettings, serial: str) -> str:

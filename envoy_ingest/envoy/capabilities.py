@@ -20,6 +20,17 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from envoy_ingest.envoy.firmware import GatewayInfo
+from envoy_ingest.envoy.probe_answers import (
+    device_data_usable as device_data_usable,  # re-exported: normalize/inverters.py
+)
+from envoy_ingest.envoy.probe_answers import (
+    enabled_meters,
+    encharge_count,
+    ensemble_groups,
+    entry,
+    generator_configured,
+    phase_count,
+)
 from envoy_ingest.gateway_json import acb_storage, active, dicts, label, mapping, number
 
 Snapshot = Mapping[str, Any]
@@ -38,6 +49,23 @@ METERS_READINGS = "/ivp/meters/readings"
 ENSEMBLE_INVENTORY = "/ivp/ensemble/inventory"
 ENSEMBLE_POWER = "/ivp/ensemble/power"
 DEVICE_DATA = "/ivp/pdm/device_data"
+#: The battery system in aggregate: available energy, capacity, backup reserve.
+SECCTRL = "/ivp/ensemble/secctrl"
+#: The IQ System Controller's dry contacts (status) and their settings.
+DRY_CONTACTS = "/ivp/ensemble/dry_contacts"
+DRY_CONTACT_SETTINGS = "/ivp/ss/dry_contact_settings"
+#: A standby generator on the System Controller: its state, and (probe) its configuration.
+GENERATOR = "/ivp/ensemble/generator"
+GEN_CONFIG = "/ivp/ss/gen_config"
+#: Storage mode, reserve and charge-from-grid (``storage_settings``), with the tariff.
+TARIFF = "/admin/lib/tariff"
+
+#: Endpoints that a gateway may lack or refuse although its firmware and devices
+#: suggest them: one that answers 404, 401 or 403 is learned by the worker
+#: (:attr:`Capabilities.absent`) and not asked again until the firmware changes.
+OPTIONAL_PATHS = frozenset({SECCTRL, DRY_CONTACTS, DRY_CONTACT_SETTINGS, GENERATOR, TARIFF})
+#: How often the settings (:attr:`Capabilities.settings_paths`) are read, in seconds.
+SETTINGS_INTERVAL = 3600.0
 
 #: Firmware from which an ``imeter`` gateway without enabled CTs stops updating
 #: ``/api/v1/production``.
@@ -78,12 +106,24 @@ class Capabilities:
     phase_count: int | None = None
     acb_count: int = 0
     encharge_count: int = 0
+    #: ``/ivp/ensemble/inventory`` lists an IQ System Controller (``ENPOWER``), an
+    #: IQ Meter Collar (``COLLAR``), an IQ Combiner controller (``C6 COMBINER
+    #: CONTROLLER``), each with at least one device.
+    system_controller: bool = False
+    collar: bool = False
+    combiner: bool = False
+    #: A generator is configured (``/ivp/ss/gen_config`` answers its settings;
+    #: asked only where a System Controller is: :func:`followup_paths`).
+    generator: bool = False
     #: ``/ivp/pdm/device_data`` lists the microinverters (see :func:`device_data_usable`).
     device_data: bool = False
     #: The gateway serves its device endpoints. Learned by the worker, not the
     #: probe: False once every path of the devices plan answered 404 (4.2.27 serves
     #: none), which empties the plan.
     device_endpoints: bool = True
+    #: Optional endpoints (:data:`OPTIONAL_PATHS`) learned by the worker to answer
+    #: 404, 401 or 403: left out of every plan.
+    absent: frozenset[str] = frozenset()
 
     def describe(self) -> str:
         """One line for logs and ``discover``: what was found and what will be polled."""
@@ -105,10 +145,20 @@ class Capabilities:
             parts.append(f"{self.acb_count} AC batteries")
         if self.encharge_count:
             parts.append(f"{self.encharge_count} IQ batteries")
-        if self.device_data:
-            parts.append("device data")
+        for name, on in (
+            ("IQ System Controller", self.system_controller),
+            ("IQ Meter Collar", self.collar),
+            ("IQ Combiner controller", self.combiner),
+            ("generator", self.generator),
+            ("device data", self.device_data),
+        ):
+            if on:
+                parts.append(name)
         devices = " ".join(self.devices_paths) or "none (the gateway serves no device endpoint)"
-        parts.append(f"totals: {' '.join(self.totals_paths)}; devices: {devices}")
+        plan = f"totals: {' '.join(self.totals_paths)}; devices: {devices}"
+        if self.settings_paths:
+            plan += f"; hourly: {' '.join(self.settings_paths)}"
+        parts.append(plan)
         return "; ".join(parts)
 
     @property
@@ -163,13 +213,46 @@ class Capabilities:
         paths.append(INVENTORY)  # provisioned / communicating / producing, ACB charge
         if self.device_data:
             paths.append(DEVICE_DATA)
-        if self.encharge_count:
-            paths.append(ENSEMBLE_INVENTORY)  # power: see devices_extra_paths
+        if self.encharge_count or self.ensemble_controller:
+            # IQ batteries (power: see devices_extra_paths); the System Controller's
+            # grid relay, the collar's grid state: +12 an hour where no IQ battery.
+            paths.append(ENSEMBLE_INVENTORY)
         if self.cts:
             # Every CT's lifetime energies (grid import / export on the
             # net-consumption CT) and the storage CT: +12 requests an hour.
             paths.append(METERS_READINGS)
-        return tuple(paths)
+        if self.batteries and self.firmware >= ENSEMBLE_FROM:
+            paths.append(SECCTRL)  # the battery system's energy and reserve: +12
+        if self.system_controller:
+            paths.append(DRY_CONTACTS)  # +12
+        if self.generator:
+            paths.append(GENERATOR)  # +12
+        return tuple(p for p in paths if p not in self.absent)
+
+    @property
+    def ensemble_controller(self) -> bool:
+        """A System Controller, Meter Collar or Combiner controller: grid state."""
+        return self.system_controller or self.collar or self.combiner
+
+    @property
+    def settings_paths(self) -> tuple[str, ...]:
+        """What the devices job also fetches once an hour (and at its first cycle):
+        the storage settings on battery sites, the dry contacts' settings where a
+        System Controller is. Nothing where the gateway serves no device endpoint."""
+        if not self.device_endpoints:
+            return ()
+        paths: list[str] = []
+        if self.batteries:
+            paths.append(TARIFF)
+        if self.system_controller:
+            paths.append(DRY_CONTACT_SETTINGS)
+        return tuple(p for p in paths if p not in self.absent)
+
+    @property
+    def settings_kept_paths(self) -> tuple[str, ...]:
+        """Hourly answers that ``normalize.devices`` reads every cycle (the dry
+        contacts' load names and thresholds), kept by the worker between reads."""
+        return tuple(p for p in self.settings_paths if p == DRY_CONTACT_SETTINGS)
 
     @property
     def devices_extra_paths(self) -> tuple[str, ...]:
@@ -193,7 +276,8 @@ class Capabilities:
 
 
 def probe_paths(info: GatewayInfo) -> list[str]:
-    """What to fetch once at start: at most five requests."""
+    """What to fetch once at start: at most five requests (one more where
+    :func:`followup_paths` says so)."""
     paths = [PRODUCTION_JSON, API_V1_PRODUCTION]
     if info.imeter is not False:  # older firmware does not say, and may have CTs (4.2.33)
         paths.append(METERS)
@@ -204,15 +288,26 @@ def probe_paths(info: GatewayInfo) -> list[str]:
     return paths
 
 
+def followup_paths(info: GatewayInfo, probe: Snapshot) -> list[str]:
+    """What the answers to :func:`probe_paths` make worth one more request at start:
+    the generator's configuration, only where an IQ System Controller is (a
+    generator connects to it). Its ``/ivp/ensemble/generator`` cannot tell: it
+    reports ``present: 1`` on sites without one (7.3.517, 8.2.127)."""
+    del info  # the ensemble inventory was probed only where the firmware has it
+    if "ENPOWER" in ensemble_groups(probe.get(ENSEMBLE_INVENTORY)):
+        return [GEN_CONFIG]
+    return []
+
+
 def detect(info: GatewayInfo, probe: Snapshot) -> Capabilities:
     """Decide what the gateway offers from the answers to :func:`probe_paths`."""
     production = mapping(probe.get(PRODUCTION_JSON))
     production_json = production is not None and isinstance(production.get("production"), list)
     pj: Mapping[str, Any] = production if production is not None and production_json else {}
 
-    enabled = _enabled_meters(probe.get(METERS))
+    enabled = enabled_meters(probe.get(METERS))
     types = {label(m.get("measurementType")) for m in enabled}
-    eim_active = active(_entry(pj.get("production"), "eim"))
+    eim_active = active(entry(pj.get("production"), "eim"))
     production_ct = "production" in types or eim_active
     consumption_ct = bool(types & {"net-consumption", "total-consumption"}) or any(
         active(e) for e in dicts(pj.get("consumption"))
@@ -244,6 +339,8 @@ def detect(info: GatewayInfo, probe: Snapshot) -> Capabilities:
     else:
         source = None
 
+    groups = ensemble_groups(probe.get(ENSEMBLE_INVENTORY))
+    system_controller = "ENPOWER" in groups
     return Capabilities(
         firmware=info.version,
         imeter=info.imeter,
@@ -255,9 +352,13 @@ def detect(info: GatewayInfo, probe: Snapshot) -> Capabilities:
         production_ct=production_ct,
         consumption_ct=consumption_ct,
         cts=cts,
-        phase_count=_phase_count(enabled, pj),
+        phase_count=phase_count(enabled, pj),
         acb_count=acb_count,
-        encharge_count=_encharge_count(probe.get(ENSEMBLE_INVENTORY)),
+        encharge_count=encharge_count(probe.get(ENSEMBLE_INVENTORY)),
+        system_controller=system_controller,
+        collar="COLLAR" in groups,
+        combiner="C6 COMBINER CONTROLLER" in groups,
+        generator=system_controller and generator_configured(probe.get(GEN_CONFIG)),
         device_data=device_data_usable(probe.get(DEVICE_DATA)),
     )
 
@@ -265,58 +366,10 @@ def detect(info: GatewayInfo, probe: Snapshot) -> Capabilities:
 def requests_per_hour(
     caps: Capabilities, totals_interval: float = 60, devices_interval: float = 300
 ) -> float:
-    """Requests one gateway receives per hour under the request plan."""
+    """Requests one gateway receives per hour under the request plan (the hourly
+    settings read included)."""
     return (
         len(caps.totals_paths) * 3600 / totals_interval
         + len(caps.devices_paths) * 3600 / devices_interval
-    )
-
-
-def device_data_usable(body: Any) -> bool:
-    """``/ivp/pdm/device_data`` lists every microinverter: ``deviceCount`` below
-    ``deviceDataLimit`` and at least one active ``pcu`` with a serial."""
-    if not isinstance(body, Mapping):
-        return False
-    count, limit = number(body.get("deviceCount")), number(body.get("deviceDataLimit"))
-    if count is None or limit is None or count >= limit:
-        return False
-    return any(
-        isinstance(d, Mapping)
-        and d.get("devName") == "pcu"
-        and d.get("active") is True
-        and bool(d.get("sn"))
-        for d in body.values()
-    )
-
-
-# --- helpers -----------------------------------------------------------------
-
-
-def _entry(entries: Any, type_: str) -> Mapping[str, Any] | None:
-    return next((e for e in dicts(entries) if e.get("type") == type_), None)
-
-
-def _enabled_meters(body: Any) -> list[Mapping[str, Any]]:
-    """Enabled CTs of ``/ivp/meters`` (``[]`` or ``{"error": ...}`` where none)."""
-    return [m for m in dicts(body) if label(m.get("state")) == "enabled"]
-
-
-def _phase_count(enabled: list[Mapping[str, Any]], pj: Mapping[str, Any]) -> int | None:
-    counts = [int(n) for m in enabled if (n := number(m.get("phaseCount")))]
-    if counts:
-        return max(counts)
-    entries = [*dicts(pj.get("production")), *dicts(pj.get("consumption"))]
-    live = [
-        sum(1 for line in dicts(e.get("lines")) if any(number(v) for v in line.values()))
-        for e in entries
-        if e.get("type") == "eim" and active(e) and isinstance(e.get("lines"), list)
-    ]
-    if not live or max(live) == 0:
-        return None
-    return max(live)
-
-
-def _encharge_count(body: Any) -> int:
-    return sum(
-        len(dicts(group.get("devices"))) for group in dicts(body) if group.get("type") == "ENCHARGE"
+        + len(caps.settings_paths) * 3600 / SETTINGS_INTERVAL
     )

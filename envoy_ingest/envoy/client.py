@@ -40,8 +40,8 @@ from envoy_ingest.errors import (
     GatewayUnreachable,
     TokenError,
 )
+from envoy_ingest.gateway import GatewaySettings
 from envoy_ingest.service import metrics
-from envoy_ingest.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,7 @@ class EnvoyClient:
         self.info: GatewayInfo | None = None
         self.last_errors: dict[str, str] = {}
         self.not_found: set[str] = set()  # paths of the last fetch that answered 404
+        self.refused: set[str] = set()  # paths of the last fetch that answered 401 / 403
         self._http = _transport.build_client(gw, transport)
         self._digest: GatewayDigestAuth | None = None
         self._gateway_date: tuple[float, float] | None = None  # (Date, monotonic then)
@@ -168,7 +169,8 @@ class EnvoyClient:
         self, *, deadline: float | None = None, authenticate: bool = True
     ) -> GatewayInfo:
         """Find the scheme, read ``/info``; on firmware >= 7 make sure a token is usable."""
-        forced, hostport = _transport.split_host(self.gw.host)
+        address = self.gw.address
+        forced, hostport = address.scheme, address.key
         if forced:
             schemes = [forced]
             if forced == "http" and self.gw.tls_fingerprint:
@@ -179,7 +181,7 @@ class EnvoyClient:
             schemes = ["https", "http"]
         failures: list[str] = []
         for scheme in schemes:
-            base = f"{scheme}://{hostport}"
+            base = address.base_url(scheme)
             try:
                 response = await self._send(base + "/info", deadline=deadline)
             except _transport.TransportFailure as exc:
@@ -263,7 +265,7 @@ class EnvoyClient:
             status = type(exc).__name__
             raise
         finally:
-            metrics.record_request(_transport.path_of(url), status, time.monotonic() - started)
+            metrics.record_request(self._target(url).path, status, time.monotonic() - started)
 
     # --- tokens ----------------------------------------------------------------------
 
@@ -352,11 +354,12 @@ class EnvoyClient:
         """Read ``paths`` one after the other (the gateway is weak).
 
         Failed endpoints are absent from the result; :attr:`last_errors` says why
-        (:attr:`not_found`: those that answered 404).
+        (:attr:`not_found`: those that answered 404; :attr:`refused`: 401 or 403).
         Once the gateway stops answering, the remaining paths are not tried.
         """
         self.last_errors = {}
         self.not_found = set()
+        self.refused = set()
         snapshot: dict[str, Any] = {}
         for i, path in enumerate(paths):
             try:
@@ -372,6 +375,8 @@ class EnvoyClient:
                 self.last_errors[path] = self._reason(exc, path)
                 if isinstance(exc, GatewayResponseError) and exc.status == 404:
                     self.not_found.add(path)
+                elif isinstance(exc, GatewayAuthError):
+                    self.refused.add(path)
         return snapshot
 
     def _reason(self, exc: Exception, path: str) -> str:

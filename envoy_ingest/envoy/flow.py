@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 import httpx
 
-from envoy_ingest.envoy.http11 import GatewayConnection, Origin, Reply, Timeouts
+from envoy_ingest.envoy.http11 import GatewayConnection, Reply, Timeouts
+from envoy_ingest.origin import Origin
 
 
 async def exchange(

@@ -43,15 +43,13 @@ import httpx
 
 from envoy_ingest.envoy.wire import Stream, find_header, read_body, read_head, ready
 from envoy_ingest.errors import CertificateMismatch
+from envoy_ingest.origin import Origin
 
-DEFAULT_PORTS = {"http": 80, "https": 443}
-
-Origin = tuple[str, str, int]  # scheme, host, port
 Timeouts = Mapping[str, float | None]  # httpx's "timeout" extension: connect, read, write, pool
 
 
 def origin_of(url: httpx.URL) -> Origin:
-    return (url.scheme, url.host, url.port or DEFAULT_PORTS.get(url.scheme, 80))
+    return Origin.of(url.scheme, url.host, url.port)
 
 
 def fingerprint(der: bytes) -> str:

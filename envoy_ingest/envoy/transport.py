@@ -1,7 +1,8 @@
 """HTTP to one gateway: where it listens, TLS (off or pinned), timeouts, retries.
 
-- ``host`` may be ``host``, ``host:port`` or ``http(s)://host:port``; a scheme
-  forces it, otherwise the client tries https then http (see client.py).
+- ``host`` may be ``host``, ``host:port`` or ``http(s)://host:port``, read by
+  :class:`envoy_ingest.origin.GatewayAddress`; a scheme forces it, otherwise the
+  client tries https then http (see client.py).
 - Gateways use self-signed certificates: verification is off unless
   ``verify_tls``; ``tls_fingerprint`` pins the SHA-256 of the certificate, checked
   on every new connection right after the TLS handshake, before a byte of HTTP
@@ -46,14 +47,14 @@ from envoy_ingest import __version__
 from envoy_ingest.backoff import Backoff
 from envoy_ingest.envoy.auth import GatewayDigestAuth
 from envoy_ingest.envoy.flow import exchange, signed_get
-from envoy_ingest.envoy.http11 import GatewayConnection, Origin, origin_of, request_head
+from envoy_ingest.envoy.http11 import GatewayConnection, origin_of, request_head
 from envoy_ingest.errors import (
     CertificateMismatch,
     GatewayResponseError,
     GatewayUnreachable,
 )
-from envoy_ingest.service.logging import install_header_redaction
-from envoy_ingest.settings import GatewaySettings
+from envoy_ingest.gateway import GatewaySettings
+from envoy_ingest.origin import Origin, split_url
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +68,6 @@ MAX_BACKOFF = 16.0
 # connection the gateway closed sooner is noticed before use and replaced.
 KEEPALIVE_EXPIRY = 75.0
 USER_AGENT = f"envoy-ingest/{__version__}"
-
-
-def split_host(host: str) -> tuple[str | None, str]:
-    """``"https://10.0.0.5:8443"`` -> ``("https", "10.0.0.5:8443")``; no scheme -> ``None``."""
-    if "://" in host:
-        scheme, _, rest = host.partition("://")
-        return scheme.lower(), rest.rstrip("/")
-    return None, host.rstrip("/")
 
 
 @functools.cache
@@ -107,7 +100,6 @@ def build_client(
     gw: GatewaySettings, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncBaseTransport:
     """What :func:`send` sends through: ``transport`` (tests), else the gateway's own."""
-    install_header_redaction()
     return transport if transport is not None else gateway_transport(gw)
 
 
@@ -164,9 +156,7 @@ def _timeout(gw: GatewaySettings, deadline: float | None) -> dict[str, float]:
 
 def path_of(url: str) -> str:
     """``"https://10.0.0.5/ivp/meters?x=1"`` -> ``"/ivp/meters?x=1"``."""
-    rest = url.partition("://")[2] or url
-    start = rest.find("/")
-    return rest[start:] if start >= 0 else "/"
+    return split_url(url)[3] or "/"
 
 
 def _headers(extra: dict[str, str] | None) -> dict[str, str]:
@@ -215,7 +205,7 @@ class Target:
         self.path = self.raw_path.decode("ascii", "replace") if self._url else path_of(self.text)
         scheme, host, port = origin_of(parsed)
         # Shared by every URL of the gateway (and its connection).
-        self.origin: Origin = (sys.intern(scheme), sys.intern(host), port)
+        self.origin = Origin(sys.intern(scheme), sys.intern(host), port)
         # Without the blank line that ends it: extra headers go there.
         self._start = request_head(httpx.Request("GET", parsed, headers=_headers(None)))[:-2]
 

@@ -16,7 +16,12 @@ What each field needs (docs/schema.md has the full contract):
   (``/api/v1/production/inverters``).
 - ``devices``: the devices job's answers, including the CT readings
   (``/ivp/meters/readings``: per-CT energies, grid import / export, the storage
-  CT), written once per reading at the CT's own ``timestamp``.
+  CT), written once per reading at the CT's own ``timestamp``; the battery
+  system (``/ivp/ensemble/secctrl``), the System Controller, collar and
+  combiner (``/ivp/ensemble/inventory``), the generator and dry contacts; and,
+  in the cycles that read them (hourly), the storage settings
+  (``/admin/lib/tariff``). The dry contacts' settings are merged in from the
+  latest hourly read (:attr:`Capabilities.settings_kept_paths`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from collections.abc import Mapping
 
 from envoy_ingest.envoy.capabilities import Capabilities, Snapshot
 from envoy_ingest.gateway_json import count
-from envoy_ingest.normalize import batteries, ct_readings, inverters, production
+from envoy_ingest.normalize import batteries, ct_readings, ensemble, inverters, production, storage
 from envoy_ingest.point import FieldValue, Point
 
 __all__ = ["devices", "totals"]
@@ -70,11 +75,18 @@ def devices(snapshot: Snapshot, caps: Capabilities, now: int) -> list[Point]:
     """``enphase_inverter`` and ``enphase_battery``, one point per device, at the
     device's own report time (``now`` where it has none); and from the CT
     readings ``enphase_meter`` energies per CT and phase, the storage CT, and the
-    ``enphase_system`` grid import / export, at each reading's time."""
+    ``enphase_system`` grid import / export, at each reading's time. On battery
+    and System Controller sites: the battery system and storage settings
+    (``enphase_system``, at the latest battery report), ``enphase_controller``
+    and the grid state (``enphase_system``) at the controller's report time,
+    ``enphase_generator`` and ``enphase_dry_contact`` at the System
+    Controller's (``now`` wherever no report time is given)."""
     return [
         *inverters.inverter_points(snapshot, caps, now),
         *batteries.battery_points(snapshot, now),
         *ct_readings.ct_points(snapshot, caps, now),
+        *storage.system_points(snapshot, caps, now),
+        *ensemble.site_points(snapshot, caps, now),
     ]
 
 

@@ -160,6 +160,16 @@ def battery_points(snapshot: Snapshot, now: int) -> list[Point]:
     return [*_encharge_points(snapshot, now), *_acb_points(snapshot, now)]
 
 
+def latest_report(snapshot: Snapshot) -> int | None:
+    """The latest ``last_rpt_date`` of the IQ batteries (``/ivp/ensemble/inventory``)
+    and AC Batteries (``/inventory.json``): the time of the battery system's
+    aggregate, which carries none."""
+    devices = [*encharge_devices(snapshot.get(ENSEMBLE_INVENTORY))]
+    devices += inventory_devices(snapshot, "ACB").values()
+    times = [t for d in devices if (t := report_time(d.get("last_rpt_date"))) is not None]
+    return max(times, default=None)
+
+
 def derive_state(power_w: float | None, soc_pct: float | None) -> str | None:
     """Positive power = discharging; at rest: full at 100 %, else idle."""
     if power_w is None:
@@ -236,6 +246,11 @@ def _encharge_points(snapshot: Snapshot, now: int) -> list[Point]:
         if (communicating := flag(device.get("communicating"))) is not None:
             fields["communicating"] = communicating
         _put_state(fields)
+        put(fields, "capacity_wh", device.get("encharge_capacity"))
+        if (led := integer(device.get("led_status"))) is not None:
+            fields["led_status"] = led
+        if (switch_off := flag(device.get("dc_switch_off"))) is not None:
+            fields["dc_switch_off"] = switch_off
         time = report_time(device.get("last_rpt_date")) or now
         points.append(Point("enphase_battery", fields, time, {"serial": s, "type": "encharge"}))
     for s, reading in power.items():  # reported by power only

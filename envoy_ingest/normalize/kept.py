@@ -15,7 +15,10 @@ mutated answers), so a reader that starts reading another key must add it here.
   ``batteries.encharge_aggregate``): the ``ENCHARGE`` groups, and of each battery
   ``serial_num``, ``percentFull``, ``encharge_capacity``;
 - ``/ivp/ensemble/power`` (the devices job's per-battery power:
-  ``batteries.encharge_power``): of each device ``serial_num``, ``real_power_mw``, ``soc``.
+  ``batteries.encharge_power``): of each device ``serial_num``, ``real_power_mw``, ``soc``;
+- ``/ivp/ss/dry_contact_settings`` (read hourly, kept for the devices job's cycles
+  between reads: ``ensemble.dry_contact_points``): of each contact ``id``,
+  ``load_name``, ``mode``, ``soc_low``, ``soc_high``.
 """
 
 from __future__ import annotations
@@ -23,12 +26,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from envoy_ingest.envoy.capabilities import API_V1_INVERTERS, ENSEMBLE_INVENTORY, ENSEMBLE_POWER
+from envoy_ingest.envoy.capabilities import (
+    API_V1_INVERTERS,
+    DRY_CONTACT_SETTINGS,
+    ENSEMBLE_INVENTORY,
+    ENSEMBLE_POWER,
+)
 from envoy_ingest.gateway_json import dicts
 
 _V1_INVERTER_KEYS = ("serialNumber", "devType")
 _ENCHARGE_KEYS = ("serial_num", "percentFull", "encharge_capacity")
 _POWER_KEYS = ("serial_num", "real_power_mw", "soc")
+_DRY_CONTACT_KEYS = ("id", "load_name", "mode", "soc_low", "soc_high")
 
 
 def kept(path: str, body: Any) -> Any:
@@ -47,6 +56,11 @@ def kept(path: str, body: Any) -> Any:
             for key in ("devices:", "devices")
             if key in body
         }
+    if path == DRY_CONTACT_SETTINGS and isinstance(body, Mapping):
+        contacts = body.get("dry_contacts")
+        if isinstance(contacts, list):
+            return {"dry_contacts": _only(dicts(contacts), _DRY_CONTACT_KEYS)}
+        return {"dry_contacts": contacts} if "dry_contacts" in body else {}
     return body
 
 

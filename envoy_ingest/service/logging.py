@@ -1,7 +1,9 @@
 """Logging: readable lines by default, JSON lines on request, secrets redacted.
 
 ``setup_logging(level, fmt)`` configures the root logger once per process (a
-second call replaces the first). Every record that reaches its handler passes
+second call replaces the first) and installs, once, the filter that drops
+httpcore's header lines (``Set-Cookie: sessionId=...``) at their loggers
+(:func:`install_header_redaction`). Every record that reaches its handler passes
 :class:`RedactingFilter` first, which rewrites the message (with its args
 merged in), the exception text and the stack text, so that no secret reaches
 any output at any level:
@@ -273,6 +275,7 @@ def setup_logging(
     if numeric > logging.DEBUG:
         handler.addFilter(_QuietLibraries())
     logging.captureWarnings(True)
+    install_header_redaction()
 
 
 class _DropHeaders(logging.Filter):
@@ -287,15 +290,16 @@ class _DropHeaders(logging.Filter):
         return True
 
 
+#: httpcore's loggers that log headers.
+HEADER_LOGGERS = ("httpcore.http11", "httpcore.http2", "httpcore.connection", "httpcore.proxy")
+
+
 def install_header_redaction() -> None:
-    """Drop httpcore's header lines (idempotent). Done when this module is first
-    imported, which every HTTP client of ours does (the gateway transport calls it
-    again to say so)."""
+    """Drop httpcore's header lines: once per process, by :func:`setup_logging`
+    (which every command runs before it makes an HTTP client); a second call adds
+    nothing."""
     flt = _DropHeaders()
-    for name in ("httpcore.http11", "httpcore.http2", "httpcore.connection", "httpcore.proxy"):
+    for name in HEADER_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropHeaders) for f in logger.filters):
             logger.addFilter(flt)
-
-
-install_header_redaction()

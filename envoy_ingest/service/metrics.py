@@ -98,8 +98,9 @@ REQUEST_SECONDS = Histogram(
 )
 MISSED_CYCLES = Counter(
     f"{PREFIX}_missed_cycles",
-    "Scheduled poll cycles that did not run, by job: the previous cycle of the "
-    "same gateway was still running, or the worker was too busy to start it in time.",
+    "Intervals at a gateway's phase in which no cycle of a job started, by job: the "
+    "previous cycle of the same gateway was still running, or the worker was too "
+    "busy to start it in time.",
     ["job"],
     registry=REGISTRY,
 )
@@ -196,9 +197,9 @@ def record_request(endpoint: str, status: int | str, seconds: float) -> None:
     children[1].observe(max(seconds, 0.0))
 
 
-def record_missed_cycle(job: str) -> None:
-    """A scheduled cycle of ``job`` did not run."""
-    MISSED_CYCLES.labels(job).inc()
+def record_missed_cycle(job: str, count: int = 1) -> None:
+    """``count`` intervals of a gateway in which no cycle of ``job`` started."""
+    MISSED_CYCLES.labels(job).inc(count)
 
 
 # The points counter's child per measurement (the data contract's four, and

@@ -125,6 +125,9 @@ class FleetGateway:
     requests: int = 0
     first_request: float | None = None  # time.monotonic()
     totals_answers: array[float] = field(default_factory=lambda: array("d"))
+    # When it was asked for its totals (production.json, /api/v1/production), answered
+    # or not: Unix seconds (the worker's schedule is on that clock).
+    totals_requests: array[float] = field(default_factory=lambda: array("d"))
 
     @property
     def url(self) -> str:
@@ -301,6 +304,9 @@ class FleetSimulator:
         body = await reader.readexactly(length) if length > 0 else b""
         now = time.monotonic()
         gateway.requests += 1
+        totals = path.split("?", 1)[0] in _TOTALS
+        if totals:
+            gateway.totals_requests.append(time.time())
         if gateway.first_request is None:
             gateway.first_request = now
         answer = gateway.app.handle(Request(method, path, headers, body))
@@ -324,7 +330,7 @@ class FleetSimulator:
         if method != "HEAD":
             writer.write(answer.body)
         await writer.drain()
-        if 200 <= answer.status < 300 and path.split("?", 1)[0] in _TOTALS:
+        if 200 <= answer.status < 300 and totals:
             gateway.totals_answers.append(time.monotonic())
         return keep
 

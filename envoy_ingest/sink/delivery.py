@@ -1,5 +1,9 @@
 """Spooled delivery: the durable spool in front of any writer (InfluxDB v1 or v2).
 
+It works from any :class:`~envoy_ingest.sink.queue.PointQueue` (the spool, the
+memory queue, or the durable queue that switches between them): the worker's
+is a :class:`~envoy_ingest.sink.durable.DurableQueue`.
+
 :meth:`SpooledDelivery.submit` only commits the points to the spool (no network),
 so polling never waits for InfluxDB. A background task (:meth:`start`) sends
 the oldest spooled rows in order, up to ``batch_size`` points per request,
@@ -33,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from envoy_ingest.backoff import Backoff
 from envoy_ingest.errors import SinkError
@@ -41,9 +46,10 @@ from envoy_ingest.service import metrics
 from envoy_ingest.sink._append import LineAppender
 from envoy_ingest.sink.answers import OK, Outcome, Writer, WriteResult
 from envoy_ingest.sink.base import DeliveryReport
-from envoy_ingest.sink.durable import DurableQueue
 from envoy_ingest.sink.lineprotocol import encode_point
-from envoy_ingest.sink.spool import Spool, SpoolEntry
+from envoy_ingest.sink.queue import PointQueue, SpoolEntry
+
+Queue = TypeVar("Queue", bound=PointQueue)
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +80,13 @@ def _points(entries: Sequence[SpoolEntry]) -> int:
     return sum(e.points for e in entries)
 
 
-class SpooledDelivery:
+class SpooledDelivery(Generic[Queue]):
+    """Delivery from ``spool``, any :class:`~envoy_ingest.sink.queue.PointQueue`."""
+
     def __init__(
         self,
         writer: Writer,
-        spool: Spool | DurableQueue,
+        spool: Queue,
         dead_letter_path: Path,
         *,
         batch_size: int = 5000,
@@ -116,7 +124,7 @@ class SpooledDelivery:
                 lines[point.kind].append(line + "\n")
         entries = [(t, "".join(ls).encode(), len(ls)) for t, ls in lines.items() if ls]
         try:
-            dropped = self.spool.append(entries)  # a DurableQueue never raises here
+            dropped = self.spool.append(entries)  # a DurableQueue never raises
         except SinkError as exc:
             log.error("%s; %d points lost", exc, sum(n for _, _, n in entries))
             metrics.record_write_error("spool")

@@ -1,6 +1,7 @@
 """The spool, or memory while the spool cannot be written: collection never stops.
 
-:class:`DurableQueue` is the FIFO the delivery works from. Normally it is the
+:class:`DurableQueue` is the FIFO the delivery works from (a
+:class:`~envoy_ingest.sink.queue.PointQueue`). Normally it is the
 SQLite spool. When the spool cannot be opened or written (a full disk, less
 than ``spool.min_free_bytes`` free, a damaged file, a read-only or vanished
 directory) it holds new points in a bounded :class:`MemoryQueue` instead
@@ -39,7 +40,8 @@ from envoy_ingest.service import metrics
 from envoy_ingest.sink.base import StatusBoard
 from envoy_ingest.sink.degraded import Degraded
 from envoy_ingest.sink.memory import MemoryQueue
-from envoy_ingest.sink.spool import Spool, SpoolEntry
+from envoy_ingest.sink.queue import Row, SpoolEntry
+from envoy_ingest.sink.spool import Spool
 from envoy_ingest.statefile import quarantine
 
 log = logging.getLogger(__name__)
@@ -61,7 +63,6 @@ class DurableQueue:
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.min_free_bytes = min_free_bytes
-        self.dropped = 0  # points dropped by this process, every reason
         self.degraded = Degraded(COMPONENT, status, clock)
         self._memory = MemoryQueue(memory_max_points)
         self._spool: Spool | None = None
@@ -135,15 +136,16 @@ class DurableQueue:
         )
 
     def _count(self, dropped: int, reason: str | None = "memory_full") -> None:
-        """Points dropped (the spool records its own metric: ``reason=None``)."""
-        self.dropped += dropped
+        """Points dropped (the spool records its own metric: ``reason=None``).
+        Counted for the degraded mode's messages and metrics; the delivery counts
+        what :meth:`append` returns."""
         if reason is not None:
             self.degraded.drop(dropped, reason)
         metrics.set_memory_points(self._memory.pending_points)
 
     # --- the FIFO -------------------------------------------------------------------
 
-    def append(self, entries: Sequence[tuple[str, bytes, int]]) -> int:
+    def append(self, entries: Sequence[Row]) -> int:
         """Keep ``(target, body, points)`` rows: spool, else memory. Never raises
         for a host fault; returns the points dropped to make room."""
         entries = [e for e in entries if e[1]]
@@ -238,5 +240,5 @@ class DurableQueue:
             self._spool = None
 
 
-def _rows(entries: Sequence[SpoolEntry]) -> list[tuple[str, bytes, int]]:
+def _rows(entries: Sequence[SpoolEntry]) -> list[Row]:
     return [(e.target, e.body, e.points) for e in entries]

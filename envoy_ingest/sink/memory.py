@@ -1,9 +1,9 @@
 """The in-memory stand-in for the spool while the spool cannot be written.
 
-The same FIFO as :class:`envoy_ingest.sink.spool.Spool` (append, peek, delete,
-replace), bounded by a number of points: beyond it the oldest rows go first,
-counted. Its rows carry negative ids, so a row always says which of the two
-queues it came from.
+The same FIFO as :class:`envoy_ingest.sink.spool.Spool` (a
+:class:`~envoy_ingest.sink.queue.PointQueue`), bounded by a number of points:
+beyond it the oldest rows go first, counted. Its rows carry negative ids, so a
+row always says which of the two queues it came from.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
-from envoy_ingest.sink.spool import SpoolEntry
+from envoy_ingest.sink.queue import Row, SpoolEntry, oldest
 
 
 class MemoryQueue:
@@ -26,7 +26,7 @@ class MemoryQueue:
     def pending_points(self) -> int:
         return self._points
 
-    def append(self, entries: Sequence[tuple[str, bytes, int]]) -> int:
+    def append(self, entries: Sequence[Row]) -> int:
         """Hold ``(target, body, points)`` rows; return the old points dropped for room."""
         now = time.time()
         for target, body, points in entries:
@@ -43,14 +43,7 @@ class MemoryQueue:
 
     def peek(self, max_points: int) -> list[SpoolEntry]:
         """The oldest rows, up to ``max_points`` points (at least one row if any)."""
-        out: list[SpoolEntry] = []
-        total = 0
-        for row in self._rows:
-            if out and total + row.points > max_points:
-                break
-            out.append(row)
-            total += row.points
-        return out
+        return oldest(self._rows, max_points)
 
     def delete(self, entries: Sequence[SpoolEntry]) -> None:
         ids = {e.id for e in entries}
@@ -65,10 +58,17 @@ class MemoryQueue:
         self._points = sum(r.points for r in self._rows)
         return new
 
-    def rows(self) -> list[tuple[str, bytes, int]]:
+    def rows(self) -> list[Row]:
         """Everything held, oldest first, as ``(target, body, points)``."""
         return [(r.target, r.body, r.points) for r in self._rows]
 
     def clear(self) -> None:
         self._rows.clear()
         self._points = 0
+
+    def disk_bytes(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        """Nothing to release: what memory holds goes with the process (the
+        :class:`~envoy_ingest.sink.durable.DurableQueue` moves it to the spool first)."""

@@ -40,11 +40,11 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from envoy_ingest.errors import SinkError, SpoolCorrupt, SpoolInUse
 from envoy_ingest.service import metrics
+from envoy_ingest.sink.queue import Row, SpoolEntry, oldest
 from envoy_ingest.sink.spool_read import SpoolStats, connect, inspect_spool
 from envoy_ingest.sink.spool_space import DropLog, no_room_message, space_limit
 
@@ -70,15 +70,6 @@ CREATE TABLE IF NOT EXISTS counter (
 """
 
 
-@dataclass(frozen=True, slots=True)
-class SpoolEntry:
-    id: int
-    target: str
-    points: int
-    body: bytes
-    created: float
-
-
 # SQLite's primary result codes for a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB.
 _CORRUPT_CODES = (11, 26)
 
@@ -95,7 +86,8 @@ def _error(what: str, exc: BaseException) -> SinkError:
 
 
 class Spool:
-    """A bounded FIFO of line-protocol batches on disk. Use from one thread."""
+    """A bounded FIFO of line-protocol batches on disk, a
+    :class:`~envoy_ingest.sink.queue.PointQueue`. Use from one thread."""
 
     def __init__(self, path: Path, max_bytes: int, min_free_bytes: int = 0) -> None:
         self.path = Path(path)
@@ -173,7 +165,7 @@ class Spool:
 
     # --- the FIFO -------------------------------------------------------------
 
-    def append(self, entries: Sequence[tuple[str, bytes, int]]) -> int:
+    def append(self, entries: Sequence[Row]) -> int:
         """Commit ``(target, body, points)`` rows in one transaction.
 
         Returns the number of old points dropped to make room (under
@@ -278,21 +270,17 @@ class Spool:
             return self._peek(max_points)
 
     def _peek(self, max_points: int) -> list[SpoolEntry]:
-        out: list[SpoolEntry] = []
-        total = 0
         cur = self._db.execute(
             "SELECT id, target, points, body, created FROM batch ORDER BY id LIMIT ?",
             (max(1, max_points),),
         )
         try:
-            for row_id, target, n, body, created in cur:
-                if out and total + n > max_points:
-                    break
-                out.append(SpoolEntry(row_id, target, n, bytes(body), created))
-                total += n
+            return oldest(
+                (SpoolEntry(i, target, n, bytes(body), at) for i, target, n, body, at in cur),
+                max_points,
+            )
         finally:
             cur.close()
-        return out
 
     def delete(self, entries: Sequence[SpoolEntry]) -> None:
         """Remove rows the server acknowledged (or that went to the dead-letter file)."""

@@ -29,7 +29,8 @@ GC_YOUNG_THRESHOLD = 7000
 def after_clock_jump(scheduler: AsyncIOScheduler, jump: float, now: float | None = None) -> None:
     """The host clock jumped by ``jump`` seconds: keep polling at the same pace.
 
-    APScheduler's interval trigger runs on wall time. After a forward jump it
+    APScheduler's interval triggers (the slots' :class:`.grid.GridTrigger` is
+    one) run on wall time. After a forward jump it
     runs each job once (``coalesce``, ``misfire_grace_time`` of one interval)
     and goes on: no burst. After a backward jump it would wait until its old
     next run time came round again, i.e. stop polling for as long as the clock

@@ -8,6 +8,13 @@ answer of the few endpoints that one job's normalizer reads from the other job
 and capacities, IQ battery power), reduced to what that normalizer reads
 (``normalize/kept.py``). Nothing else is kept between cycles: in a fleet of
 thousands, every cached answer is paid per gateway.
+
+The devices job also reads the settings (``Capabilities.settings_paths``:
+storage settings, dry contact settings) at its first cycle and then once an
+hour; of them the dry contacts' settings are kept for the cycles between.
+Optional endpoints that answer 404 (or 401 / 403 while the cycle's others
+answer) are learned (``Capabilities.absent``) and not asked again until the
+firmware changes.
 """
 
 from __future__ import annotations
@@ -26,18 +33,22 @@ from envoy_ingest.energy.stage import EVENT, EnergyStage
 from envoy_ingest.energy.store import EnergyStore, state_path
 from envoy_ingest.envoy.capabilities import (
     API_V1_PRODUCTION,
+    OPTIONAL_PATHS,
     PRODUCTION_JSON,
+    SETTINGS_INTERVAL,
     Capabilities,
     detect,
+    followup_paths,
     probe_paths,
 )
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.firmware import GatewayInfo
 from envoy_ingest.errors import EnvoyIngestError, GatewayError, SinkError
+from envoy_ingest.gateway import GatewaySettings
 from envoy_ingest.normalize.kept import kept
 from envoy_ingest.point import Kind, Point
 from envoy_ingest.service import metrics
-from envoy_ingest.settings import EnergySettings, GatewaySettings
+from envoy_ingest.settings import EnergySettings
 from envoy_ingest.sink.base import Sink
 from envoy_ingest.timecheck import FLOOR, implausible, latest
 
@@ -99,6 +110,10 @@ class GatewayPoller:
         self._probed_at = 0.0
         self._degraded = False
         self._no_devices_on: str | None = None  # firmware that serves no device endpoint
+        # Optional endpoints that answered 404 / 401 / 403, and on which firmware.
+        self._absent: frozenset[str] = frozenset()
+        self._absent_on: str | None = None
+        self._settings_read: float | None = None  # steady time of the last settings read
 
     @property
     def label(self) -> str:
@@ -139,6 +154,9 @@ class GatewayPoller:
                 # Typically right after a reboot (503): decide nothing yet, probe next cycle.
                 detail = "; ".join(f"{p}: {r}" for p, r in self.client.last_errors.items())
                 raise GatewayError(f"the gateway does not serve production data yet ({detail})")
+            followup = followup_paths(self.info, probe)
+            if followup:  # a System Controller: is a generator configured? (1 request)
+                probe.update(await self.client.fetch(followup, deadline=deadline))
             reprobe = self._probed_at > 0
             self.caps = detect(self.info, probe)
             if reprobe:
@@ -149,16 +167,51 @@ class GatewayPoller:
             self._degraded = self.caps.production_source is None or self.caps.api_v1_zero
             if self._no_devices_on == self.info.software:  # learned before: still none
                 self.caps = replace(self.caps, device_endpoints=False)
+            if self._absent_on == self.info.software:
+                self.caps = replace(self.caps, absent=self._absent)
+            self._settings_read = None  # a new plan reads its settings at once
             self._remember(probe, self.caps)
             log.info("%s: %s", self.label, self.caps.describe())
         return self.caps
 
     def _remember(self, snap: Mapping[str, Any], caps: Capabilities) -> None:
-        """Keep the answers that the other job's normalizer also reads, and of them
-        only what it reads (:func:`normalize.kept.kept`)."""
+        """Keep the answers that the other job's normalizer also reads, and the
+        hourly settings the devices job reads every cycle; of them only what is
+        read (:func:`normalize.kept.kept`)."""
         for path in (*caps.totals_extra_paths, *caps.devices_extra_paths):
             if path in snap:
                 self.latest[path] = kept(path, snap[path])
+        for path in caps.settings_kept_paths:
+            if path in snap:
+                self.latest[path] = kept(path, snap[path])
+
+    def _settings_due(self, caps: Capabilities) -> tuple[str, ...]:
+        """The settings paths when their hourly read is due (at the first devices
+        cycle, then once :data:`SETTINGS_INTERVAL` has passed since the last)."""
+        if not caps.settings_paths:
+            return ()
+        last = self._settings_read
+        if last is not None and self.steady() - last < SETTINGS_INTERVAL:
+            return ()
+        return caps.settings_paths
+
+    def _learn_absent(self, caps: Capabilities, answered: bool) -> Capabilities:
+        """Optional endpoints that answered 404 (or 401 / 403 while others of the
+        same fetch answered, so the credentials are good) are not asked again
+        until the firmware changes. Said once each."""
+        refused = self.client.refused if answered else set()
+        learned = (self.client.not_found | refused) & OPTIONAL_PATHS
+        learned -= caps.absent
+        if not learned:
+            return caps
+        assert self.info is not None
+        for path in sorted(learned):
+            why = "404" if path in self.client.not_found else "refused"
+            log.info("%s: %s answered %s: not asked again", self.label, path, why)
+        self._absent = caps.absent | learned
+        self._absent_on = self.info.software
+        self.caps = replace(caps, absent=self._absent)
+        return self.caps
 
     def _no_device_endpoints(self, caps: Capabilities, paths: Sequence[str]) -> Capabilities:
         """Every device endpoint answered 404: the gateway has none. Said once; the
@@ -227,12 +280,19 @@ class GatewayPoller:
             # The other job's answers this one also reads; fetched here only until
             # that job has answered once (the first cycle after start).
             missing = tuple(p for p in extra if p not in self.latest and p not in paths)
-            snap = await self.client.fetch(paths + missing, deadline=deadline)
+            hourly = self._settings_due(caps) if job == "devices" else ()
+            snap = await self.client.fetch(paths + hourly + missing, deadline=deadline)
             errors = dict(self.client.last_errors)
             if job == "devices" and paths and set(paths) <= self.client.not_found:
                 caps = self._no_device_endpoints(caps, paths)
                 paths = caps.devices_paths
                 errors = {p: r for p, r in errors.items() if p not in self.client.not_found}
+            caps = self._learn_absent(caps, answered=bool(snap))
+            errors = {p: r for p, r in errors.items() if p not in caps.absent}
+            if hourly and all(p in snap or p in caps.absent for p in hourly):
+                self._settings_read = self.steady()
+            if job == "devices":
+                extra += caps.settings_kept_paths
             if paths and not snap:
                 detail = "; ".join(f"{p}: {r}" for p, r in errors.items())
                 raise GatewayError(f"no endpoint answered ({detail})")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from envoy_ingest.settings import GatewaySettings, Settings
+from envoy_ingest.gateway import GatewaySettings
+from envoy_ingest.settings import Settings
 from envoy_ingest.shard import select
 
 #: Sections and keys a reload applies.

@@ -3,13 +3,13 @@
 Each job runs at a stable phase of its interval (:mod:`.spread`), so a fleet's
 polls are spread evenly instead of firing together, and a restart does not
 burst. The scheduler holds one job per slot of half a second, which starts the
-cycles of the gateways in it (:mod:`.slots`). Cycles coalesce and never overlap
-themselves; one that could not start in time is counted as a missed cycle. The two jobs of one
+cycles of the gateways in it (:mod:`.slots`) once in every interval (:mod:`.grid`:
+jitter never accumulates). Cycles coalesce and never overlap themselves; an
+interval without a cycle of a gateway is a missed cycle. The two jobs of one
 gateway share a lock so the weak gateway never serves two of our requests at
-once, while different gateways poll independently: a failing one never stalls
-others. All gateways share one bound on the requests in flight
-(``[schedule] max_in_flight``). Nothing escapes a job: a cancelled or failed
-cycle is an ordinary failed poll.
+once; gateways poll independently (a failing one never stalls others) under
+one bound on the requests in flight (``[schedule] max_in_flight``). Nothing
+escapes a job: a cancelled or failed cycle is an ordinary failed poll.
 
 With a shard (``--shard I/N``) the worker polls only its share of the
 gateways. SIGHUP reloads the settings (:meth:`Worker.reload`): gateways are
@@ -267,6 +267,7 @@ class Worker:
             jump = detector.jumped()
             if jump:
                 after_clock_jump(scheduler, jump)
+                self.slots.clock_jumped()
                 if jump < 0:
                     self.slots.all_due()
 

@@ -12,15 +12,24 @@ What a gateway sees is what one job per gateway gave:
 
 - its first run is at its phase within its start window (``first_run``): until
   then its slot passes it by;
+- the slot's job runs once in every interval at the slot's phase
+  (:class:`.grid.GridTrigger`): jitter (``[schedule] jitter``) delays a whole
+  slot's run within its interval, never the runs after it;
 - a cycle never overlaps the previous cycle of the same job: a gateway still
   busy when its slot fires misses that cycle (``still running``);
 - a slot run that starts too late (APScheduler's misfire: later than one
   interval) is a missed cycle of every gateway in it (``started too late``);
-  runs coalesce, so a late slot runs once, never in a burst;
-- jitter (``[schedule] jitter``) delays a whole slot, not each gateway.
+  runs coalesce, so a late slot runs once, never in a burst.
 
-Missed cycles count in ``envoy_ingest_missed_cycles_total`` and are logged as
-``<gateway>:<job>: cycle missed (<reason>)``.
+Missed cycles are counted as a gateway sees them: every interval at its phase,
+from its first run on, in which none of its cycles of that job started is one
+missed cycle, whether APScheduler said why (the reasons above) or not (its
+runs were coalesced after the event loop stalled: ``no poll started``, counted
+when its next cycle starts). Each interval counts once. They count in
+``envoy_ingest_missed_cycles_total`` and are logged as
+``<gateway>:<job>: cycle missed (<reason>)``. After a jump of the host clock
+the count starts again from the next cycle: intervals the clock jumped over
+are not missed cycles.
 """
 
 from __future__ import annotations
@@ -40,8 +49,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from envoy_ingest.point import Kind
 from envoy_ingest.service import metrics
+from envoy_ingest.worker.grid import GridTrigger
 from envoy_ingest.worker.poller import GatewayPoller
-from envoy_ingest.worker.spread import first_run, next_run, slot
+from envoy_ingest.worker.spread import first_run, interval_index, next_run, slot
 
 log = logging.getLogger("envoy_ingest.worker.scheduler")
 
@@ -57,6 +67,9 @@ class Member:
     poller: GatewayPoller
     due: float  # Unix time of its first run; 0 once it ran
     cycle: asyncio.Task[None] | None = None  # its cycle of this job, while it runs
+    # The last interval at its phase (``spread.interval_index``) with a cycle started
+    # or a missed cycle counted; None: none since it joined or the clock jumped.
+    seen: int | None = None
 
 
 @dataclass(slots=True)
@@ -64,6 +77,7 @@ class Slot:
     kind: Kind
     index: int
     interval: float
+    phase: float  # seconds into each interval, from the Unix epoch
     members: dict[str, Member] = field(default_factory=dict)
 
     @property
@@ -116,15 +130,12 @@ class Slots:
         key = _job_id(kind, index)
         found = self._slots.get(key)
         if found is None:
-            found = self._slots[key] = Slot(kind, index, interval)
+            found = self._slots[key] = Slot(kind, index, interval, phase)
             at = datetime.fromtimestamp(next_run(now, phase, interval), UTC)
             scheduler.add_job(
                 self._fire,
-                "interval",
+                GridTrigger(interval, at, jitter),
                 args=[found],
-                seconds=interval,
-                start_date=at,
-                jitter=jitter or None,
                 coalesce=True,
                 max_instances=1,
                 misfire_grace_time=int(interval),
@@ -134,7 +145,9 @@ class Slots:
                 replace_existing=True,
             )
         due = first_run(poller.settings.identity, now, phase, interval, ramp)
-        found.members[label] = Member(poller, due)
+        # Its intervals count from the one of its first run.
+        seen = interval_index(due, phase, interval) - 1
+        found.members[label] = Member(poller, due, seen=seen)
         self._of.setdefault(label, []).append(found)
         return due
 
@@ -156,6 +169,15 @@ class Slots:
         for found in self._slots.values():
             for member in found.members.values():
                 member.due = 0.0
+        self.clock_jumped()
+
+    def clock_jumped(self) -> None:
+        """The host clock jumped: the intervals it jumped over (or will go through
+        again) are no missed cycles; each gateway's count starts again from its next
+        cycle."""
+        for found in self._slots.values():
+            for member in found.members.values():
+                member.seen = None
 
     def first_runs(self) -> dict[tuple[str, Kind], float]:
         """When each gateway's job first runs, by (label, kind); 0 once it ran."""
@@ -172,20 +194,40 @@ class Slots:
             return  # not a slot (the heartbeat), or removed meanwhile
         reason = "still running" if event.code == EVENT_JOB_MAX_INSTANCES else "started too late"
         scheduled = event.scheduled_run_time.timestamp()
+        k = interval_index(scheduled, found.phase, found.interval)
         for label, member in found.members.items():
             if member.due <= scheduled:  # a gateway not yet started missed nothing
-                self.missed(label, found.kind, reason)
+                self._account(found, label, member, k, reason)
+
+    def _account(self, found: Slot, label: str, member: Member, k: int, reason: str) -> None:
+        """Interval ``k`` of a gateway: a cycle started (``reason`` empty) or none for
+        ``reason``. Intervals since the last one accounted for had none started. An
+        interval already accounted for (it had a cycle, or its miss was counted)
+        counts no more."""
+        seen = member.seen
+        if seen is not None and k <= seen:
+            return
+        member.seen = k
+        if seen is not None and k - seen > 1:
+            self.missed(label, found.kind, "no poll started", k - seen - 1)
+        if reason:
+            self.missed(label, found.kind, reason)
 
     @staticmethod
-    def missed(label: str, kind: Kind, reason: str) -> None:
-        metrics.record_missed_cycle(kind)
-        log.warning("%s:%s: cycle missed (%s)", label, kind, reason)
+    def missed(label: str, kind: Kind, reason: str, count: int = 1) -> None:
+        metrics.record_missed_cycle(kind, count)
+        if count == 1:
+            log.warning("%s:%s: cycle missed (%s)", label, kind, reason)
+        else:
+            log.warning("%s:%s: %d cycles missed (%s)", label, kind, count, reason)
 
     async def _fire(self, found: Slot) -> None:
         """The slot's job: start a cycle of each of its gateways that is due."""
         # A run is never early (APScheduler waits for the wall time) but may be late
         # (jitter, a busy loop): a first run due within half an interval is this one.
-        horizon = self._clock() + found.interval / 2
+        now = self._clock()
+        horizon = now + found.interval / 2
+        k = interval_index(now, found.phase, found.interval)
         create = asyncio.get_running_loop().create_task
         for label, member in found.members.items():
             if member.due:
@@ -193,8 +235,9 @@ class Slots:
                     continue
                 member.due = 0.0
             if member.cycle is not None:
-                self.missed(label, found.kind, "still running")
+                self._account(found, label, member, k, "still running")
                 continue
+            self._account(found, label, member, k, "")
             member.cycle = create(self._cycle(member, found.kind))
             self._running.add(member.cycle)
 

@@ -35,6 +35,9 @@ import math
 SLOT_SECONDS = 0.5
 #: The part of the start window (``ramp`` intervals) in which no later slot is chosen.
 START_MARGIN = 0.1
+#: A time this close before a point of a job's grid counts as at it (the rounding
+#: of a float through a datetime is a microsecond).
+GRID_TOLERANCE = 1e-3
 
 
 def stable_fraction(key: str) -> float:
@@ -74,6 +77,12 @@ def next_run(now: float, offset: float, interval: float) -> float:
     """The first time at or after ``now`` (Unix seconds) that is ``offset`` seconds
     past a multiple of ``interval`` since the epoch."""
     return now + (offset - now) % interval
+
+
+def interval_index(t: float, phase: float, interval: float) -> int:
+    """Which interval at ``phase`` the time ``t`` (Unix seconds) is in: ``k`` for
+    ``[phase + k * interval, phase + (k + 1) * interval)``."""
+    return math.floor((t - phase + GRID_TOLERANCE) / interval)
 
 
 def first_run(identity: str, now: float, offset: float, interval: float, ramp: int) -> float:

@@ -101,7 +101,7 @@ def influx_sink(
     batch_size: int = 5000,
     max_bytes: int = 64 * 1024 * 1024,
     backoff: tuple[float, float] = (0.02, 0.2),
-) -> SpooledDelivery:
+) -> SpooledDelivery[Spool]:
     """An InfluxDB sink on ``directory/spool.sqlite`` (dead letters in
     ``directory/dead-letter.lp``), built from an ``[influxdb]`` table such as
     ``server.influxdb_settings()``, with a fast backoff for tests."""

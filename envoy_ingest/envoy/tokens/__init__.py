@@ -23,9 +23,11 @@ One job per module:
 - ``claims.py``   what a JWT says (expiry, issue time, account type), read without verifying
 - ``cache.py``    the 0600 on-disk cache, one file per gateway serial
 - ``cloud.py``    the Enphase cloud: Enlighten login and the token request
-- ``policy.py``   when to renew, retry and warn: pure functions of the time
-- ``manager.py``  TokenManager: the token of each gateway, what clients call
-- ``renewal.py``  the background renewal loop
+- ``policy.py``   when to renew, retry, warn and wake: pure functions of the time
+- ``state.py``    what the manager keeps per Enlighten account and per gateway serial
+- ``pasted.py``   the pasted tokens and the warnings before they expire
+- ``manager.py``  TokenManager: the token of each gateway, what clients call, and
+  its background renewal loop
 """
 
 from envoy_ingest.envoy.tokens.claims import DAY, TokenInfo, decode_token, duration_text

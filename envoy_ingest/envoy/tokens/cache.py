@@ -9,12 +9,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 from envoy_ingest.envoy.tokens.claims import TokenInfo, decode_token
-from envoy_ingest.statefile import quarantine, write_atomic
+from envoy_ingest.statefile import quarantine, serial_name, write_atomic
 
 log = logging.getLogger("envoy_ingest.envoy.tokens")
 
@@ -25,7 +24,7 @@ class TokenCache:
         self.clock = clock
 
     def path(self, serial: str) -> Path:
-        return self.directory / f"{re.sub(r'[^A-Za-z0-9_-]', '_', serial)}.json"
+        return self.directory / f"{serial_name(serial)}.json"
 
     def load(self, serial: str, username: str, where: str) -> TokenInfo | None:
         """The cached token of ``serial`` fetched with ``username``'s account, if any."""

@@ -7,27 +7,35 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from envoy_ingest.backoff import Backoff
 from envoy_ingest.clock import Clock, SteadyClock
-from envoy_ingest.envoy.tokens import renewal
 from envoy_ingest.envoy.tokens.cache import TokenCache
 from envoy_ingest.envoy.tokens.claims import TokenInfo, decode_token, duration_text
-from envoy_ingest.envoy.tokens.cloud import TOKEN_PAGE, EnlightenClient, Session
-from envoy_ingest.envoy.tokens.policy import BACKOFF_BASE, BACKOFF_CAP, SESSION_REUSE, due
+from envoy_ingest.envoy.tokens.cloud import TOKEN_PAGE, EnlightenClient
+from envoy_ingest.envoy.tokens.pasted import PastedTokens
+from envoy_ingest.envoy.tokens.policy import (
+    BACKOFF_BASE,
+    BACKOFF_CAP,
+    SESSION_REUSE,
+    due,
+    next_wake,
+    renewal_time,
+    sleep_for,
+)
+from envoy_ingest.envoy.tokens.state import Account, Entry
 from envoy_ingest.errors import (
     CloudError,
     CloudLoginRefused,
     GatewayAuthError,
     MultiFactorAccount,
-    SettingsError,
     TokenError,
 )
-from envoy_ingest.settings import GatewaySettings, Settings
+from envoy_ingest.gateway import GatewaySettings
+from envoy_ingest.settings import Settings
 
 log = logging.getLogger("envoy_ingest.envoy.tokens")
 
@@ -35,37 +43,6 @@ Validator = Callable[[str], Awaitable[bool]]
 Sleep = Callable[[float], Awaitable[None]]
 
 REASON_REFUSED = "the gateway refused the current one"
-
-
-# --- state ----------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Account:
-    username: str
-    password: str = field(repr=False)
-    backoff: Backoff = field(repr=False)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
-    retry_at: float = 0.0
-    last_error: str | None = None
-    session: Session | None = field(default=None, repr=False)
-    session_at: float = 0.0
-
-
-@dataclass(slots=True)
-class _Entry:
-    serial: str
-    index: int  # in settings.gateways, for messages naming the key
-    gw: GatewaySettings
-    current: TokenInfo | None = None
-    obtained: float = 0.0
-    validated: bool = False  # the gateway accepted it (check_jwt or a request)
-    refused: bool = False  # the gateway refused it
-    replaces_refused: bool = False  # fetched because the gateway refused the previous one
-
-    @property
-    def where(self) -> str:
-        return f"gateways[{self.index}] ({self.gw.label})"
 
 
 class TokenManager:
@@ -87,45 +64,33 @@ class TokenManager:
             settings.enlighten, transport=cloud_transport, clock=self.clock, sleep=sleep
         )
         self.cache = TokenCache(settings.state.directory / "tokens", self.clock)
-        self._entries: dict[str, _Entry] = {}
-        self._accounts: dict[str, _Account] = {}
-        self._pasted: dict[int, TokenInfo] = {}
-        self._warned: dict[int, set[float]] = {}
+        self._entries: dict[str, Entry] = {}
+        self._accounts: dict[str, Account] = {}
+        self.pasted = PastedTokens(settings.gateways)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        for i, gw in enumerate(settings.gateways):
-            if gw.token is not None:
-                try:
-                    self._pasted[i] = decode_token(gw.token.get_secret_value(), "pasted")
-                except ValueError as exc:
-                    raise SettingsError(
-                        f"gateways[{i}].token: {exc}; paste the whole token from {TOKEN_PAGE}"
-                    ) from None
+        for gw in settings.gateways:
             if gw.enlighten_username and gw.enlighten_password is not None:
                 self._accounts.setdefault(
                     gw.enlighten_username,
-                    _Account(
+                    Account(
                         gw.enlighten_username,
                         gw.enlighten_password.get_secret_value(),
                         Backoff(BACKOFF_BASE, BACKOFF_CAP, rng=self._rng),
                     ),
                 )
-        # Lookups per poll and per new entry, in O(1) for fleets of thousands.
+        # Lookups per new entry, in O(1) for fleets of thousands.
         self._position = {id(gw): i for i, gw in enumerate(settings.gateways)}
-        self._pasted_serials: dict[str, int] = {}
-        for i, gw in enumerate(settings.gateways):
-            if gw.serial and i in self._pasted:
-                self._pasted_serials.setdefault(gw.serial, i)
 
     # --- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
         """Load what is known and start renewing in the background."""
         for i, gw in enumerate(self.settings.gateways):
-            if gw.serial and (i in self._pasted or self._account(gw)):
+            if gw.serial and (i in self.pasted or self._account(gw)):
                 self._entry(gw, gw.serial)
-        if self._task is None and (self._pasted or self._accounts):
-            self._task = asyncio.create_task(renewal.run(self), name="token-refresh")
+        if self._task is None and (self.pasted or self._accounts):
+            self._task = asyncio.create_task(self._renew(), name="token-refresh")
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -203,12 +168,12 @@ class TokenManager:
         entry = self._entries.get(serial)
         if entry is not None and entry.current is not None:
             return entry.current.expires - self.clock()
-        i = self._pasted_serials.get(serial)
-        return None if i is None else self._pasted[i].expires - self.clock()
+        pasted = self.pasted.of_serial(serial)
+        return None if pasted is None else pasted.expires - self.clock()
 
     # --- decisions -------------------------------------------------------------
 
-    def _account(self, gw: GatewaySettings) -> _Account | None:
+    def _account(self, gw: GatewaySettings) -> Account | None:
         return self._accounts.get(gw.enlighten_username or "")
 
     def _index(self, gw: GatewaySettings) -> int:
@@ -220,14 +185,14 @@ class TokenManager:
                 return i
         raise ValueError(f"gateway {gw.label} is not in the settings")
 
-    def _entry(self, gw: GatewaySettings, serial: str) -> _Entry:
+    def _entry(self, gw: GatewaySettings, serial: str) -> Entry:
         entry = self._entries.get(serial)
         if entry is not None:
             return entry
         index = self._index(gw)
-        entry = _Entry(serial, index, gw)
+        entry = Entry(serial, index, gw)
         now = self.clock()
-        candidates = [t for t in (self._pasted.get(index), self._load(entry)) if t is not None]
+        candidates = [t for t in (self.pasted.get(index), self._load(entry)) if t is not None]
         usable = [t for t in candidates if t.expires > now]
         best = max(usable or candidates, key=lambda t: t.expires, default=None)
         entry.current, entry.obtained = best, now
@@ -235,10 +200,10 @@ class TokenManager:
         self._wake.set()
         return entry
 
-    def _due(self, entry: _Entry, now: float) -> bool:
+    def _due(self, entry: Entry, now: float) -> bool:
         return due(entry.current, entry.obtained, entry.refused, now)
 
-    def _no_token(self, entry: _Entry) -> TokenError | GatewayAuthError:
+    def _no_token(self, entry: Entry) -> TokenError | GatewayAuthError:
         tok = entry.current
         if tok is None:
             return TokenError(
@@ -257,7 +222,7 @@ class TokenManager:
             "enlighten_username and enlighten_password to have tokens fetched automatically"
         )
 
-    async def _refused(self, entry: _Entry, tok: TokenInfo) -> str:
+    async def _refused(self, entry: Entry, tok: TokenInfo) -> str:
         entry.refused, entry.validated = True, False
         acct = self._account(entry.gw)
         log.warning("%s: the gateway refuses the %s token", entry.where, tok.source)
@@ -273,7 +238,7 @@ class TokenManager:
         assert entry.current is not None
         return entry.current.value
 
-    def _failed(self, acct: _Account, reason: str, *, permanent: bool = False) -> None:
+    def _failed(self, acct: Account, reason: str, *, permanent: bool = False) -> None:
         delay = acct.backoff.next()
         if permanent:
             delay = BACKOFF_CAP
@@ -282,7 +247,7 @@ class TokenManager:
         acct.session = None
 
     async def _refresh(
-        self, entry: _Entry, *, seen: TokenInfo | None, reason: str, force: bool = False
+        self, entry: Entry, *, seen: TokenInfo | None, reason: str, force: bool = False
     ) -> None:
         """Fetch a new token for ``entry`` unless another task just did."""
         acct = self._account(entry.gw)
@@ -354,11 +319,57 @@ class TokenManager:
     def current(self, gw: GatewaySettings, serial: str) -> TokenInfo | None:
         return self._entry(gw, serial).current
 
-    # --- background ------------------------------------------------------------
+    # --- background: the renewal loop ---------------------------------------------
+
+    def _renewal_time(self, entry: Entry) -> float | None:
+        """When the loop renews ``entry`` (None: it cannot, no Enlighten account)."""
+        acct = self._account(entry.gw)
+        if acct is None:
+            return None
+        return renewal_time(
+            entry.current, entry.obtained, entry.refused, acct.retry_at, self.clock()
+        )
 
     async def refresh_due(self) -> None:
         """One pass: renew what is due (outside backoff) and warn about pasted tokens."""
-        await renewal.refresh_due(self)
+        for entry in list(self._entries.values()):
+            at = self._renewal_time(entry)
+            if at is None or at > self.clock():
+                continue
+            try:
+                await self._refresh(entry, seen=entry.current, reason="renewing ahead of expiry")
+            except TokenError as exc:
+                tok = entry.current
+                if tok is not None and not entry.refused and tok.expires > self.clock():
+                    log.warning("%s; the current token stays in use", exc)
+                else:
+                    log.error("%s", exc)
+        self.pasted.warn(self.clock(), self.has_credentials)
+
+    def _next_wake(self, now: float) -> float:
+        """When the loop has something to do next."""
+        renewals = (self._renewal_time(entry) for entry in self._entries.values())
+        times = [at for at in renewals if at is not None]
+        return next_wake(now, times + self.pasted.wakes(self.has_credentials))
+
+    async def _renew(self) -> None:
+        """In the background, never in a poll's path: renew and warn until cancelled;
+        sleep until the next thing falls due, woken early when a token is refused or
+        added."""
+        while True:
+            self._wake.clear()
+            try:
+                await self.refresh_due()
+            except Exception as exc:  # never let the renewer die
+                log.error("token renewal failed: %s", type(exc).__name__)
+            now = self.clock()
+            sleeper = asyncio.ensure_future(self._sleep(sleep_for(self._next_wake(now), now)))
+            waker = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeper.cancel()
+                waker.cancel()
 
     # --- for the `token` command -----------------------------------------------------
 
@@ -376,12 +387,12 @@ class TokenManager:
         """Where the token of ``serial`` is cached."""
         return self.cache.path(serial)
 
-    def _load(self, entry: _Entry) -> TokenInfo | None:
+    def _load(self, entry: Entry) -> TokenInfo | None:
         acct = self._account(entry.gw)
         if acct is None:
             return None
         return self.cache.load(entry.serial, acct.username, entry.where)
 
-    def _save(self, entry: _Entry, tok: TokenInfo) -> None:
+    def _save(self, entry: Entry, tok: TokenInfo) -> None:
         acct = self._account(entry.gw)
         self.cache.save(entry.serial, acct.username if acct else None, tok, entry.where)

@@ -1,8 +1,10 @@
-"""When to renew a token, when to retry the cloud and when to warn about a pasted
-token: pure functions of the time (no clock of their own, no I/O)."""
+"""When to renew a token, when to retry the cloud, when to warn about a pasted
+token and how long the renewal loop sleeps: pure functions of the time (no
+clock of their own, no I/O)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 
 from envoy_ingest.envoy.tokens.claims import DAY, TokenInfo
@@ -25,6 +27,25 @@ def renew_at(tok: TokenInfo | None, obtained: float, refused: bool, now: float) 
 
 def due(tok: TokenInfo | None, obtained: float, refused: bool, now: float) -> bool:
     return renew_at(tok, obtained, refused, now) <= now
+
+
+def renewal_time(
+    tok: TokenInfo | None, obtained: float, refused: bool, retry_at: float, now: float
+) -> float:
+    """When the renewal loop renews a fetched token: once it is due (:func:`renew_at`)
+    and its account's backoff (``retry_at``) has passed. Renewed when this is <= ``now``."""
+    return max(renew_at(tok, obtained, refused, now), retry_at)
+
+
+def next_wake(now: float, times: Iterable[float]) -> float:
+    """The earliest of ``times`` (renewals, warnings), and at most :data:`MAX_IDLE` away."""
+    return min([now + MAX_IDLE, *times])
+
+
+def sleep_for(wake: float, now: float) -> float:
+    """How long the loop sleeps to wake at ``wake``: at least :data:`MIN_SLEEP` (no
+    busy loop on something due now), at most :data:`MAX_IDLE`."""
+    return min(max(wake - now, MIN_SLEEP), MAX_IDLE)
 
 
 def pasted_warnings(left: float, warned: AbstractSet[float]) -> set[float]:
