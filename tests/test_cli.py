@@ -296,8 +296,8 @@ def test_run_loads_neither_pyjwt_cryptography_nor_sqlite3() -> None:
 
 def test_demo_shows_a_battery_site(tmp_path: Path) -> None:
     """``demo --site battery``: the grid fails 15 simulated minutes after start
-    (at night, the batteries at their reserve); the batteries carry the house
-    and the battery energy is written."""
+    (at night); the batteries carry the house, the battery energy is written and
+    the outage is an event."""
     exe = Path(sys.executable).with_name("envoy-ingest")
     done = subprocess.run(
         [
@@ -323,3 +323,8 @@ def test_demo_shows_a_battery_site(tmp_path: Path) -> None:
         if field.startswith("battery_discharged_lifetime_wh=")
     ]
     assert discharged and discharged[-1] > discharged[0] > 0
+    assert any(
+        line.startswith("enphase_event,") and "kind=grid" in line and 'text="grid lost"' in line
+        for line in written.splitlines()
+    )
+    assert "grid_connected=false" in written
