@@ -17,6 +17,7 @@ and a clean restart. The simulated clock is stepped a minute at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import shutil
 import tempfile
@@ -53,7 +54,6 @@ FAILED = {at(1, 14) + 60, at(1, 14) + 120}  # two minutes without answers: bridg
 KILL_9 = at(1, 20) + 1380  # 20:23, state last flushed at the new day or the event
 RESTART = at(2, 12)
 FIELDS = {"charged": "battery_charged", "discharged": "battery_discharged"}
-# Four thousand polls: the spool's and state's fsyncs go to memory where it can.
 SHM = Path("/dev/shm")
 pytestmark = pytest.mark.timeout(600)
 
@@ -117,23 +117,32 @@ async def run_days(sims: tuple[Simulator, ...], cfg: Settings) -> int:
     return restarts
 
 
-@pytest.fixture(scope="module")
-def written(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InfluxDB1, Any]]:
-    root = tmp_path_factory.mktemp("battery")
+@contextlib.contextmanager
+def influx_and_state(root: Path) -> Iterator[tuple[InfluxDB1, Path]]:
+    """A real InfluxDB 1.x, and a state directory (the spool's too) in memory where
+    the host has one: thousands of polls, each a spool commit with its fsync."""
     state = Path(tempfile.mkdtemp(dir=SHM if SHM.is_dir() else root))
     server = InfluxDB1(root / "db")
     server.first_start()
-    sims = simulators()
     try:
-        for sim in sims:
-            sim.start()
-        assert asyncio.run(run_days(sims, settings(sims, state, server))) == 2
-        yield server, sims
+        yield server, state
     finally:
-        for sim in sims:
-            sim.stop()
         server.kill()
         shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InfluxDB1, Any]]:
+    sims = simulators()
+    with influx_and_state(tmp_path_factory.mktemp("battery")) as (server, state):
+        try:
+            for sim in sims:
+                sim.start()
+            assert asyncio.run(run_days(sims, settings(sims, state, server))) == 2
+            yield server, sims
+        finally:
+            for sim in sims:
+                sim.stop()
 
 
 def rows(server: InfluxDB1, sim: Simulator, field: str) -> list[tuple[int, float]]:

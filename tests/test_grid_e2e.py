@@ -10,10 +10,7 @@ ends with "grid back" and its whole duration.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +24,7 @@ from envoy_ingest.simulator import Simulator, SimulatorConfig
 from envoy_ingest.sink import build_sink
 from envoy_ingest.worker.poller import GatewayPoller
 from tests.support.servers import InfluxDB1
+from tests.test_battery_e2e import influx_and_state
 from tests.test_energy_e2e import query
 
 TZ = "Europe/Berlin"
@@ -44,7 +42,6 @@ START, END = at(0, 22), at(1, 9)
 OUTAGE = (at(1, 1), at(1, 3.5))
 KILL_9 = at(1, 2) + 120  # inside the outage, between two devices cycles
 MODE_CHANGE = at(1, 4)  # the cloud puts the batteries in backup mode
-SHM = Path("/dev/shm")
 pytestmark = pytest.mark.timeout(300)
 
 
@@ -102,32 +99,22 @@ async def run(sim: Simulator, cfg: Settings) -> None:
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InfluxDB1, Simulator]]:
-    root = tmp_path_factory.mktemp("grid")
-    state = Path(tempfile.mkdtemp(dir=SHM if SHM.is_dir() else root))
-    server = InfluxDB1(root / "db")
-    server.first_start()
     sim = simulator()
-    try:
-        sim.start()
-        cfg = Settings(
-            gateways=[
-                {
-                    "host": sim.host,
-                    "name": "home",
-                    "timezone": TZ,
-                    "token": sim.issue_token(lifetime=10 * 86400),
-                }
-            ],
-            state={"directory": state},
-            influxdb=server.influxdb_settings(),
-            energy={"state_flush_interval": 3600},
-        )
-        asyncio.run(run(sim, cfg))
-        yield server, sim
-    finally:
-        sim.stop()
-        server.kill()
-        shutil.rmtree(state, ignore_errors=True)
+    with influx_and_state(tmp_path_factory.mktemp("grid")) as (server, state):
+        try:
+            sim.start()
+            gateway = {"host": sim.host, "name": "home", "timezone": TZ}
+            gateway["token"] = sim.issue_token(lifetime=10 * 86400)
+            cfg = Settings(
+                gateways=[gateway],
+                state={"directory": state},
+                influxdb=server.influxdb_settings(),
+                energy={"state_flush_interval": 3600},
+            )
+            asyncio.run(run(sim, cfg))
+            yield server, sim
+        finally:
+            sim.stop()
 
 
 def events(server: InfluxDB1, kind: str) -> list[tuple[int, str, float | None]]:
