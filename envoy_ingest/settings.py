@@ -83,6 +83,8 @@ class GatewaySettings(_Section):
     connect_timeout: float = Field(default=10.0, gt=0)
     read_timeout: float = Field(default=45.0, gt=0)
     timezone: str | None = None  # IANA name; None: the host's zone
+    # Seconds between live reads of this gateway (1 to 59, 0 off); None: [schedule]'s.
+    live_interval: int | None = Field(default=None, ge=0, le=59)
 
     @field_validator("timezone")
     @classmethod
@@ -152,6 +154,8 @@ class ScheduleSettings(_Section):
     devices_interval: float = Field(default=300.0, ge=1)
     jitter: float = Field(default=5.0, ge=0)
     max_in_flight: int = Field(default=1000, ge=1)
+    # Seconds between live reads (enphase_live) of metered gateways, 1 to 59; 0: off.
+    live_interval: int = Field(default=0, ge=0, le=59)
 
 
 class InfluxDBSettings(_Section):
@@ -161,11 +165,13 @@ class InfluxDBSettings(_Section):
     org: str | None = None
     bucket: str | None = None
     device_bucket: str | None = None
+    live_bucket: str | None = None  # enphase_live; default: bucket
     token: SecretStr | None = None
     token_file: str | None = None
     # v1 (InfluxDB 1.x)
     database: str | None = None
     device_database: str | None = None
+    live_database: str | None = None  # enphase_live; default: database
     retention_policy: str | None = None
     username: str | None = None
     password: SecretStr | None = None

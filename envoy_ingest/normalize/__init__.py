@@ -17,6 +17,8 @@ What each field needs (docs/schema.md has the full contract):
 - ``devices``: the devices job's answers, including the CT readings
   (``/ivp/meters/readings``: per-CT energies, grid import / export, the storage
   CT), written once per reading at the CT's own ``timestamp``.
+- ``live``: the live job's one answer, ``/ivp/meters/readings`` (``enphase_live``,
+  see :mod:`.live`).
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from collections.abc import Mapping
 from envoy_ingest.envoy.capabilities import Capabilities, Snapshot
 from envoy_ingest.gateway_json import count
 from envoy_ingest.normalize import batteries, ct_readings, inverters, production
+from envoy_ingest.normalize.live import live
 from envoy_ingest.point import FieldValue, Point
 
-__all__ = ["devices", "totals"]
+__all__ = ["devices", "live", "totals"]
 
 _PRODUCTION_FIELDS = (
     "production_w",

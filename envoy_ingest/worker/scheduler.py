@@ -44,6 +44,7 @@ from envoy_ingest.settings import GatewaySettings, Settings
 from envoy_ingest.sink import build_sink
 from envoy_ingest.sink.base import Sink
 from envoy_ingest.statefile import sync_all
+from envoy_ingest.worker.live import LiveReads, live_interval
 from envoy_ingest.worker.host import (
     CLOCK_CHECK_SECONDS,
     after_clock_jump,
@@ -93,7 +94,8 @@ class Worker:
             self._add_poller(gw)
         self._stop = asyncio.Event()
         self._running: set[asyncio.Task[object]] = set()
-        self.slots = Slots(self.run_job, self._running)
+        self.live = LiveReads(self._locks.get)
+        self.slots = Slots(self._slot_job, self._running, missed={"live": self.live.missed})
 
     @property
     def pollers(self) -> list[GatewayPoller]:
@@ -103,15 +105,25 @@ class Worker:
         s = self.settings.schedule
         return s.totals_interval if job == "totals" else s.devices_interval
 
+    async def _slot_job(self, poller: GatewayPoller, job: Kind) -> object:
+        """What a slot starts: a cycle, or a live read (:mod:`.live`)."""
+        if job == "live":
+            return await self.live.run(poller, self.on_result)
+        return await self.run_job(poller, job)
+
     async def poll(self, poller: GatewayPoller, job: Kind) -> CycleResult:
         """One cycle of one job of one gateway, within its interval."""
         interval = self._interval(job)
         lock = self._locks.get(poller.label)
         if lock is None or self._pollers.get(poller.label) is not poller:
             return CycleResult(poller.label, job, ok=False, error="removed by a reload")
-        async with lock:
-            deadline = asyncio.get_running_loop().time() + interval * 0.9
-            result = await poller.poll(job, deadline=deadline)
+        self.live.other_begins(poller.label)
+        try:
+            async with lock:
+                deadline = asyncio.get_running_loop().time() + interval * 0.9
+                result = await poller.poll(job, deadline=deadline)
+        finally:
+            self.live.other_ends(poller.label)
         self._record(poller, result)
         if self.on_result is not None:
             self.on_result(result)
@@ -231,12 +243,14 @@ class Worker:
         scheduler.start()
         watch = asyncio.create_task(self._watch_clock(scheduler, JumpDetector()))
         self.health.scheduler_running(True)
+        live = sum(1 for p in self.pollers if live_interval(p.settings, self.settings.schedule))
         log.info(
-            "polling %d gateway(s)%s: totals every %gs, devices every %gs",
+            "polling %d gateway(s)%s: totals every %gs, devices every %gs%s",
             len(self._pollers),
             f" (shard {self.settings.shard_spec})" if self.settings.shard else "",
             self.settings.schedule.totals_interval,
             self.settings.schedule.devices_interval,
+            f"; live data asked of {live} (metered sites only, said once probed)" if live else "",
         )
         restore_gc = pace_gc()
         try:
@@ -293,6 +307,7 @@ class Worker:
         s = self.settings.schedule
         offsets = start_offsets(poller.settings.identity, s.totals_interval, s.devices_interval)
         jobs: tuple[Kind, Kind] = ("totals", "devices")
+        self.live.schedule(scheduler, self.slots, poller, s, offsets, now)
         for job, offset, ramp in zip(jobs, offsets, (2, 1), strict=True):
             interval = self._interval(job)
             self.health.register_gateway(poller.label, job, interval)
@@ -314,6 +329,7 @@ class Worker:
         if self._scheduler is not None:
             self.slots.remove(self._scheduler, label)
         self._facts.pop(label, None)
+        self.live.remove(label)
         poller = self._pollers.pop(label)
         self.health.unregister_gateway(label)
         async with self._locks.pop(label):  # let a poll in progress finish first

@@ -1,7 +1,7 @@
 """The gateways' jobs in APScheduler: one interval job per slot, not per gateway.
 
 Each job of a gateway runs at a stable phase of its interval (:mod:`.spread`),
-rounded down to a slot of half a second. For each kind (totals, devices) and
+rounded down to a slot of half a second. For each kind (totals, devices, live) and
 each slot that holds a gateway there is one APScheduler interval job; when it
 fires it starts one cycle per gateway of the slot, each its own asyncio task
 (they poll concurrently and independently). APScheduler's cost (its job store,
@@ -20,7 +20,8 @@ What a gateway sees is what one job per gateway gave:
 - jitter (``[schedule] jitter``) delays a whole slot, not each gateway.
 
 Missed cycles count in ``envoy_ingest_missed_cycles_total`` and are logged as
-``<gateway>:<job>: cycle missed (<reason>)``.
+``<gateway>:<job>: cycle missed (<reason>)``; a kind may have its own handler
+instead (``missed``: the live job counts its skips by cause, without a log line).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ from envoy_ingest.worker.spread import first_run, next_run, slot
 log = logging.getLogger("envoy_ingest.worker.scheduler")
 
 RunJob = Callable[[GatewayPoller, Kind], Coroutine[Any, Any, object]]
+#: Handles a missed cycle: (gateway label, kind, reason).
+Missed = Callable[[str, Kind, str], None]
 
 _PREFIX = "slot:"
 
@@ -80,7 +83,8 @@ class Slots:
 
     ``run_job`` runs one cycle of one gateway (nothing may escape it), each in its
     own task, kept in ``running`` while it runs so that a stop can cancel it.
-    ``clock`` is the wall clock APScheduler runs on (Unix seconds).
+    ``clock`` is the wall clock APScheduler runs on (Unix seconds). ``missed``
+    handles the missed cycles of the kinds it names, instead of :meth:`missed`.
     """
 
     def __init__(
@@ -88,10 +92,12 @@ class Slots:
         run_job: RunJob,
         running: set[asyncio.Task[object]],
         clock: Callable[[], float] = time.time,
+        missed: dict[Kind, Missed] | None = None,
     ) -> None:
         self._run_job = run_job
         self._running = running
         self._clock = clock
+        self._missed: dict[Kind, Missed] = dict(missed or {})
         self._slots: dict[str, Slot] = {}  # by job id
         self._of: dict[str, list[Slot]] = {}  # the slots of each gateway, by label
 
@@ -143,6 +149,10 @@ class Slots:
         for found in self._of.pop(label, []):
             self._leave(scheduler, found, label)
 
+    def leave(self, scheduler: AsyncIOScheduler, label: str, kind: Kind) -> None:
+        """Take gateway ``label`` out of its ``kind`` slot (its other jobs stay)."""
+        self._forget(scheduler, label, kind)
+
     def clear(self, scheduler: AsyncIOScheduler) -> None:
         """Remove every slot and its job: when the schedule changes, every gateway is
         added again (a slot is made for one interval)."""
@@ -174,7 +184,7 @@ class Slots:
         scheduled = event.scheduled_run_time.timestamp()
         for label, member in found.members.items():
             if member.due <= scheduled:  # a gateway not yet started missed nothing
-                self.missed(label, found.kind, reason)
+                self._missed.get(found.kind, self.missed)(label, found.kind, reason)
 
     @staticmethod
     def missed(label: str, kind: Kind, reason: str) -> None:
@@ -193,7 +203,7 @@ class Slots:
                     continue
                 member.due = 0.0
             if member.cycle is not None:
-                self.missed(label, found.kind, "still running")
+                self._missed.get(found.kind, self.missed)(label, found.kind, "still running")
                 continue
             member.cycle = create(self._cycle(member, found.kind))
             self._running.add(member.cycle)
