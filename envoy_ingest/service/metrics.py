@@ -166,8 +166,7 @@ COUNTER_CORRECTIONS = Counter(
 )
 LIVE_READS = Counter(
     f"{PREFIX}_live_reads",
-    "Live reads (/ivp/meters/readings for enphase_live), all gateways, by outcome "
-    "(ok, error).",
+    "Live reads (/ivp/meters/readings for enphase_live), all gateways, by outcome (ok, error).",
     ["outcome"],
     registry=REGISTRY,
 )

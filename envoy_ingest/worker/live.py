@@ -183,9 +183,9 @@ class LiveReads:
         fired too late (``started too late``)."""
         state = self._states.get(label)
         cause = "worker_late"
-        if state is not None and reason == "still running" and state.began is not None:
-            if self._steady() - state.began >= state.interval / 2:
-                cause = "gateway_slow"
+        began = state.began if state is not None else None
+        if reason == "still running" and began is not None and state is not None:
+            cause = "gateway_slow" if self._steady() - began >= state.interval / 2 else cause
         self._skip(cause)
 
     def _skip(self, cause: str) -> None:

@@ -298,7 +298,8 @@ class GatewayPoller:
         except EnvoyIngestError as exc:
             log.debug("%s: live read failed: %s", self.label, exc)
             return CycleResult(self.label, "live", ok=False, error=str(exc))
-        points = self._plausible("live", normalize.live({METERS_READINGS: body}, caps, int(self.clock())))
+        now = int(self.clock())
+        points = self._plausible("live", normalize.live({METERS_READINGS: body}, caps, now))
         tagged = self._tag(points, self._gateway_tags())
         if tagged:
             try:

@@ -44,13 +44,13 @@ from envoy_ingest.settings import GatewaySettings, Settings
 from envoy_ingest.sink import build_sink
 from envoy_ingest.sink.base import Sink
 from envoy_ingest.statefile import sync_all
-from envoy_ingest.worker.live import LiveReads, live_interval
 from envoy_ingest.worker.host import (
     CLOCK_CHECK_SECONDS,
     after_clock_jump,
     pace_gc,
     raise_fd_limit,
 )
+from envoy_ingest.worker.live import LiveReads, live_interval
 from envoy_ingest.worker.poller import CycleResult, GatewayPoller
 from envoy_ingest.worker.reload import gateway_changes, needs_restart, own_share
 from envoy_ingest.worker.slots import Slots
