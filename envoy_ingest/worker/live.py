@@ -67,7 +67,8 @@ def live_interval(gateway: GatewaySettings, schedule: ScheduleSettings) -> int:
     return schedule.live_interval if gateway.live_interval is None else gateway.live_interval
 
 
-def requests_per_hour(interval: float) -> float:
+def live_requests_per_hour(interval: float) -> float:
+    """Requests an hour of a live job every ``interval`` seconds (0: off)."""
     return 3600 / interval if interval else 0.0
 
 
@@ -80,7 +81,7 @@ def plan(caps: Capabilities, interval: int) -> str:
             "live: not scheduled: the site has no CTs (its production changes only when "
             "the microinverters report, about every 5 minutes)"
         )
-    rph = requests_per_hour(interval)
+    rph = live_requests_per_hour(interval)
     return f"live: /ivp/meters/readings every {interval} s ({rph:.0f} requests an hour)"
 
 
