@@ -162,7 +162,7 @@ def test_live_interval_setting_default_override_and_bounds(tmp_path: Path) -> No
             "none",
             "live: not scheduled: the site has no CTs (its production changes only when the "
             "microinverters report, about every 5 minutes)",
-            "96",
+            "84",
         ),
     ],
 )
