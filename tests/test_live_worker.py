@@ -275,3 +275,31 @@ def test_a_slow_gateway_backs_the_live_interval_off_and_it_comes_back(
     )
     steps = [b - a for a, b in itertools.pairwise(times)]
     assert 4 in steps and steps[-3:] == [1, 1, 1]
+
+
+def test_the_documented_influxdb_1_retention_and_downsampling_commands_work(
+    influxdb1: InfluxDB1,
+) -> None:
+    """docs/sinks.md's InfluxDB 1.x block, run as written on a real InfluxDB 1.x."""
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "sinks.md").read_text()
+    block = docs.split("InfluxDB 1.x (`live_database", 1)[1].split("```sql\n", 1)[1]
+    block = block.split("```", 1)[0]
+    statements = [
+        s.strip()
+        for s in re.split(
+            r"\n(?=CREATE )", "\n".join(ln for ln in block.splitlines() if not ln.startswith("--"))
+        )
+        if s.strip()
+    ]
+    assert len(statements) == 2
+    for statement in statements:
+        result = influxdb1.query(statement)
+        assert "error" not in str(result), (statement, result)
+    policies = influxdb1.query('SHOW RETENTION POLICIES ON "solar_live"')
+    values = policies["results"][0]["series"][0]["values"]
+    assert [(v[0], v[1], v[-1]) for v in values] == [("week", "168h0m0s", True)]
+    cqs = str(influxdb1.query("SHOW CONTINUOUS QUERIES"))
+    assert (
+        "INTO solar.autogen.enphase_live_1m FROM solar_live.week.enphase_live "
+        "GROUP BY time(1m), * END"
+    ) in cqs

@@ -125,6 +125,7 @@ class FleetGateway:
     requests: int = 0
     first_request: float | None = None  # time.monotonic()
     totals_answers: array[float] = field(default_factory=lambda: array("d"))
+    by_path: dict[str, int] = field(default_factory=dict)  # requests by path (no query)
 
     @property
     def url(self) -> str:
@@ -301,6 +302,8 @@ class FleetSimulator:
         body = await reader.readexactly(length) if length > 0 else b""
         now = time.monotonic()
         gateway.requests += 1
+        key = path.split("?", 1)[0]
+        gateway.by_path[key] = gateway.by_path.get(key, 0) + 1
         if gateway.first_request is None:
             gateway.first_request = now
         answer = gateway.app.handle(Request(method, path, headers, body))
