@@ -31,9 +31,10 @@ Skips count in ``envoy_ingest_live_skipped_total{reason}``, reads in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -109,7 +110,7 @@ class LiveReads:
     """The live jobs of a worker's gateways.
 
     ``lock(label)`` is the gateway's lock (shared with its other jobs, which
-    call :meth:`other_begins` / :meth:`other_ends` around their cycles).
+    run their cycles within :meth:`other`).
     """
 
     def __init__(
@@ -159,17 +160,25 @@ class LiveReads:
         phases = [(slot(offset, every)[1], every, jitter) for offset, every, jitter in others]
         self._states[label] = LiveState(interval, phases)
 
-    def other_begins(self, label: str) -> None:
-        """A totals or devices cycle of gateway ``label`` wants the gateway."""
+    @contextlib.contextmanager
+    def other(self, label: str) -> Iterator[None]:
+        """Around a totals or devices cycle of gateway ``label``: while it wants or
+        has the gateway, no live read starts."""
         state = self._states.get(label)
-        if state is not None:
-            state.busy += 1
-            state.other_began = self._wall()
-
-    def other_ends(self, label: str) -> None:
-        state = self._states.get(label)
-        if state is not None and state.busy:
+        if state is None:
+            yield
+            return
+        state.busy += 1
+        state.other_began = self._wall()
+        try:
+            yield
+        finally:
             state.busy -= 1
+
+    def describe(self, pollers: Iterable[GatewayPoller], schedule: ScheduleSettings) -> str:
+        """For the start-up line: how many gateways are asked for live data."""
+        n = sum(1 for p in pollers if live_interval(p.settings, schedule))
+        return f"; live data asked of {n} (metered sites only, said once probed)" if n else ""
 
     def remove(self, label: str) -> None:
         state = self._states.pop(label, None)

@@ -50,7 +50,7 @@ from envoy_ingest.worker.host import (
     pace_gc,
     raise_fd_limit,
 )
-from envoy_ingest.worker.live import LiveReads, live_interval
+from envoy_ingest.worker.live import LiveReads
 from envoy_ingest.worker.poller import CycleResult, GatewayPoller
 from envoy_ingest.worker.reload import gateway_changes, needs_restart, own_share
 from envoy_ingest.worker.slots import Slots
@@ -117,13 +117,10 @@ class Worker:
         lock = self._locks.get(poller.label)
         if lock is None or self._pollers.get(poller.label) is not poller:
             return CycleResult(poller.label, job, ok=False, error="removed by a reload")
-        self.live.other_begins(poller.label)
-        try:
+        with self.live.other(poller.label):  # live reads make way
             async with lock:
                 deadline = asyncio.get_running_loop().time() + interval * 0.9
                 result = await poller.poll(job, deadline=deadline)
-        finally:
-            self.live.other_ends(poller.label)
         self._record(poller, result)
         if self.on_result is not None:
             self.on_result(result)
@@ -243,14 +240,13 @@ class Worker:
         scheduler.start()
         watch = asyncio.create_task(self._watch_clock(scheduler, JumpDetector()))
         self.health.scheduler_running(True)
-        live = sum(1 for p in self.pollers if live_interval(p.settings, self.settings.schedule))
         log.info(
             "polling %d gateway(s)%s: totals every %gs, devices every %gs%s",
             len(self._pollers),
             f" (shard {self.settings.shard_spec})" if self.settings.shard else "",
             self.settings.schedule.totals_interval,
             self.settings.schedule.devices_interval,
-            f"; live data asked of {live} (metered sites only, said once probed)" if live else "",
+            self.live.describe(self.pollers, self.settings.schedule),
         )
         restore_gc = pace_gc()
         try:
