@@ -14,9 +14,11 @@ from envoy_ingest.cli import main
 from envoy_ingest.envoy.capabilities import METERS, METERS_READINGS, Capabilities, detect
 from envoy_ingest.errors import SettingsError
 from envoy_ingest.point import Point
+from envoy_ingest.service import metrics
 from envoy_ingest.settings import load_settings
 from envoy_ingest.simulator import Simulator, SimulatorConfig
-from envoy_ingest.worker.live import live_interval, live_offset
+from envoy_ingest.worker.live import LiveReads, live_interval, live_offset
+from envoy_ingest.worker.poller import CycleResult
 from tests import fixtures_io as fx
 from tests.conftest import require_fixtures
 from tests.worker_settings import write_settings
@@ -178,3 +180,59 @@ def test_discover_shows_the_live_plan(
     out = capsys.readouterr().out
     assert f"  {plan}\n" in out
     assert re.search(rf"requests per hour with the current schedule: {total}\n", out)
+
+
+def skipped(reason: str) -> float:
+    value = metrics.REGISTRY.get_sample_value("envoy_ingest_live_skipped_total", {"reason": reason})
+    return value or 0.0
+
+
+def test_a_skip_is_the_gateways_fault_only_after_half_an_interval_at_it() -> None:
+    now = [100.0]
+    live = LiveReads(lambda label: None, steady=lambda: now[0])
+    live.add("g", 2, [])
+    state = live.state("g")
+    assert state is not None
+    before = {r: skipped(r) for r in live.skipped}
+    state.began = 99.0  # the previous read had the gateway for 1 s: half of 2 s
+    live.missed("g", "live", "still running")
+    state.began = 99.5  # it began late: 0.5 s ago
+    live.missed("g", "live", "still running")
+    live.missed("g", "live", "started too late")  # the slot itself fired late
+    assert live.skipped == {"worker_late": 2, "gateway_slow": 1, "gateway_busy": 0}
+    assert {r: skipped(r) - before[r] for r in before} == live.skipped
+
+
+def test_back_off_doubles_on_slow_or_failed_reads_and_halves_after_three_fast_ones() -> None:
+    live = LiveReads(lambda label: None, steady=lambda: 0.0)
+    live.add("g", 1, [])
+    state = live.state("g")
+    assert state is not None
+    ok, failed = CycleResult("g", "live", ok=True), CycleResult("g", "live", ok=False, error="x")
+    factors = []
+    for took, result in [
+        (0.1, failed),  # an error: 2 s
+        (1.5, ok),  # slower than half of 2 s: 4 s
+        (1.5, ok),  # not slower than half of 4 s: stays
+        (1.2, ok),  # under half of 4 s, over a quarter: not yet fast enough for 2 s
+        (0.5, ok),
+        (0.5, ok),
+        (0.5, ok),  # three in a row under 1 s: 2 s
+        (0.2, ok),
+        (0.2, ok),
+        (0.2, ok),  # three under 0.5 s: 1 s
+        (0.2, ok),  # at the configured interval: stays
+    ]:
+        live._pace("g", state, took, result)
+        factors.append(state.factor)
+    assert factors == [2, 4, 4, 4, 4, 4, 2, 2, 2, 1, 1]
+    # The longest interval is 120 s: at 1 s, 64 s; at 59 s, 118 s.
+    for _ in range(10):
+        live._pace("g", state, 0.0, failed)
+    assert state.effective == 64
+    live.add("h", 59, [])
+    slow = live.state("h")
+    assert slow is not None
+    for _ in range(3):
+        live._pace("h", slow, 0.0, failed)
+    assert slow.effective == 118
