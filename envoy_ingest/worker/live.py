@@ -246,10 +246,11 @@ class LiveReads:
         async with lock:
             deadline = asyncio.get_running_loop().time() + state.effective * 0.9
             result = await poller.poll_live(deadline)
-        took = self._steady() - now
         state.began = None
         metrics.record_live_read("ok" if result.ok else "error")
-        self._pace(label, state, took, result)
+        if not result.sink_failed:  # the gateway's pace: its answer time, not the disk's
+            took = result.answered_in
+            self._pace(label, state, self._steady() - now if took is None else took, result)
         return result
 
     def _other_due(self, state: LiveState) -> bool:

@@ -63,6 +63,7 @@ class CycleResult:
     points: list[Point] = field(default_factory=list)
     error: str | None = None
     sink_failed: bool = False  # the gateway answered, but the sink refused the points
+    answered_in: float | None = None  # a live read: seconds the gateway took to answer
 
 
 class GatewayPoller:
@@ -293,11 +294,14 @@ class GatewayPoller:
         caps = self.caps
         if caps is None:
             return CycleResult(self.label, "live", ok=False, error="not probed yet")
+        started = self.steady()
         try:
             body = await self.client.get(METERS_READINGS, deadline=deadline)
         except EnvoyIngestError as exc:
             log.debug("%s: live read failed: %s", self.label, exc)
-            return CycleResult(self.label, "live", ok=False, error=str(exc))
+            took = self.steady() - started
+            return CycleResult(self.label, "live", ok=False, error=str(exc), answered_in=took)
+        took = self.steady() - started
         now = int(self.clock())
         points = self._plausible("live", normalize.live({METERS_READINGS: body}, caps, now))
         tagged = self._tag(points, self._gateway_tags())
@@ -306,9 +310,11 @@ class GatewayPoller:
                 self.sink.submit(tagged)
             except SinkError as exc:
                 log.error("%s: live points could not be stored: %s", self.label, exc)
-                return CycleResult(self.label, "live", ok=False, error=str(exc), sink_failed=True)
+                return CycleResult(
+                    self.label, "live", ok=False, error=str(exc), sink_failed=True, answered_in=took
+                )
             metrics.record_points(tagged)
-        return CycleResult(self.label, "live", ok=True, points=tagged)
+        return CycleResult(self.label, "live", ok=True, points=tagged, answered_in=took)
 
     def _plausible(self, job: Kind, points: list[Point]) -> list[Point]:
         """Drop (and count) points whose time cannot be true; say so once per episode."""
