@@ -7,6 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SPEED  ?= 1
 AT     ?=
+LIVE   ?=
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint format test-servers bench clean
@@ -24,9 +25,10 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	@touch $@ $(VENV)/.runtime
 
 ## demo: run the built-in simulator and the worker, writing ./data/*.lp
-## (SPEED=10 compresses time tenfold; AT=11:00 starts the simulated day at 11:00)
+## (SPEED=10 compresses time tenfold; AT=11:00 starts the simulated day at 11:00;
+## LIVE=2 also reads live power every 2 s, from readings that move every second)
 demo: $(VENV)/.runtime
-	$(BIN)/envoy-ingest demo --speed $(SPEED) $(if $(AT),--at $(AT))
+	$(BIN)/envoy-ingest demo --speed $(SPEED) $(if $(AT),--at $(AT)) $(if $(LIVE),--live $(LIVE))
 
 ## test-servers: install the real InfluxDB 1.x and VictoriaMetrics the tests start,
 ## and docker-compose, which validates deploy/compose (no Docker engine is needed)

@@ -75,7 +75,7 @@ def ct_points(snapshot: Snapshot, caps: Capabilities, default_time: int) -> list
         if reading is None:
             continue
         time = report_time(reading.get("timestamp")) or default_time
-        if kind == "net-consumption" and not grid_written and _measures(reading):
+        if kind == "net-consumption" and not grid_written and measures(reading):
             fields: dict[str, FieldValue] = {}
             for name, key in _GRID:
                 put(fields, name, reading.get(key))
@@ -84,8 +84,8 @@ def ct_points(snapshot: Snapshot, caps: Capabilities, default_time: int) -> list
                 grid_written = True
         flow = FLOWS.get(kind, kind)
         keys = (*_POWER, *_ENERGY) if flow == "storage" else _ENERGY
-        for index, channel in enumerate(_channels(reading, caps)):
-            if not _measures(channel):
+        for index, channel in enumerate(channels(reading, caps)):
+            if not measures(channel):
                 continue
             fields = {}
             for name, key in keys:
@@ -97,7 +97,7 @@ def ct_points(snapshot: Snapshot, caps: Capabilities, default_time: int) -> list
     return points
 
 
-def _channels(reading: JsonObject, caps: Capabilities) -> list[JsonObject]:
+def channels(reading: JsonObject, caps: Capabilities) -> list[JsonObject]:
     """The per-phase channels of the phases ``/ivp/meters`` says are metered
     (channels beyond them are not wired and may carry copies of other CTs'
     numbers, as on 8.2.127 split phase). A single-phase reading without
@@ -108,7 +108,7 @@ def _channels(reading: JsonObject, caps: Capabilities) -> list[JsonObject]:
     return dicts(reading.get("channels"))[:wanted]
 
 
-def _measures(values: JsonObject) -> bool:
+def measures(values: JsonObject) -> bool:
     for key in _MEASURED:  # noqa: SIM110  (not any() over a generator: it runs per channel)
         if number(values.get(key)):
             return True

@@ -18,6 +18,7 @@ from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from envoy_ingest.simulator.motion import moved
 from envoy_ingest.simulator.site import Site, unit_hash
 
 STEP = 60.0  # seconds between grid points of a day table
@@ -271,6 +272,8 @@ class Model:
         hours = f * STEP / 3600
         p = tab.production[k] + (tab.production[k + 1] - tab.production[k]) * f
         c = tab.consumption[k] + (tab.consumption[k + 1] - tab.consumption[k]) * f
+        if self.site.motion:
+            p, c = moved(self.site, t, p, c)
         b = tab.battery[k]
         cap = self.site.storage_wh
         soc = tab.soc[k] - (b * hours / cap * 100 if cap > 0 else 0.0)
