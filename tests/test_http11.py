@@ -6,56 +6,14 @@ from __future__ import annotations
 import asyncio
 import gzip
 import ssl
-from collections.abc import Callable
 
 import httpx
 import pytest
 
 from envoy_ingest.envoy import transport
 from envoy_ingest.envoy.http11 import GatewayConnection, Reply, request_head
-from envoy_ingest.envoy.wire import MAX_BODY
 from envoy_ingest.settings import GatewaySettings
-
-Answer = Callable[[bytes], bytes | None]  # request head -> raw answer (None: close)
-
-
-class RawServer:
-    """Reads request heads; writes what ``answer`` returns; counts connections."""
-
-    def __init__(self, answer: Answer) -> None:
-        self.answer = answer
-        self.close_after = False  # close the connection after each answer
-        self.connections = 0
-        self.heads: list[bytes] = []
-        self.writers: list[asyncio.StreamWriter] = []
-        self.server: asyncio.Server | None = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self.writers.append(writer)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                self.heads.append(head)
-                raw = self.answer(head)
-                if raw is None:
-                    break
-                writer.write(raw)
-                await writer.drain()
-                if self.close_after:
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    async def __aenter__(self) -> str:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
+from tests.support.rawserver import RawServer
 
 
 def _conn() -> GatewayConnection:
@@ -204,26 +162,6 @@ async def test_silence_is_a_read_timeout_and_closes_the_connection() -> None:
         assert (await _get(conn, f"{base}/x")).content == b"late"
         await conn.aclose()
     assert server.connections == 2
-
-
-@pytest.mark.parametrize(
-    ("raw", "message"),
-    [
-        (b"SSH-2.0-OpenSSH\r\n\r\n", "not an HTTP/1.x status line"),
-        (b"HTTP/1.1 2000 OK\r\n\r\n", "not an HTTP/1.x status line"),
-        (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "malformed header line"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "bad Content-Length"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1), "too large"),
-    ],
-)
-async def test_garbage_is_a_remote_protocol_error(raw: bytes, message: str) -> None:
-    server = RawServer(lambda head: raw)
-    async with server as base:
-        conn = _conn()
-        with pytest.raises(httpx.RemoteProtocolError, match=message):
-            await _get(conn, f"{base}/x")
-        await conn.aclose()
 
 
 async def test_nothing_listening_is_a_connect_error() -> None:
