@@ -35,16 +35,16 @@ async def _get(conn: GatewayConnection, base: str, timeout: float = 2.0) -> Repl
     return await conn.request(("http", host, int(port)), head, httpx.Timeout(timeout).as_dict())
 
 
-async def _refused_then_good(script: Script, error: type[Exception], message: str) -> float:
-    """``script`` is refused with ``error`` saying exactly ``message``; the next
-    request on the same connection object is answered right, on a new connection.
-    Returns how long the refusal took (s)."""
+async def _refused_then_good(script: Script, error: type[Exception], message: str) -> None:
+    """``script`` is refused with ``error`` saying exactly ``message``, as it
+    comes (well before the read timeout); the next request on the same
+    connection object is answered right, on a new connection."""
     server = RawServer(lambda head: script)
     async with server as base:
         conn = _conn()
         started = time.monotonic()
         with pytest.raises(error) as raised:
-            await _get(conn, base, timeout=1.0)
+            await _get(conn, base, timeout=5.0)
         took = time.monotonic() - started
         server.answer = lambda head: GOOD
         reply = await _get(conn, base)
@@ -53,7 +53,7 @@ async def _refused_then_good(script: Script, error: type[Exception], message: st
     assert str(raised.value) == message
     assert (reply.status_code, reply.content, again.content) == (200, b'{"a": 42}', b'{"a": 42}')
     assert (server.connections, conn.connections_opened) == (2, 2)  # then kept for the third
-    return took
+    assert took < 2.5  # not the read timeout
 
 
 def _invalid(reason: str) -> str:
@@ -148,8 +148,7 @@ def _chunked(*lines: bytes) -> bytes:
 async def test_ambiguous_framing_is_refused_and_the_connection_dropped(
     raw: bytes, message: str
 ) -> None:
-    took = await _refused_then_good(raw, httpx.RemoteProtocolError, message)
-    assert took < 0.9  # refused as it came, not at the read timeout
+    await _refused_then_good(raw, httpx.RemoteProtocolError, message)
 
 
 # --- status lines, header lines, heads ------------------------------------------------------
@@ -211,8 +210,7 @@ async def test_ambiguous_framing_is_refused_and_the_connection_dropped(
 async def test_a_garbled_head_is_refused_and_the_connection_dropped(
     raw: bytes, message: str
 ) -> None:
-    took = await _refused_then_good(raw, httpx.RemoteProtocolError, message)
-    assert took < 0.9
+    await _refused_then_good(raw, httpx.RemoteProtocolError, message)
 
 
 @pytest.mark.parametrize(
@@ -228,10 +226,7 @@ async def test_a_garbled_head_is_refused_and_the_connection_dropped(
 )
 async def test_a_head_beyond_max_head_is_refused_at_once(raw: bytes) -> None:
     assert len(raw) > MAX_HEAD
-    took = await _refused_then_good(
-        raw, httpx.RemoteProtocolError, "the answer's head is too large"
-    )
-    assert took < 0.9
+    await _refused_then_good(raw, httpx.RemoteProtocolError, "the answer's head is too large")
 
 
 # --- answers cut short, silences, resets ---------------------------------------------------
@@ -321,12 +316,12 @@ async def test_silence_is_a_read_timeout_at_its_time(script: list[bytes | float]
         server.answer = lambda head: GOOD
         assert (await _get(conn, base)).content == b'{"a": 42}'
         await conn.aclose()
-    assert 0.3 <= took < 0.8
+    assert 0.29 <= took < 1.5  # the read timeout
     assert server.connections == 2
 
 
 async def test_a_slow_drip_body_ends_at_the_deadline_and_the_next_request_works() -> None:
-    """Slowloris: a byte every 50 ms never lets the read timeout (2 s) pass, but
+    """Slowloris: a byte every 50 ms never lets a read time out, but
     the request's deadline ends it; the next request opens a new connection."""
     drip: list[bytes | float] = [b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"]
     drip += [b"x", 0.05] * 200
@@ -343,7 +338,7 @@ async def test_a_slow_drip_body_ends_at_the_deadline_and_the_next_request_works(
         reply = await transport.send(conn, gw, f"{base}/x", deadline=loop.time() + 5)
         await conn.aclose()
     assert str(raised.value) == f"gateway {gw.label}: /x: no answer before the end of this cycle"
-    assert 0.5 <= took < 1.0
+    assert 0.49 <= took < 1.9  # the deadline, not the read timeout
     assert reply.content == b'{"a": 42}' and server.connections == 2
 
 
@@ -352,10 +347,9 @@ async def test_a_slow_drip_body_ends_at_the_deadline_and_the_next_request_works(
 
 async def test_bytes_after_the_answer_in_the_same_read_refuse_it() -> None:
     poisoned = GOOD.replace(b"42", b"41") + b'HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{"a": 40}'
-    took = await _refused_then_good(
+    await _refused_then_good(
         poisoned, httpx.RemoteProtocolError, "bytes after the end of the answer"
     )
-    assert took < 0.9
 
 
 @pytest.mark.parametrize(
