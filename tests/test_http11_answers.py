@@ -16,7 +16,7 @@ import time
 import httpx
 import pytest
 
-from envoy_ingest.envoy import transport
+from envoy_ingest.envoy import transport, wire
 from envoy_ingest.envoy.http11 import GatewayConnection, Reply
 from envoy_ingest.envoy.wire import MAX_BODY, MAX_HEAD
 from envoy_ingest.settings import GatewaySettings
@@ -227,6 +227,34 @@ async def test_a_garbled_head_is_refused_and_the_connection_dropped(
 async def test_a_head_beyond_max_head_is_refused_at_once(raw: bytes) -> None:
     assert len(raw) > MAX_HEAD
     await _refused_then_good(raw, httpx.RemoteProtocolError, "the answer's head is too large")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _chunked(b"258\r\n" + b"x" * 600 + b"\r\n" + b"258\r\n" + b"x" * 600 + b"\r\n"),
+        b"HTTP/1.0 200 OK\r\n\r\n" + b"x" * 1500,  # no length: until the close that never comes
+    ],
+)
+async def test_a_body_growing_beyond_max_body_is_refused_at_once(
+    raw: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wire, "MAX_BODY", 1000)
+    await _refused_then_good(raw, httpx.RemoteProtocolError, "the answer is too large")
+
+
+async def test_a_huge_chunk_size_is_read_no_further_than_the_bytes_that_come() -> None:
+    """A size in range (2 ** 62) with a few bytes after it: a read timeout when
+    they stop, not an allocation of the size."""
+    server = RawServer(lambda head: _chunked(b"4000000000000000\r\nabc"))
+    async with server as base:
+        conn = _conn()
+        with pytest.raises(httpx.ReadTimeout):
+            await _get(conn, base, timeout=0.3)
+        server.answer = lambda head: GOOD
+        assert (await _get(conn, base)).content == b'{"a": 42}'
+        await conn.aclose()
+    assert server.connections == 2
 
 
 # --- answers cut short, silences, resets ---------------------------------------------------
