@@ -14,7 +14,8 @@ worker's own, :func:`envoy_ingest.envoy.wire.read_answer`), ``h11``, or
 ``hand`` (the hand-written reader the worker had before, the baseline); the
 default, ``all``, measures the three in one run, taking turns within each
 repeat (so the machine's noise hits all alike), with each one's change
-against ``hand``. The readers other than the worker's are in answer_readers.py.
+against ``hand`` (the median, over the repeats, of its CPU over hand's in the
+same repeat). The readers other than the worker's are in answer_readers.py.
 
     .venv/bin/python bench/bench_requests.py [--polls 100] [--repeat 11] [--loop auto]
         [--parser all]
@@ -109,14 +110,15 @@ async def _measure(
     for (client, info, totals, devices), by_parser in zip(gateways, cpu, strict=True):
         requests = polls * (len(totals) + len(devices))
         name = f"{info.firmware} ({len(totals)} + {len(devices)} paths)"
-        base = None
-        if "hand" in by_parser:
-            base = statistics.median((t + d) / requests for t, d in by_parser["hand"])
+        hand = by_parser.get("hand")
         for parser, runs in by_parser.items():
             per_request = statistics.median((t + d) / requests for t, d in runs)
             per_totals = statistics.median(t / polls for t, _ in runs)
             per_devices = statistics.median(d / polls for _, d in runs)
-            change = "" if base is None else f"{(per_request / base - 1) * 100:+8.1f} %"
+            change = ""
+            if hand is not None:  # paired: this parser's CPU over hand's in the same repeat
+                ratios = [(t + d) / (th + dh) for (t, d), (th, dh) in zip(runs, hand, strict=True)]
+                change = f"{(statistics.median(ratios) - 1) * 100:+8.1f} %"
             print(
                 f"{name:>30}  {parser:>6}  {per_request * 1e6:11.0f}  {per_totals * 1e6:15.0f}  "
                 f"{per_devices * 1e6:16.0f}  {change:>10}"
