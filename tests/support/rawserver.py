@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from envoy_ingest.envoy.http11 import GatewayConnection, Reply
+from envoy_ingest.origin import Origin
 
 # An answer: bytes written at once; a sequence of bytes and pauses (seconds),
 # written piece by piece; None: close without answering.
@@ -95,7 +96,8 @@ async def get(conn: GatewayConnection, base: str, timeout: float = 2.0) -> Reply
     """GET /x from the server at ``base``, a prepared head as transport.py sends one."""
     host, port = base.removeprefix("http://").split(":")
     head = b"GET /x HTTP/1.1\r\nHost: %s\r\n\r\n" % host.encode()
-    return await conn.request(("http", host, int(port)), head, httpx.Timeout(timeout).as_dict())
+    origin = Origin("http", host, int(port))
+    return await conn.request(origin, head, httpx.Timeout(timeout).as_dict())
 
 
 async def refused_then_good(script: Script, error: type[Exception], message: str) -> None:
