@@ -8,6 +8,7 @@ BIN    := $(VENV)/bin
 SPEED  ?= 1
 AT     ?=
 SITE   ?=
+LIVE   ?=
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint format test-servers bench clean
@@ -26,9 +27,11 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 
 ## demo: run the built-in simulator and the worker, writing ./data/*.lp
 ## (SPEED=10 compresses time tenfold; AT=11:00 starts the simulated day at 11:00;
-## SITE=battery: IQ batteries, System Controller, generator and a grid outage)
+## SITE=battery: IQ batteries, System Controller, generator and a grid outage;
+## LIVE=2 also reads live power every 2 s, from readings that move every second)
 demo: $(VENV)/.runtime
-	$(BIN)/envoy-ingest demo --speed $(SPEED) $(if $(AT),--at $(AT)) $(if $(SITE),--site $(SITE))
+	$(BIN)/envoy-ingest demo --speed $(SPEED) $(if $(AT),--at $(AT)) $(if $(SITE),--site $(SITE)) \
+	  $(if $(LIVE),--live $(LIVE))
 
 ## test-servers: install the real InfluxDB 1.x and VictoriaMetrics the tests start,
 ## and docker-compose, which validates deploy/compose (no Docker engine is needed)

@@ -29,8 +29,17 @@ a steady-state window:
     .venv/bin/python bench/bench_fleet.py --gateways 100,1000,5000 --minutes 10
     .venv/bin/python bench/bench_fleet.py --gateways 500 --speed 10 --minutes 30   # soak
 
+``--live N`` measures the live job instead: a fleet of metered recorded
+gateways only, run twice over the same window, without live reads and with
+``live_interval = N``: live reads skipped by cause (from the worker's
+/metrics), totals and devices cycles per gateway-hour as the gateways saw them
+(60 and 12 at the default schedule), live reads per gateway-hour, and the CPU
+the live reads added, per read::
+
+    .venv/bin/python bench/bench_fleet.py --live 5 --gateways 500 --minutes 10 --no-pyenphase
+
 ``--speed S`` divides both intervals and the answer times by S (an accelerated
-soak); ``--fixtures DIR`` serves other recorded sets, or one set: with
+soak; not the live interval); ``--fixtures DIR`` serves other recorded sets, or one set: with
 ``--fixtures ../shared/fixtures/envoy/7.6.175_with_cts`` every gateway is the
 one pyenphase is measured on (the like-for-like comparison).
 """
@@ -140,15 +149,25 @@ def worker_missed(log: str) -> int:
     return sum(int(n) if n else 1 for n in found)
 
 
-def write_settings(path: Path, fleet: FleetSimulator, tmp: Path, speed: float) -> None:
+def write_settings(
+    path: Path,
+    fleet: FleetSimulator,
+    tmp: Path,
+    speed: float,
+    live: int = 0,
+    health: str | None = None,
+) -> None:
     lines = [
         gateways_toml(fleet),
         f'[file]\ndirectory = "{tmp}/data"',
         f'[state]\ndirectory = "{tmp}/state"',
         f"[schedule]\ntotals_interval = {60 / speed:g}\ndevices_interval = {300 / speed:g}",
         f"jitter = {5 / speed:g}",
+        f"live_interval = {live}",
         '[log]\nlevel = "warning"',
     ]
+    if health is not None:
+        lines.append(f'[health]\nenabled = true\nlisten = "{health}"')
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -294,10 +313,18 @@ def main() -> None:
     )
     parser.add_argument("--fixtures", type=Path, default=DEFAULT_FIXTURES)
     parser.add_argument("--no-pyenphase", action="store_true")
+    parser.add_argument(
+        "--live", type=int, default=0, metavar="N", help="measure live reads every N s instead"
+    )
     args = parser.parse_args()
     sets = fixture_sets(args.fixtures)
     if not sets:
         sys.exit(f"no recorded gateway sets under {args.fixtures}")
+    if args.live:
+        from fleet_live import main_live  # bench/fleet_live.py, beside this script
+
+        main_live(args, sets)
+        return
     print(f"load before: {os.getloadavg()[0]:.2f}; {len(sets)} recorded sets", flush=True)
     if not args.no_pyenphase:
         # About 1.5 s an update at the recorded answer times: fewer of them.

@@ -75,6 +75,11 @@ def _sim_options(parser: argparse.ArgumentParser) -> None:
         help="compress time: the simulated clock runs this many times faster",
     )
     parser.add_argument(
+        "--motion",
+        action="store_true",
+        help="readings move every second (clouds pass, a load steps), as live data shows",
+    )
+    parser.add_argument(
         "--at",
         metavar="HH:MM",
         help="start the simulated clock at this local time today (default: now; "
@@ -125,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=Path("./data"), help="directory for the .lp files")
     p.add_argument(
         "--duration", type=float, default=None, help="stop after this many seconds (default: never)"
+    )
+    p.add_argument(
+        "--live",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="also read live power every SECONDS (1 to 59; the simulator's readings then "
+        "move every second)",
     )
 
     p = sub.add_parser(

@@ -45,6 +45,8 @@ class GatewaySettings(Section):
     connect_timeout: float = Field(default=10.0, gt=0)
     read_timeout: float = Field(default=45.0, gt=0)
     timezone: str | None = None  # IANA name; None: the host's zone
+    # Seconds between live reads of this gateway (1 to 59, 0 off); None: [schedule]'s.
+    live_interval: int | None = Field(default=None, ge=0, le=59)
 
     @field_validator("timezone")
     @classmethod

@@ -27,13 +27,16 @@ DEVICE_MEASUREMENTS = frozenset(
         "enphase_dry_contact",
     }
 )
+LIVE_MEASUREMENT = "enphase_live"
 
-Kind = Literal["totals", "devices"]
-"""The two halves of the data, each polled by its own job and written to its own
-place: ``totals`` (enphase_system, enphase_meter: every minute, to ``bucket``)
-and ``devices`` (enphase_inverter, enphase_battery, enphase_controller,
-enphase_generator, enphase_dry_contact: every 5 minutes, to ``device_bucket``)."""
-KINDS: tuple[Kind, ...] = ("totals", "devices")
+Kind = Literal["totals", "devices", "live"]
+"""The parts of the data, each polled by its own job and written to its own
+place: ``totals`` (enphase_system, enphase_meter: every minute, to ``bucket``),
+``devices`` (enphase_inverter, enphase_battery, enphase_controller,
+enphase_generator, enphase_dry_contact: every 5 minutes, to ``device_bucket``)
+and, opt-in on sites with CTs, ``live`` (enphase_live: every few seconds, to
+``live_bucket``; the first to go when the spool is full)."""
+KINDS: tuple[Kind, ...] = ("totals", "devices", "live")
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -66,8 +69,11 @@ class Point:
 
     @property
     def kind(self) -> Kind:
-        """``devices`` for per-device points (the device bucket), else ``totals``."""
-        return "devices" if self.measurement in DEVICE_MEASUREMENTS else "totals"
+        """``devices`` for per-device points (the device bucket), ``live`` for
+        enphase_live (the live bucket), else ``totals``."""
+        if self.measurement in DEVICE_MEASUREMENTS:
+            return "devices"
+        return "live" if self.measurement == LIVE_MEASUREMENT else "totals"
 
 
 _slots = vars(Point)  # the slots' member descriptors

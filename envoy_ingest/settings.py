@@ -46,6 +46,8 @@ class ScheduleSettings(Section):
     devices_interval: float = Field(default=300.0, ge=1)
     jitter: float = Field(default=5.0, ge=0)
     max_in_flight: int = Field(default=1000, ge=1)
+    # Seconds between live reads (enphase_live) of metered gateways, 1 to 59; 0: off.
+    live_interval: int = Field(default=0, ge=0, le=59)
 
 
 class InfluxDBSettings(Section):
@@ -55,11 +57,13 @@ class InfluxDBSettings(Section):
     org: str | None = None
     bucket: str | None = None
     device_bucket: str | None = None
+    live_bucket: str | None = None  # enphase_live; default: bucket
     token: SecretStr | None = None
     token_file: str | None = None
     # v1 (InfluxDB 1.x)
     database: str | None = None
     device_database: str | None = None
+    live_database: str | None = None  # enphase_live; default: database
     retention_policy: str | None = None
     username: str | None = None
     password: SecretStr | None = None

@@ -6,60 +6,14 @@ from __future__ import annotations
 import asyncio
 import gzip
 import ssl
-from collections.abc import Callable
 
 import httpx
 import pytest
 
 from envoy_ingest.envoy import transport
 from envoy_ingest.envoy.http11 import GatewayConnection, Reply, request_head
-from envoy_ingest.envoy.wire import MAX_BODY
 from envoy_ingest.settings import GatewaySettings
-
-Answer = Callable[[bytes], bytes | None]  # request head -> raw answer (None: close)
-
-
-class RawServer:
-    """Reads request heads; writes what ``answer`` returns; counts connections."""
-
-    def __init__(self, answer: Answer) -> None:
-        self.answer = answer
-        self.close_after = False  # close the connection after each answer
-        self.connections = 0
-        self.heads: list[bytes] = []
-        self.writers: list[asyncio.StreamWriter] = []
-        self.server: asyncio.Server | None = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self.writers.append(writer)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                self.heads.append(head)
-                raw = self.answer(head)
-                if raw is None:
-                    break
-                writer.write(raw)
-                await writer.drain()
-                if self.close_after:
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    async def __aenter__(self) -> str:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-
-
-def _conn() -> GatewayConnection:
-    return GatewayConnection(ssl.create_default_context(), label="g", keepalive_expiry=75.0)
+from tests.support.rawserver import RawServer, new_conn
 
 
 async def _get(
@@ -79,7 +33,7 @@ def _ok(body: bytes, *extra: bytes) -> bytes:
 async def test_keeps_one_connection_across_requests_and_sends_a_plain_get() -> None:
     server = RawServer(lambda head: _ok(b'{"a": 1}', b"Content-Type: application/json"))
     async with server as base:
-        conn = _conn()
+        conn = new_conn()
         first = await _get(conn, f"{base}/production.json?details=1", Authorization="Bearer x")
         second = await _get(conn, f"{base}/info")
         await conn.aclose()
@@ -101,7 +55,7 @@ async def test_chunked_answers_are_joined_and_trailers_skipped() -> None:
     )
     server = RawServer(lambda head: raw)
     async with server as base:
-        conn = _conn()
+        conn = new_conn()
         assert (await _get(conn, f"{base}/a")).content == b"hello, world"
         assert (await _get(conn, f"{base}/b")).content == b"hello, world"
         await conn.aclose()
@@ -112,7 +66,7 @@ async def test_an_answer_without_length_ends_at_close_and_is_not_reused() -> Non
     server = RawServer(lambda head: b"HTTP/1.0 200 OK\r\n\r\n<envoy_info/>")
     server.close_after = True  # the end of the body
     async with server as base:
-        conn = _conn()
+        conn = new_conn()
         assert (await _get(conn, f"{base}/info")).content == b"<envoy_info/>"
         server.answer = lambda head: _ok(b"again")
         assert (await _get(conn, f"{base}/info")).content == b"again"
@@ -132,7 +86,7 @@ async def test_an_answer_without_length_ends_at_close_and_is_not_reused() -> Non
 async def test_connection_kept_only_when_the_answer_allows(raw: bytes, reused: bool) -> None:
     server = RawServer(lambda head: raw)
     async with server as base:
-        conn = _conn()
+        conn = new_conn()
         for _ in range(2):
             assert (await _get(conn, f"{base}/x")).content == b"x"
         await conn.aclose()
@@ -142,7 +96,7 @@ async def test_connection_kept_only_when_the_answer_allows(raw: bytes, reused: b
 async def test_interim_100_continue_is_skipped_and_204_has_no_body() -> None:
     server = RawServer(lambda head: b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n")
     async with server as base:
-        conn = _conn()
+        conn = new_conn()
         response = await _get(conn, f"{base}/x")
         again = await _get(conn, f"{base}/x")
         await conn.aclose()
@@ -153,7 +107,7 @@ async def test_interim_100_continue_is_skipped_and_204_has_no_body() -> None:
 async def test_a_connection_the_gateway_closed_while_idle_is_replaced() -> None:
     server = RawServer(lambda head: _ok(b"x"))
     async with server as base:
-        conn = _conn()
+        conn = new_conn()
         await _get(conn, f"{base}/x")
         server.writers[0].close()  # the gateway's idle timeout
         await asyncio.sleep(0.05)
@@ -175,7 +129,7 @@ async def test_an_idle_connection_past_its_expiry_is_replaced() -> None:
 async def test_dropped_without_an_answer_is_a_remote_protocol_error() -> None:
     server = RawServer(lambda head: None)
     async with server as base:
-        conn = _conn()
+        conn = new_conn()
         with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
             await _get(conn, f"{base}/x")
         await conn.aclose()
@@ -185,7 +139,7 @@ async def test_a_body_cut_short_is_a_remote_protocol_error_and_the_next_request_
     server = RawServer(lambda head: b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
     server.close_after = True
     async with server as base:
-        conn = _conn()
+        conn = new_conn()
         with pytest.raises(httpx.RemoteProtocolError, match="complete response"):
             await _get(conn, f"{base}/x")
         server.close_after = False
@@ -197,7 +151,7 @@ async def test_a_body_cut_short_is_a_remote_protocol_error_and_the_next_request_
 async def test_silence_is_a_read_timeout_and_closes_the_connection() -> None:
     server = RawServer(lambda head: b"")
     async with server as base:
-        conn = _conn()
+        conn = new_conn()
         with pytest.raises(httpx.ReadTimeout):
             await _get(conn, f"{base}/x", timeout=0.2)
         server.answer = lambda head: _ok(b"late")
@@ -206,32 +160,12 @@ async def test_silence_is_a_read_timeout_and_closes_the_connection() -> None:
     assert server.connections == 2
 
 
-@pytest.mark.parametrize(
-    ("raw", "message"),
-    [
-        (b"SSH-2.0-OpenSSH\r\n\r\n", "not an HTTP/1.x status line"),
-        (b"HTTP/1.1 2000 OK\r\n\r\n", "not an HTTP/1.x status line"),
-        (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "malformed header line"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "bad Content-Length"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1), "too large"),
-    ],
-)
-async def test_garbage_is_a_remote_protocol_error(raw: bytes, message: str) -> None:
-    server = RawServer(lambda head: raw)
-    async with server as base:
-        conn = _conn()
-        with pytest.raises(httpx.RemoteProtocolError, match=message):
-            await _get(conn, f"{base}/x")
-        await conn.aclose()
-
-
 async def test_nothing_listening_is_a_connect_error() -> None:
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     server.close()
     await server.wait_closed()
-    conn = _conn()
+    conn = new_conn()
     with pytest.raises(httpx.ConnectError):
         await _get(conn, f"http://127.0.0.1:{port}/x")
     assert conn.connections_opened == 0
@@ -240,7 +174,7 @@ async def test_nothing_listening_is_a_connect_error() -> None:
 async def test_a_second_request_waits_for_the_first_and_a_busy_connection_times_out() -> None:
     server = RawServer(lambda head: _ok(b"x"))
     async with server as base:
-        conn = _conn()
+        conn = new_conn()
         first, second = await asyncio.gather(_get(conn, f"{base}/1"), _get(conn, f"{base}/2"))
         assert (first.content, second.content) == (b"x", b"x")
         server.answer = lambda head: b""  # the first never gets an answer
@@ -261,7 +195,7 @@ async def test_an_encoded_answer_is_decoded_and_a_plain_one_kept_as_is() -> None
     packed = gzip.compress(b'{"wattsNow": 5}')
     server = RawServer(lambda head: _ok(packed, b"Content-Encoding: gzip"))
     async with server as base:
-        conn = _conn()
+        conn = new_conn()
         decoded = await _get(conn, f"{base}/api/v1/production")
         server.answer = lambda head: _ok(b'{"wattsNow": 6}')
         plain = await _get(conn, f"{base}/api/v1/production")
@@ -311,7 +245,7 @@ async def test_a_plain_get_goes_out_as_prepared_and_comes_back_as_a_reply() -> N
     )
     server = RawServer(lambda head: answer)
     async with server as base:
-        conn = _conn()
+        conn = new_conn()
         gw = GatewaySettings(host=base)
         reply = await transport.send(
             conn, gw, f"{base}/ivp/meters?x=1", headers={"Authorization": "Bearer tok"}
@@ -365,7 +299,7 @@ def test_reply_reads_as_httpx_reads_the_same_answer(raw: list[tuple[bytes, bytes
 async def test_failures_on_the_httpx_interface_name_the_request() -> None:
     server = RawServer(lambda head: None)
     async with server as base:
-        conn = _conn()
+        conn = new_conn()
         request = httpx.Request(
             "GET", f"{base}/x", extensions={"timeout": httpx.Timeout(2.0).as_dict()}
         )
@@ -379,7 +313,7 @@ async def test_an_encoded_answer_on_the_lean_path_is_decoded() -> None:
     packed = gzip.compress(b'{"wattsNow": 5}')
     server = RawServer(lambda head: _ok(packed, b"Content-Encoding: gzip"))
     async with server as base:
-        conn = _conn()
+        conn = new_conn()
         reply = await transport.send(conn, GatewaySettings(host=base), f"{base}/api/v1/production")
         await conn.aclose()
     assert reply.content == b'{"wattsNow": 5}' and reply.headers["content-encoding"] == "gzip"

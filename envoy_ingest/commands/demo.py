@@ -22,6 +22,8 @@ async def demo(args: argparse.Namespace, out: Out = print_line) -> int:
 
     if args.speed <= 0:
         raise SettingsError("--speed must be positive")
+    if not 0 <= args.live <= 59:
+        raise SettingsError("--live must be between 1 and 59 seconds (0: off)")
     sim = Simulator(sim_config(args))
     site = plan_site(sim, args)
     sim.start()
@@ -38,6 +40,7 @@ async def demo(args: argparse.Namespace, out: Out = print_line) -> int:
                 "totals_interval": max(60.0 / args.speed, 1.0),
                 "devices_interval": max(300.0 / args.speed, 1.0),
                 "jitter": 0.0,
+                "live_interval": args.live,
             },
         )
         out(
@@ -50,6 +53,7 @@ async def demo(args: argparse.Namespace, out: Out = print_line) -> int:
             f"totals every {settings.schedule.totals_interval:g} s, devices every "
             f"{settings.schedule.devices_interval:g} s"
             + (f" (time compressed {args.speed:g}x)" if args.speed != 1 else "")
+            + (f", live power every {args.live} s" if args.live else "")
             + "; Ctrl-C stops"
         )
         worker = Worker(settings, on_result=lambda r: out(summarize(r)))

@@ -12,6 +12,7 @@ from envoy_ingest.envoy.capabilities import requests_per_hour
 from envoy_ingest.errors import EnvoyIngestError
 from envoy_ingest.point import Point
 from envoy_ingest.settings import Settings
+from envoy_ingest.worker.live import live_interval, live_requests_per_hour, plan
 
 
 def _device_table(points: list[Point]) -> list[str]:
@@ -59,7 +60,11 @@ async def discover(settings: Settings, out: Out = print_line) -> int:
             rph = requests_per_hour(
                 caps, settings.schedule.totals_interval, settings.schedule.devices_interval
             )
-            out(f"  requests per hour with the current schedule: {rph:.0f}")
+            interval = live_interval(gw, settings.schedule) if caps.cts else 0
+            out(f"  {plan(caps, live_interval(gw, settings.schedule))}")
+            live = live_requests_per_hour(interval)
+            of_them = f", {live:.0f} of them live" if live else ""
+            out(f"  requests per hour with the current schedule: {rph + live:.0f}{of_them}")
             for line in _device_table(points):
                 out(line)
     return status

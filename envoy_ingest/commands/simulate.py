@@ -45,6 +45,7 @@ def sim_config(args: argparse.Namespace, **extra: Any) -> Any:
         latency=args.latency,
         time_scale=args.speed,
         tz="local",  # the simulated sun follows the user's clock
+        motion=args.motion or bool(getattr(args, "live", 0)),
         **extra,
     )
 

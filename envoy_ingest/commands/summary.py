@@ -39,6 +39,15 @@ def summarize(result: CycleResult) -> str:
         if meters:
             parts.append(f"{meters} meter points")
         return f"{stamp} {result.gateway} " + " | ".join(parts)
+    if result.job == "live":
+        whole = {
+            p.tags.get("flow"): p.fields.get("power_w")
+            for p in result.points
+            if "phase" not in p.tags
+        }
+        flows = ("production", "consumption", "net", "storage")
+        parts = [f"{flow} {_watts(whole[flow])}" for flow in flows if flow in whole]
+        return f"{stamp} {result.gateway} live: " + (" | ".join(parts) or "no reading")
     counts = Counter(p.measurement for p in result.points)
     inverters = [p for p in result.points if p.measurement == "enphase_inverter"]
     producing = sum(1 for p in inverters if p.fields.get("producing") is True)

@@ -13,11 +13,13 @@ use:
   gateway keeps it and it has been idle less than ``keepalive_expiry``;
 - TLS from the context it is given (the process shares one); a pinned
   certificate is checked right after the handshake, before a byte of HTTP;
-- answers read whole (:mod:`envoy_ingest.envoy.wire`): ``Content-Length``,
-  chunked, or until the gateway closes; at most ``wire.MAX_BODY`` bytes;
+- answers read whole by llhttp (:mod:`envoy_ingest.envoy.wire`, which says what
+  it accepts and refuses): ``Content-Length``, chunked, or until the gateway
+  closes; at most ``wire.MAX_BODY`` bytes;
 - failures raised as httpx's own exceptions: ``ConnectError``,
   ``ConnectTimeout``, ``ReadTimeout``, ``ReadError``, ``RemoteProtocolError``
-  (a connection dropped without an answer), ``PoolTimeout``;
+  (a connection dropped without an answer, or an answer that breaks HTTP/1.1's
+  framing), ``PoolTimeout``;
 - a request that ends any other way (cancelled, timed out) closes its
   connection, so the next one starts clean: nothing is left half-read.
 
@@ -41,7 +43,7 @@ from typing import Any
 
 import httpx
 
-from envoy_ingest.envoy.wire import Stream, find_header, read_body, read_head, ready
+from envoy_ingest.envoy.wire import Stream, find_header, read_answer, ready
 from envoy_ingest.errors import CertificateMismatch
 from envoy_ingest.origin import Origin
 
@@ -213,8 +215,9 @@ class GatewayConnection(httpx.AsyncBaseTransport):
             raise httpx.WriteTimeout("timed out") from None
         except OSError as exc:
             raise httpx.WriteError(str(exc) or type(exc).__name__) from None
-        status, reason, headers, keep = await read_head(stream, timeouts.get("read"))
-        body = await read_body(stream, method, status, headers, timeouts.get("read"))
+        status, reason, headers, body, keep = await read_answer(
+            stream, method, timeouts.get("read")
+        )
         if keep and not stream.buffer and not stream.eof:
             self._idle_since = time.monotonic()
             stream.buffer = bytearray()  # not the capacity of the largest answer so far

@@ -1,8 +1,34 @@
 """Bytes on one gateway's socket: a non-blocking stream, and HTTP/1.1 answers
-read off it (head, then body: ``Content-Length``, chunked, or until the close).
+read off it by llhttp (Node.js's parser, through httptools).
 
 The reading half of :mod:`envoy_ingest.envoy.http11`; failures are httpx's
 own exceptions (``ReadTimeout``, ``ReadError``, ``RemoteProtocolError``).
+
+What an answer may be (RFC 9112), as llhttp reads it with three leniencies:
+
+- refused, as a ``RemoteProtocolError``, and the connection closed: a status
+  line that is not ``HTTP/1.x`` with a status of 100 to 599; a header line
+  without a name and colon, or with a space before the colon; two
+  ``Content-Length`` fields (even equal ones) or one that is not digits; a
+  chunk size that is not hex digits alone (``0x5``, ``+5``, ``1_0``, ``-3``,
+  a space) or beyond 64 bits; a chunk not followed by CRLF; a
+  ``Transfer-Encoding`` other than ``chunked`` once (a gateway may not apply
+  codings we did not ask for); a head over :data:`MAX_HEAD` or a body over
+  :data:`MAX_BODY`; a ``101`` upgrade; bytes after the end of the answer (an
+  answer nobody asked for: the next request would read it as its own);
+- accepted: a head with bare LF line ends (lenient_optional_cr_before_lf); an
+  obsolete folded header line, joined with a space (lenient_headers, which
+  also lets a header value carry control characters other than CR and LF:
+  nothing here frames by those); chunk extensions and trailers (skipped);
+  interim ``1xx`` answers (skipped); an answer without a length (read until
+  the gateway closes, so never reused); no body for ``HEAD``, ``204``, ``304``;
+- ``Transfer-Encoding: chunked`` with a ``Content-Length``: the chunks are the
+  body (RFC 9112 6.3: Transfer-Encoding overrides; lenient_chunked_length) and
+  the connection is closed after it, never reused (6.1: such an answer may be
+  an attempt at response splitting).
+
+Chunk lines (sizes, the CRLF after each chunk) need CRLF, as llhttp and h11
+both require.
 """
 
 from __future__ import annotations
@@ -12,10 +38,15 @@ import select
 import socket
 import ssl
 
+import httptools
 import httpx
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 32 * 1024 * 1024
+
+Headers = list[tuple[bytes, bytes]]
+# status, reason, headers (names as sent, values stripped), body, connection reusable
+Answer = tuple[int, bytes, Headers, bytes, bool]
 
 # Every read lands here first, then only the bytes read are copied to the
 # connection's buffer: one event loop, so one scratch area serves every
@@ -131,14 +162,46 @@ def _settle(waiter: asyncio.Future[bool], value: bool) -> None:
         waiter.set_result(value)
 
 
-async def _wait(stream: Stream, timeout: float | None) -> None:  # noqa: ASYNC109
-    """More bytes, or an exception saying why there will be none."""
-    if stream.eof:
-        _raise_closed(stream)
-    if not await stream.more(timeout):
-        raise httpx.ReadTimeout("timed out")
-    if stream.eof and not stream.buffer:
-        _raise_closed(stream)
+async def read_answer(stream: Stream, method: str, timeout: float | None) -> Answer:  # noqa: ASYNC109
+    """Read one answer off ``stream`` (after any interim ``1xx``): status, reason,
+    headers, body, and whether the connection may carry the next request.
+
+    A fresh parser per answer (a few hundred bytes, gone with it): nothing of
+    one answer's parsing outlives it, and an idle connection holds no parser."""
+    answer = _Answer(method == "HEAD")
+    fed = 0
+    try:
+        while True:
+            if stream.buffer:
+                fed += len(stream.buffer)
+                answer.feed(stream.buffer)
+                stream.buffer.clear()
+                if answer.complete:
+                    break
+                if not answer.head_done and fed > MAX_HEAD:
+                    raise httpx.RemoteProtocolError("the answer's head is too large")
+                if answer.size > MAX_BODY:
+                    raise httpx.RemoteProtocolError("the answer is too large")
+            if stream.eof:
+                if answer.until_close and stream.error is None:
+                    break  # no length: the body ended when the gateway closed
+                _raise_closed(stream)
+            if not await stream.more(timeout):
+                raise httpx.ReadTimeout("timed out")
+    finally:
+        # The parser and its answer refer to each other: parted, both are freed
+        # now, not by a pass of the garbage collector.
+        del answer.parser
+    body = answer.body[0] if len(answer.body) == 1 else b"".join(answer.body)
+    return answer.status, answer.reason, answer.headers, body, answer.keep
+
+
+def find_header(headers: Headers, name: bytes) -> bytes:
+    """The value of the first header called ``name`` (lowercase), or b""."""
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return b""
 
 
 def _raise_closed(stream: Stream) -> None:
@@ -148,117 +211,119 @@ def _raise_closed(stream: Stream) -> None:
     raise httpx.RemoteProtocolError(f"Server disconnected without sending {what}.")
 
 
-async def read_head(
-    stream: Stream,
-    timeout: float | None,  # noqa: ASYNC109
-) -> tuple[int, bytes, list[tuple[bytes, bytes]], bool]:
-    """Status, reason, headers and whether the connection may be kept."""
-    while True:
-        head = await _read_until(stream, b"\r\n\r\n", timeout, "the answer's head")
-        status_line, *header_lines = head.split(b"\r\n")
-        version, _, rest = status_line.partition(b" ")
-        code, _, reason = rest.partition(b" ")
-        if not version.startswith(b"HTTP/1.") or not code.isdigit() or len(code) != 3:
-            raise httpx.RemoteProtocolError(f"not an HTTP/1.x status line: {status_line[:60]!r}")
-        status = int(code)
-        if 100 <= status < 200:
-            continue  # an interim answer (100 Continue): the real one follows
-        headers: list[tuple[bytes, bytes]] = []
-        for line in header_lines:
-            name, sep, value = line.partition(b":")
-            if not sep or not name or name != name.strip():
-                raise httpx.RemoteProtocolError(f"malformed header line: {line[:60]!r}")
-            headers.append((name, value.strip()))
-        connection = find_header(headers, b"connection").lower()
-        # HTTP/1.1 keeps the connection unless told not to; 1.0 only when told to.
-        keep = b"keep-alive" in connection if version == b"HTTP/1.0" else b"close" not in connection
-        return status, reason, headers, keep
+_BLANKS = (ord(" "), ord("\t"))
 
 
-def find_header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes:
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return b""
+class _Refused(Exception):
+    """Raised in a parser callback to stop llhttp: the answer is refused."""
 
 
-async def read_body(
-    stream: Stream,
-    method: str,
-    status: int,
-    headers: list[tuple[bytes, bytes]],
-    timeout: float | None,  # noqa: ASYNC109
-) -> bytes:
-    if method == "HEAD" or status in (204, 304):
-        return b""
-    if b"chunked" in find_header(headers, b"transfer-encoding").lower():
-        return await _read_chunked(stream, timeout)
-    length = find_header(headers, b"content-length")
-    if length:
-        if not length.isdigit():
-            raise httpx.RemoteProtocolError(f"bad Content-Length {length!r}")
-        return await _read_exactly(stream, int(length), timeout)
-    # Neither: the body ends when the gateway closes the connection.
-    while not stream.eof:
-        if len(stream.buffer) > MAX_BODY:
-            raise httpx.RemoteProtocolError("the answer is too large")
-        if not await stream.more(timeout):
-            raise httpx.ReadTimeout("timed out")
-    if stream.error is not None:
-        _raise_closed(stream)
-    body = bytes(stream.buffer)
-    stream.buffer.clear()
-    return body
+class _Answer:
+    """One answer as llhttp reports it while it reads (its callbacks)."""
 
+    on_chunk_header = on_chunk_complete = None  # not wanted (found at once, not missed)
 
-async def _read_exactly(stream: Stream, n: int, timeout: float | None) -> bytes:  # noqa: ASYNC109
-    if n > MAX_BODY:
-        raise httpx.RemoteProtocolError("the answer is too large")
-    while len(stream.buffer) < n:
-        await _wait(stream, timeout)
-    body = bytes(stream.buffer[:n])
-    del stream.buffer[:n]
-    return body
+    __slots__ = (
+        "body",
+        "complete",
+        "head_done",
+        "head_only",
+        "headers",
+        "keep",
+        "parser",
+        "reason",
+        "refused",
+        "size",
+        "status",
+        "until_close",
+    )
 
+    def __init__(self, head_only: bool) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.parser.set_dangerous_leniencies(
+            lenient_optional_cr_before_lf=True,  # bare LF line ends in the head
+            lenient_headers=True,  # obsolete line folding
+            lenient_chunked_length=True,  # chunked with Content-Length: see the module's doc
+        )
+        self.head_only = head_only  # the answer to HEAD: no body, whatever the head says
+        self.headers: Headers = []
+        self.reason = b""
+        self.body: list[bytes] = []
+        self.size = 0
+        self.status = 0
+        self.refused = ""
+        self.head_done = self.complete = self.keep = self.until_close = False
 
-async def _read_until(
-    stream: Stream,
-    end_mark: bytes,
-    timeout: float | None,  # noqa: ASYNC109
-    what: str,
-) -> bytes:
-    """The bytes before ``end_mark`` (taken off the buffer with it); at most MAX_HEAD."""
-    end = stream.buffer.find(end_mark)
-    while end < 0:
-        if len(stream.buffer) > MAX_HEAD:
-            raise httpx.RemoteProtocolError(f"{what} is too large")
-        await _wait(stream, timeout)
-        end = stream.buffer.find(end_mark)
-    data = bytes(stream.buffer[:end])
-    del stream.buffer[: end + len(end_mark)]
-    return data
-
-
-async def _read_line(stream: Stream, timeout: float | None) -> bytes:  # noqa: ASYNC109
-    return await _read_until(stream, b"\r\n", timeout, "a chunk header")
-
-
-async def _read_chunked(stream: Stream, timeout: float | None) -> bytes:  # noqa: ASYNC109
-    parts: list[bytes] = []
-    total = 0
-    while True:
-        size_text = (await _read_line(stream, timeout)).split(b";", 1)[0].strip()
+    def feed(self, data: bytearray) -> None:
         try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise httpx.RemoteProtocolError(f"bad chunk size {size_text[:20]!r}") from None
-        if size == 0:
-            while await _read_line(stream, timeout):  # trailers, then a blank line
-                pass
-            return b"".join(parts)
-        total += size
-        parts.append(await _read_exactly(stream, size, timeout))
-        if total > MAX_BODY:
-            raise httpx.RemoteProtocolError("the answer is too large")
-        if await _read_line(stream, timeout):
-            raise httpx.RemoteProtocolError("a chunk does not end with CRLF")
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade, _Refused) as exc:
+            why = self.refused or f"the answer is not valid HTTP/1.1 ({exc or type(exc).__name__})"
+            raise httpx.RemoteProtocolError(why) from None
+
+    def _refuse(self, why: str) -> None:
+        self.refused = why
+        raise _Refused(why)
+
+    # --- llhttp's callbacks, in the order it makes them ---
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            self._refuse("bytes after the end of the answer")
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason  # in pieces if the status line came in pieces
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_done:
+            return  # a trailer (after the chunks): skipped
+        if name[-1] in _BLANKS:  # lenient_headers lets it through; "Content-Length :" is
+            self._refuse(f"a space before the colon of header {name[:40]!r}")  # ambiguous
+        self.headers.append((name, value.strip()))
+
+    def on_headers_complete(self) -> None:
+        if not self.parser.get_http_version().startswith("1."):
+            self._refuse(f"HTTP/{self.parser.get_http_version()} is not HTTP/1.x")
+        status = self.parser.get_status_code()
+        if not 100 <= status <= 599:
+            self._refuse(f"status {status} is not an HTTP status (100 to 599)")
+        if status == 101:
+            self._refuse("101 Switching Protocols, to a request that asked for no upgrade")
+        self.status = status
+        self.keep = self.parser.should_keep_alive()
+        if status < 200:
+            return  # an interim answer (100 Continue): the real one follows
+        self.head_done = True
+        codings = length = None
+        for name, value in self.headers:
+            key = name.lower()
+            if key == b"content-length":
+                length = value  # digits: llhttp checked it, and that there is one
+            elif key == b"transfer-encoding":
+                codings = value if codings is None else codings + b"," + value
+        if codings is not None:
+            if [coding.strip().lower() for coding in codings.split(b",")] != [b"chunked"]:
+                self._refuse(f"Transfer-Encoding {codings[:40]!r}: only chunked was accepted")
+            if length is not None:
+                self.keep = False
+        elif length is not None:
+            if int(length) > MAX_BODY:
+                self._refuse("the answer is too large")
+        elif not self.head_only and status not in (204, 304):
+            self.until_close = True
+            self.keep = False
+        if self.head_only:
+            self.complete = True
+
+    def on_body(self, body: bytes) -> None:
+        if self.complete:  # a body after the head of an answer to HEAD
+            self._refuse("bytes after the end of the answer")
+        self.body.append(body)
+        self.size += len(body)
+
+    def on_message_complete(self) -> None:
+        if self.status < 200:
+            self.headers = []
+            self.reason = b""
+        else:
+            self.complete = True

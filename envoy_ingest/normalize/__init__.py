@@ -22,6 +22,8 @@ What each field needs (docs/schema.md has the full contract):
   in the cycles that read them (hourly), the storage settings
   (``/admin/lib/tariff``). The dry contacts' settings are merged in from the
   latest hourly read (:attr:`Capabilities.settings_kept_paths`).
+- ``live``: the live job's one answer, ``/ivp/meters/readings`` (``enphase_live``,
+  see :mod:`.live`).
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from collections.abc import Mapping
 from envoy_ingest.envoy.capabilities import Capabilities, Snapshot
 from envoy_ingest.gateway_json import count
 from envoy_ingest.normalize import batteries, ct_readings, ensemble, inverters, production, storage
+from envoy_ingest.normalize.live import live
 from envoy_ingest.point import FieldValue, Point
 
-__all__ = ["devices", "totals"]
+__all__ = ["devices", "live", "totals"]
 
 _PRODUCTION_FIELDS = (
     "production_w",

@@ -83,7 +83,7 @@ def ct_points(snapshot: Snapshot, caps: Capabilities, default_time: int) -> list
             continue
         time = report_time(reading.get("timestamp")) or default_time
         totals = {"net-consumption": _GRID, "storage": _BATTERY}.get(kind)
-        if totals is not None and totals[0][0] not in _written(system) and _measures(reading):
+        if totals is not None and totals[0][0] not in _written(system) and measures(reading):
             fields: dict[str, FieldValue] = {}
             for name, key in totals:
                 put(fields, name, reading.get(key))
@@ -94,8 +94,8 @@ def ct_points(snapshot: Snapshot, caps: Capabilities, default_time: int) -> list
                 points.append(Point("enphase_system", fields, time))
         flow = FLOWS.get(kind, kind)
         keys = (*_POWER, *_ENERGY) if flow == "storage" else _ENERGY
-        for index, channel in enumerate(_channels(reading, caps)):
-            if not _measures(channel):
+        for index, channel in enumerate(channels(reading, caps)):
+            if not measures(channel):
                 continue
             fields = {}
             for name, key in keys:
@@ -112,7 +112,7 @@ def _written(system: dict[int, dict[str, FieldValue]]) -> set[str]:
     return {name for fields in system.values() for name in fields}
 
 
-def _channels(reading: JsonObject, caps: Capabilities) -> list[JsonObject]:
+def channels(reading: JsonObject, caps: Capabilities) -> list[JsonObject]:
     """The per-phase channels of the phases ``/ivp/meters`` says are metered
     (channels beyond them are not wired and may carry copies of other CTs'
     numbers, as on 8.2.127 split phase). A single-phase reading without
@@ -123,7 +123,7 @@ def _channels(reading: JsonObject, caps: Capabilities) -> list[JsonObject]:
     return dicts(reading.get("channels"))[:wanted]
 
 
-def _measures(values: JsonObject) -> bool:
+def measures(values: JsonObject) -> bool:
     for key in _MEASURED:  # noqa: SIM110  (not any() over a generator: it runs per channel)
         if number(values.get(key)):
             return True

@@ -8,7 +8,7 @@ serves :data:`REGISTRY`.
 
 Label values are bounded: ``gateway`` is the gateway's label (its configured
 name, serial or host), ``endpoint`` a request path of the request plan, ``job``
-``totals`` or ``devices``, ``measurement`` one of the four of the data contract.
+``totals`` or ``devices``, ``measurement`` one of the five of the data contract.
 Per-gateway series are few (polls, last success, token expiry): every series
 costs memory in each of a fleet's thousands of gateways, so the per-request
 counter and latency histogram are by endpoint only. The per-gateway series are
@@ -51,9 +51,12 @@ __all__ = [
     "gateway_info",
     "last_error",
     "last_success",
+    "live_backed_off",
     "record_counter_correction",
     "record_dead_letter",
     "record_dropped",
+    "record_live_read",
+    "record_live_skipped",
     "record_missed_cycle",
     "record_points",
     "record_poll",
@@ -162,6 +165,26 @@ COUNTER_CORRECTIONS = Counter(
     ["gateway", "kind"],
     registry=REGISTRY,
 )
+LIVE_READS = Counter(
+    f"{PREFIX}_live_reads",
+    "Live reads (/ivp/meters/readings for enphase_live), all gateways, by outcome (ok, error).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+LIVE_SKIPPED = Counter(
+    f"{PREFIX}_live_skipped",
+    "Live reads not made, all gateways, by reason: worker_late (the previous read "
+    "started late: a busy worker), gateway_slow (the previous read still waited for "
+    "the gateway), gateway_busy (a totals or devices read had or was about to have "
+    "the gateway).",
+    ["reason"],
+    registry=REGISTRY,
+)
+LIVE_BACKED_OFF = Gauge(
+    f"{PREFIX}_live_backed_off_gateways",
+    "Gateways whose live interval is backed off now (they answered slowly or failed).",
+    registry=REGISTRY,
+)
 TOKEN_EXPIRY = TokenExpiry()
 REGISTRY.register(TOKEN_EXPIRY)
 ProcessCollector(registry=REGISTRY)  # process_resident_memory_bytes, cpu seconds, fds
@@ -205,6 +228,22 @@ def record_missed_cycle(job: str, count: int = 1) -> None:
 # The points counter's child per measurement (the data contract's four, and
 # the events): found once, not by labels() at every poll.
 _points_children: dict[str, Counter] = {}
+
+
+def record_live_read(outcome: PollOutcome) -> None:
+    """One live read ended with ``outcome``."""
+    LIVE_READS.labels(outcome).inc()
+
+
+def record_live_skipped(reason: str, count: int = 1) -> None:
+    """``count`` live reads were skipped for ``reason`` (worker_late, gateway_slow,
+    gateway_busy)."""
+    LIVE_SKIPPED.labels(reason).inc(count)
+
+
+def live_backed_off(change: int) -> None:
+    """A gateway's live interval backed off (+1) or came back (-1)."""
+    LIVE_BACKED_OFF.inc(change)
 
 
 def record_points(points: Iterable[Point]) -> None:

@@ -54,6 +54,7 @@ class SimulatorConfig:
     latitude: float = 45.0
     longitude: float | None = None  # default: from the zone's standard UTC offset
     cloud_port: int = 0
+    motion: bool = False  # readings move every second: clouds pass, a load steps
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> SettingsError:

@@ -128,6 +128,7 @@ class FleetGateway:
     # When it was asked for its totals (production.json, /api/v1/production), answered
     # or not: Unix seconds (the worker's schedule is on that clock).
     totals_requests: array[float] = field(default_factory=lambda: array("d"))
+    by_path: dict[str, int] = field(default_factory=dict)  # requests by path (no query)
 
     @property
     def url(self) -> str:
@@ -304,7 +305,9 @@ class FleetSimulator:
         body = await reader.readexactly(length) if length > 0 else b""
         now = time.monotonic()
         gateway.requests += 1
-        totals = path.split("?", 1)[0] in _TOTALS
+        key = path.split("?", 1)[0]
+        gateway.by_path[key] = gateway.by_path.get(key, 0) + 1
+        totals = key in _TOTALS
         if totals:
             gateway.totals_requests.append(time.time())
         if gateway.first_request is None:

@@ -93,6 +93,7 @@ class GatewayApp:
         self._requests: list[tuple[str, str]] = []
         self._rules: list[_Rule] = []
         self._reboot_until = 0.0
+        self._slow: dict[str, float] = {}  # path (no query) -> seconds added to its answers
 
     # controls --------------------------------------------------------------------
 
@@ -101,6 +102,14 @@ class GatewayApp:
             raise ValueError("count must be at least 1")
         with self._lock:
             self._rules.append(_Rule(path, count, status))
+
+    def slow(self, path: str, seconds: float) -> None:
+        """Answer ``path`` (any query) ``seconds`` later than the others (0: as fast)."""
+        with self._lock:
+            if seconds > 0:
+                self._slow[path] = seconds
+            else:
+                self._slow.pop(path, None)
 
     def reboot(self, seconds: float) -> None:
         with self._lock:
@@ -141,8 +150,9 @@ class GatewayApp:
         if self.record:
             with self._lock:
                 self._requests.append((request.method, request.path))
-        if self.latency > 0:
-            time.sleep(self.latency)
+        delay = self.latency + self._slow.get(request.path.split("?", 1)[0], 0.0)
+        if delay > 0:
+            time.sleep(delay)
         rule = self._take_rule(request.path)
         if rule is not None:
             return None if rule.status == 0 else error_page(rule.status)

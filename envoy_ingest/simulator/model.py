@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from envoy_ingest.simulator.backup import off_grid
+from envoy_ingest.simulator.motion import moved
 from envoy_ingest.simulator.site import Site
 from envoy_ingest.simulator.sky import load_w, production_w, solar_day, sun_events
 
@@ -280,6 +281,8 @@ class Model:
         hours = f * STEP / 3600
         p = tab.production[k] + (tab.production[k + 1] - tab.production[k]) * f
         c = tab.consumption[k] + (tab.consumption[k + 1] - tab.consumption[k]) * f
+        if self.site.motion:
+            p, c = moved(self.site, t, p, c)
         b = tab.battery[k]
         cap = self.site.storage_wh
         soc = tab.soc[k] - (b * hours / cap * 100 if cap > 0 else 0.0)

@@ -348,8 +348,9 @@ def meters_readings(model: Model, t: float, *, zero: bool = False) -> list[dict[
     site = model.site
     if not site.metered:
         return []
-    flows = Flows(site, model.reading(t))
-    now, hz = int(t), frequency(site, t)
+    now = int(t)  # a reading is sampled at its timestamp: the same second, the same values
+    flows = Flows(site, model.reading(now))
+    hz = frequency(site, now)
     out = []
     kinds = {"production": flows.production, "net-consumption": flows.net, "storage": flows.storage}
     for eid, kind in _cts(site):

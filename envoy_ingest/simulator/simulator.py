@@ -170,6 +170,11 @@ class Simulator(Startable):
         """Close the connection of the next ``count`` requests for ``path`` unanswered."""
         self._app.add_rule(path, count, 0)
 
+    def slow(self, path: str, seconds: float) -> None:
+        """Answer ``path`` (any query) ``seconds`` late, on top of the latency;
+        0 makes it as fast as the others again (a slow endpoint, e.g. live reads)."""
+        self._app.slow(path, seconds)
+
     def reboot(self, seconds: float) -> None:
         """For ``seconds`` (real time): legacy answers all-zero production, modern 503."""
         self._app.reboot(seconds)

@@ -90,6 +90,7 @@ class Site:
     install_time: int
     voltage: float  # per phase
     frequency: float
+    motion: bool = False  # powers move within the minute (motion.py)
     storage_ct: bool = False
     system_controller: bool = False
     generator: Generator | None = None
@@ -168,6 +169,7 @@ def build_site(cfg: SimulatorConfig, start_time: float) -> Site:
         install_time=int(start_time) - 3 * 365 * 86400 - int(unit_hash(seed, "i") * 86400),
         voltage=230.0 if three else 240.0,
         frequency=50.0 if three else 60.0,
+        motion=cfg.motion,
         storage_ct=cfg.storage_ct,
         system_controller=cfg.system_controller,
         generator=Generator() if cfg.generator else None,

@@ -171,7 +171,10 @@ class DurableQueue:
             )
             return dropped
         dropped = self._memory.append(entries)
-        self._count(dropped)
+        live = self._memory.dropped_live
+        if live:
+            self._count(live, "live_memory_full")
+        self._count(dropped - live)
         self.degraded.summary(self._memory.pending_points)
         return dropped
 

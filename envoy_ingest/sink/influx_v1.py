@@ -3,7 +3,8 @@
 Credentials go in an ``Authorization: Basic`` header, never as the ``u``/``p``
 query parameters InfluxDB 1.x also accepts: a URL ends up in logs (httpx logs
 every request line), a header does not. Per-device points go to
-``device_database`` when it is set.
+``device_database`` and live points (enphase_live) to ``live_database`` when
+they are set.
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ from envoy_ingest.sink import answers
 
 # Bodies larger than this are gzipped in a thread, off the event loop.
 _GZIP_INLINE_LIMIT = 64 * 1024
+#: The setting that names each kind's database.
+_KEYS: dict[Kind, str] = {
+    "totals": "influxdb.database",
+    "devices": "influxdb.device_database",
+    "live": "influxdb.live_database",
+}
 
 
 def _reason(resp: httpx.Response) -> str:
@@ -48,6 +55,7 @@ class InfluxV1Writer:
         self._databases: dict[Kind, str] = {
             "totals": settings.database,
             "devices": settings.device_database or settings.database,
+            "live": settings.live_database or settings.database,
         }
         self._rp = settings.retention_policy or None
         self._username = settings.username
@@ -69,7 +77,7 @@ class InfluxV1Writer:
         return f"database {self._databases[target]!r}"
 
     def _refused(self, target: Kind) -> dict[int, str]:
-        key = "influxdb.database" if target == "totals" else "influxdb.device_database"
+        key = _KEYS[target]
         db = self._databases[target]
         if self._username:
             auth = (

@@ -17,7 +17,7 @@ import asyncio
 import json
 from typing import Any
 
-from envoy_ingest.point import Kind
+from envoy_ingest.point import KINDS, Kind
 from envoy_ingest.settings import InfluxDBSettings
 from envoy_ingest.sink.answers import (
     Outcome,
@@ -29,6 +29,13 @@ from envoy_ingest.sink.answers import (
 )
 
 _PRECISION: Any = "s"  # influxdb_client.WritePrecision.S
+
+#: The setting that names each kind's bucket.
+_KEYS: dict[Kind, str] = {
+    "totals": "influxdb.bucket",
+    "devices": "influxdb.device_bucket",
+    "live": "influxdb.live_bucket",
+}
 
 
 def _reason(exc: Any) -> str:
@@ -63,6 +70,7 @@ class InfluxV2Writer:
         self._buckets: dict[Kind, str] = {
             "totals": settings.bucket,
             "devices": settings.device_bucket or settings.bucket,
+            "live": settings.live_bucket or settings.bucket,
         }
         self._has_token = settings.token is not None
         self._api_exception: type[Exception] = ApiException
@@ -81,7 +89,7 @@ class InfluxV2Writer:
         return f"bucket {self._buckets[target]!r}"
 
     def _refused(self, target: Kind) -> dict[int, str]:
-        key = "influxdb.bucket" if target == "totals" else "influxdb.device_bucket"
+        key = _KEYS[target]
         bucket = self._buckets[target]
         token = (
             "the server refused the token: check influxdb.token (or influxdb.token_file)"
@@ -148,10 +156,12 @@ class InfluxV2Writer:
         known = version and version.lower() not in ("unknown", "unknown version")
         about = f" ({version})" if known else ""
         lines = [(True, f"InfluxDB v2 API{about} reachable at {url}")]
-        for target in ("totals", "devices"):
+        seen: set[str] = set()
+        for target in KINDS:
             bucket = self._buckets[target]
-            if target == "devices" and bucket == self._buckets["totals"]:
+            if bucket in seen:
                 continue
+            seen.add(bucket)
             # An empty write checks token, permission and bucket, and writes nothing.
             # InfluxDB 2.x answers 400 "writing requires points" only after those passed.
             result = await self.write(target, b"")

@@ -2,8 +2,9 @@
 
 The same FIFO as :class:`envoy_ingest.sink.spool.Spool` (a
 :class:`~envoy_ingest.sink.queue.PointQueue`), bounded by a number of points:
-beyond it the oldest rows go first, counted. Its rows carry negative ids, so a
-row always says which of the two queues it came from.
+beyond it live rows go first (the oldest first), then the oldest others, counted
+(live data never costs a totals or devices point). Its rows carry negative ids,
+so a row always says which of the two queues it came from.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ class MemoryQueue:
         self.max_points = max_points
         self._rows: deque[SpoolEntry] = deque()
         self._points = 0
+        self._live = 0  # live rows held
+        self.dropped_live = 0  # of the points the latest append dropped, live ones
         self._next_id = -1
 
     @property
@@ -27,14 +30,31 @@ class MemoryQueue:
         return self._points
 
     def append(self, entries: Sequence[Row]) -> int:
-        """Hold ``(target, body, points)`` rows; return the old points dropped for room."""
+        """Hold ``(target, body, points)`` rows; return the points dropped for room
+        (:attr:`dropped_live` says how many of them were live)."""
         now = time.time()
         for target, body, points in entries:
             if body:
                 self._rows.append(SpoolEntry(self._next_id, target, points, body, now))
                 self._next_id -= 1
                 self._points += points
+                if target == "live":
+                    self._live += 1
+        self.dropped_live = 0
+        if self._points <= self.max_points:
+            return 0
         dropped = 0
+        if self._live:
+            kept: deque[SpoolEntry] = deque()
+            for row in self._rows:
+                if row.target == "live" and self._points > self.max_points:
+                    self._points -= row.points
+                    self.dropped_live += row.points
+                    self._live -= 1
+                else:
+                    kept.append(row)
+            self._rows = kept
+            dropped = self.dropped_live
         while self._points > self.max_points and self._rows:
             oldest = self._rows.popleft()
             self._points -= oldest.points
@@ -49,6 +69,7 @@ class MemoryQueue:
         ids = {e.id for e in entries}
         kept = deque(r for r in self._rows if r.id not in ids)
         self._points = sum(r.points for r in kept)
+        self._live = sum(1 for r in kept if r.target == "live")
         self._rows = kept
 
     def replace(self, entry: SpoolEntry, body: bytes, points: int) -> SpoolEntry:
@@ -65,6 +86,7 @@ class MemoryQueue:
     def clear(self) -> None:
         self._rows.clear()
         self._points = 0
+        self._live = 0
 
     def disk_bytes(self) -> int:
         return 0

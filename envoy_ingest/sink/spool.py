@@ -20,7 +20,8 @@ not at all, and nothing half-written is ever replayed.
 - **Order**: rows are read back by their increasing ``rowid``, i.e. in the
   order they were accepted.
 - **Bounded**: the database file is kept under ``[spool] max_bytes`` by deleting
-  the oldest rows (the payload is scaled by the measured pages-per-payload
+  live rows first (oldest first; then the new batch's own live rows), and
+  only then the oldest others (the payload is scaled by the measured pages-per-payload
   ratio), with a WARNING and a persistent count of what was dropped. The
   ``-wal`` file adds at most a few MiB (checkpointed every ~4 MiB, truncated).
   With ``min_free_bytes``, the file also stops growing before its filesystem
@@ -40,6 +41,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from envoy_ingest.errors import SinkError, SpoolCorrupt, SpoolInUse
@@ -57,17 +59,39 @@ ROW_OVERHEAD = 64
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batch (
     id INTEGER PRIMARY KEY,      -- rowid: the order batches were accepted in
-    target TEXT NOT NULL,        -- 'totals' or 'devices': which bucket/database
+    target TEXT NOT NULL,        -- 'totals', 'devices' or 'live': which bucket/database
     points INTEGER NOT NULL,     -- lines in body
     bytes INTEGER NOT NULL,      -- charged size: len(body) + ROW_OVERHEAD
     created REAL NOT NULL,       -- unix time it was accepted
     body BLOB NOT NULL           -- line protocol, complete lines
 );
+-- The live rows, the first to go when the spool is full (a partial index: the
+-- others cost nothing).
+CREATE INDEX IF NOT EXISTS batch_live ON batch (id) WHERE target = 'live';
 CREATE TABLE IF NOT EXISTS counter (
     name TEXT PRIMARY KEY,       -- dropped_points, dropped_batches
     value INTEGER NOT NULL
 );
 """
+
+
+@dataclass(slots=True)
+class _Room:
+    """What :meth:`Spool._make_room` dropped for a batch to fit."""
+
+    setting: str  # the bound: spool.max_bytes or spool.min_free_bytes
+    kept: list[Row]  # the batch's rows still to store
+    rows: int = 0  # stored rows deleted
+    points: int = 0  # their points
+    freed: int = 0  # their charged bytes
+    live_points: int = 0  # of those points, live ones
+    refused_points: int = 0  # the batch's own live points, not stored
+    refused_rows: int = 0
+
+
+def _size(entries: Sequence[Row]) -> int:
+    """Charged bytes of ``(target, body, points)`` rows."""
+    return sum(len(body) + ROW_OVERHEAD for _, body, _ in entries)
 
 
 # SQLite's primary result codes for a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB.
@@ -178,29 +202,36 @@ class Spool:
             return 0
         self._check_file()
         now = time.time()
-        need = sum(len(body) + ROW_OVERHEAD for _, body, _ in entries)
         try:
             with self._transaction():
-                dropped = self._make_room(need)
+                room = self._make_room(entries)
+                kept = room.kept if room is not None else entries
                 self._db.executemany(
                     "INSERT INTO batch (target, points, bytes, created, body) VALUES (?,?,?,?,?)",
-                    [(t, n, len(b) + ROW_OVERHEAD, now, b) for t, b, n in entries],
+                    [(t, n, len(b) + ROW_OVERHEAD, now, b) for t, b, n in kept],
                 )
         except (OSError, sqlite3.Error) as exc:
             raise _error(f"cannot write to the spool {self.path} (spool.path)", exc) from None
         # Only now that the transaction committed do the in-memory totals move.
-        if dropped:
-            d_batches, d_points, d_bytes, setting = dropped
-            self._batches -= d_batches
-            self._points -= d_points
-            self._bytes -= d_bytes
-            self._dropped = (self._dropped[0] + d_points, self._dropped[1] + d_batches)
-            metrics.record_dropped(d_points, setting.replace(".", "_"))
-            self._drop_log.add(setting, d_points, d_batches, self._dropped[0])
-        self._batches += len(entries)
-        self._points += sum(n for _, _, n in entries)
-        self._bytes += need
-        return dropped[1] if dropped else 0
+        dropped = 0
+        if room is not None:
+            self._batches -= room.rows
+            self._points -= room.points
+            self._bytes -= room.freed
+            dropped = room.points + room.refused_points
+            batches = room.rows + room.refused_rows
+            self._dropped = (self._dropped[0] + dropped, self._dropped[1] + batches)
+            reason = room.setting.replace(".", "_")
+            live = room.live_points + room.refused_points
+            if live:
+                metrics.record_dropped(live, "live_" + reason)
+            if dropped - live:
+                metrics.record_dropped(dropped - live, reason)
+            self._drop_log.add(room.setting, dropped, batches, self._dropped[0])
+        self._batches += len(kept)
+        self._points += sum(n for _, _, n in kept)
+        self._bytes += _size(kept)
+        return dropped
 
     def detached(self) -> bool:
         """The file was deleted or replaced under the open connection."""
@@ -223,39 +254,72 @@ class Spool:
             "page_size"
         )
 
-    def _make_room(self, need: int) -> tuple[int, int, int, str] | None:
+    def _make_room(self, entries: Sequence[tuple[str, bytes, int]]) -> _Room | None:
+        """Delete rows so that ``entries`` fit, in one order: live rows (the oldest
+        first), then this batch's own live rows (not stored), and only then the
+        oldest others. Live data never costs a totals or devices point."""
         limit, setting = space_limit(self.path, self.max_bytes, self.min_free_bytes)
-        if self._bytes + need <= limit / 4:
+        if self._bytes + _size(entries) <= limit / 4:
             return None
         # Rows do not fill SQLite's pages exactly (up to ~1.35x for 1-3 kB rows):
         # scale the payload by the measured ratio so the file, not just the
         # payload, stays under the limit.
         ratio = max(1.0, self._used_bytes() / self._bytes) if self._bytes else 1.0
-        if need * ratio > limit:
-            raise SinkError(
-                no_room_message(self.path, need, setting, self.max_bytes, self.min_free_bytes)
-            )
-        excess = (self._bytes + need) * ratio - limit
-        if excess <= 0:
+        room = _Room(setting, list(entries))
+
+        def excess() -> float:
+            return (self._bytes - room.freed + _size(room.kept)) * ratio - limit
+
+        if excess() <= 0:
             return None
-        batches = points = freed = 0
-        last_id = None
-        for row_id, n, size in self._db.execute("SELECT id, points, bytes FROM batch ORDER BY id"):
-            last_id = row_id
-            batches += 1
-            points += n
-            freed += size
-            if freed * ratio >= excess:
+        self._drop_rows(room, excess() / ratio, live=True)
+        for entry in [e for e in room.kept if e[0] == "live"]:
+            if excess() <= 0:
                 break
-        if last_id is None:
-            return None
-        self._db.execute("DELETE FROM batch WHERE id <= ?", (last_id,))
+            room.kept.remove(entry)
+            room.refused_points += entry[2]
+            room.refused_rows += 1
+        if excess() > 0:
+            if _size(room.kept) * ratio > limit:
+                raise SinkError(
+                    no_room_message(
+                        self.path, _size(room.kept), setting, self.max_bytes, self.min_free_bytes
+                    )
+                )
+            self._drop_rows(room, excess() / ratio, live=False)
         self._db.executemany(
             "INSERT INTO counter (name, value) VALUES (?, ?) "
             "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-            [("dropped_points", points), ("dropped_batches", batches)],
+            [
+                ("dropped_points", room.points + room.refused_points),
+                ("dropped_batches", room.rows + room.refused_rows),
+            ],
         )
-        return batches, points, freed, setting
+        return room
+
+    def _drop_rows(self, room: _Room, payload: float, *, live: bool) -> None:
+        """Delete the oldest rows (``live``: of the live rows) until ``payload``
+        bytes are freed."""
+        where = "WHERE target = 'live' " if live else ""
+        freed = rows = points = 0
+        last_id = None
+        query = f"SELECT id, points, bytes FROM batch {where}ORDER BY id"  # noqa: S608
+        for row_id, n, size in self._db.execute(query):
+            if freed >= payload:
+                break
+            last_id = row_id
+            rows += 1
+            points += n
+            freed += size
+        if last_id is None:
+            return
+        and_or_where = "AND" if live else "WHERE"
+        self._db.execute(f"DELETE FROM batch {where}{and_or_where} id <= ?", (last_id,))  # noqa: S608
+        room.freed += freed
+        room.rows += rows
+        room.points += points
+        if live:
+            room.live_points += points
 
     @contextlib.contextmanager
     def _guard(self, what: str) -> Iterator[None]:

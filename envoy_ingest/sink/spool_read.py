@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from envoy_ingest.point import KINDS
+
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
@@ -142,7 +144,7 @@ def salvage(path: Path) -> Salvage:
             if row is None:
                 continue
             target, body = row
-            if target in ("totals", "devices") and isinstance(body, bytes) and body:
+            if target in KINDS and isinstance(body, bytes) and body:
                 if not body.endswith(b"\n"):
                     body = body[: body.rfind(b"\n") + 1]  # keep whole lines only
                 if body:

@@ -33,6 +33,7 @@ from envoy_ingest.energy.stage import EVENT, EnergyStage
 from envoy_ingest.energy.store import EnergyStore, state_path
 from envoy_ingest.envoy.capabilities import (
     API_V1_PRODUCTION,
+    METERS_READINGS,
     OPTIONAL_PATHS,
     PRODUCTION_JSON,
     SETTINGS_INTERVAL,
@@ -73,6 +74,7 @@ class CycleResult:
     points: list[Point] = field(default_factory=list)
     error: str | None = None
     sink_failed: bool = False  # the gateway answered, but the sink refused the points
+    answered_in: float | None = None  # a live read: seconds the gateway took to answer
 
 
 class GatewayPoller:
@@ -345,6 +347,35 @@ class GatewayPoller:
             self.clock() - started,
         )
         return CycleResult(self.label, job, ok=True, points=tagged)
+
+    async def poll_live(self, deadline: float | None = None) -> CycleResult:
+        """One live read: ``/ivp/meters/readings`` alone -> ``enphase_live``
+        (:func:`normalize.live`). Never connects or probes (the totals job does)
+        and never raises for gateway trouble."""
+        caps = self.caps
+        if caps is None:
+            return CycleResult(self.label, "live", ok=False, error="not probed yet")
+        started = self.steady()
+        try:
+            body = await self.client.get(METERS_READINGS, deadline=deadline)
+        except EnvoyIngestError as exc:
+            log.debug("%s: live read failed: %s", self.label, exc)
+            took = self.steady() - started
+            return CycleResult(self.label, "live", ok=False, error=str(exc), answered_in=took)
+        took = self.steady() - started
+        now = int(self.clock())
+        points = self._plausible("live", normalize.live({METERS_READINGS: body}, caps, now))
+        tagged = self._tag(points, self._gateway_tags())
+        if tagged:
+            try:
+                self.sink.submit(tagged)
+            except SinkError as exc:
+                log.error("%s: live points could not be stored: %s", self.label, exc)
+                return CycleResult(
+                    self.label, "live", ok=False, error=str(exc), sink_failed=True, answered_in=took
+                )
+            metrics.record_points(tagged)
+        return CycleResult(self.label, "live", ok=True, points=tagged, answered_in=took)
 
     def _plausible(self, job: Kind, points: list[Point]) -> list[Point]:
         """Drop (and count) points whose time cannot be true; say so once per episode."""

@@ -50,6 +50,7 @@ from envoy_ingest.worker.host import (
     pace_gc,
     raise_fd_limit,
 )
+from envoy_ingest.worker.live import LiveReads
 from envoy_ingest.worker.poller import CycleResult, GatewayPoller
 from envoy_ingest.worker.reload import gateway_changes, needs_restart, own_share
 from envoy_ingest.worker.slots import Slots
@@ -93,7 +94,8 @@ class Worker:
             self._add_poller(gw)
         self._stop = asyncio.Event()
         self._running: set[asyncio.Task[object]] = set()
-        self.slots = Slots(self.run_job, self._running)
+        self.live = LiveReads(self._locks.get)
+        self.slots = Slots(self._slot_job, self._running, missed={"live": self.live.missed})
 
     @property
     def pollers(self) -> list[GatewayPoller]:
@@ -103,15 +105,22 @@ class Worker:
         s = self.settings.schedule
         return s.totals_interval if job == "totals" else s.devices_interval
 
+    async def _slot_job(self, poller: GatewayPoller, job: Kind) -> object:
+        """What a slot starts: a cycle, or a live read (:mod:`.live`)."""
+        if job == "live":
+            return await self.live.run(poller, self.on_result)
+        return await self.run_job(poller, job)
+
     async def poll(self, poller: GatewayPoller, job: Kind) -> CycleResult:
         """One cycle of one job of one gateway, within its interval."""
         interval = self._interval(job)
         lock = self._locks.get(poller.label)
         if lock is None or self._pollers.get(poller.label) is not poller:
             return CycleResult(poller.label, job, ok=False, error="removed by a reload")
-        async with lock:
-            deadline = asyncio.get_running_loop().time() + interval * 0.9
-            result = await poller.poll(job, deadline=deadline)
+        with self.live.other(poller.label):  # live reads make way
+            async with lock:
+                deadline = asyncio.get_running_loop().time() + interval * 0.9
+                result = await poller.poll(job, deadline=deadline)
         self._record(poller, result)
         if self.on_result is not None:
             self.on_result(result)
@@ -232,11 +241,12 @@ class Worker:
         watch = asyncio.create_task(self._watch_clock(scheduler, JumpDetector()))
         self.health.scheduler_running(True)
         log.info(
-            "polling %d gateway(s)%s: totals every %gs, devices every %gs",
+            "polling %d gateway(s)%s: totals every %gs, devices every %gs%s",
             len(self._pollers),
             f" (shard {self.settings.shard_spec})" if self.settings.shard else "",
             self.settings.schedule.totals_interval,
             self.settings.schedule.devices_interval,
+            self.live.describe(self.pollers, self.settings.schedule),
         )
         restore_gc = pace_gc()
         try:
@@ -294,6 +304,7 @@ class Worker:
         s = self.settings.schedule
         offsets = start_offsets(poller.settings.identity, s.totals_interval, s.devices_interval)
         jobs: tuple[Kind, Kind] = ("totals", "devices")
+        self.live.schedule(scheduler, self.slots, poller, s, offsets, now)
         for job, offset, ramp in zip(jobs, offsets, (2, 1), strict=True):
             interval = self._interval(job)
             self.health.register_gateway(poller.label, job, interval)
@@ -315,6 +326,7 @@ class Worker:
         if self._scheduler is not None:
             self.slots.remove(self._scheduler, label)
         self._facts.pop(label, None)
+        self.live.remove(label)
         poller = self._pollers.pop(label)
         self.health.unregister_gateway(label)
         async with self._locks.pop(label):  # let a poll in progress finish first

@@ -1,7 +1,7 @@
 """The gateways' jobs in APScheduler: one interval job per slot, not per gateway.
 
 Each job of a gateway runs at a stable phase of its interval (:mod:`.spread`),
-rounded down to a slot of half a second. For each kind (totals, devices) and
+rounded down to a slot of half a second. For each kind (totals, devices, live) and
 each slot that holds a gateway there is one APScheduler interval job; when it
 fires it starts one cycle per gateway of the slot, each its own asyncio task
 (they poll concurrently and independently). APScheduler's cost (its job store,
@@ -27,7 +27,9 @@ missed cycle, whether APScheduler said why (the reasons above) or not (its
 runs were coalesced after the event loop stalled: ``no poll started``, counted
 when its next cycle starts). Each interval counts once. They count in
 ``envoy_ingest_missed_cycles_total`` and are logged as
-``<gateway>:<job>: cycle missed (<reason>)``. After a jump of the host clock
+``<gateway>:<job>: cycle missed (<reason>)``; a kind may have its own handler
+instead (``missed``: the live job counts its skips by cause, without a log line).
+After a jump of the host clock
 the count starts again from the next cycle: intervals the clock jumped over
 are not missed cycles.
 """
@@ -56,6 +58,8 @@ from envoy_ingest.worker.spread import first_run, interval_index, next_run, slot
 log = logging.getLogger("envoy_ingest.worker.scheduler")
 
 RunJob = Callable[[GatewayPoller, Kind], Coroutine[Any, Any, object]]
+#: Handles a missed cycle: (gateway label, kind, reason).
+Missed = Callable[[str, Kind, str, int], None]  # label, kind, reason, count
 
 _PREFIX = "slot:"
 
@@ -94,7 +98,8 @@ class Slots:
 
     ``run_job`` runs one cycle of one gateway (nothing may escape it), each in its
     own task, kept in ``running`` while it runs so that a stop can cancel it.
-    ``clock`` is the wall clock APScheduler runs on (Unix seconds).
+    ``clock`` is the wall clock APScheduler runs on (Unix seconds). ``missed``
+    handles the missed cycles of the kinds it names, instead of :meth:`missed`.
     """
 
     def __init__(
@@ -102,10 +107,12 @@ class Slots:
         run_job: RunJob,
         running: set[asyncio.Task[object]],
         clock: Callable[[], float] = time.time,
+        missed: dict[Kind, Missed] | None = None,
     ) -> None:
         self._run_job = run_job
         self._running = running
         self._clock = clock
+        self._missed: dict[Kind, Missed] = dict(missed or {})
         self._slots: dict[str, Slot] = {}  # by job id
         self._of: dict[str, list[Slot]] = {}  # the slots of each gateway, by label
 
@@ -155,6 +162,10 @@ class Slots:
         """Take gateway ``label`` out of its slots; a slot left empty loses its job."""
         for found in self._of.pop(label, []):
             self._leave(scheduler, found, label)
+
+    def leave(self, scheduler: AsyncIOScheduler, label: str, kind: Kind) -> None:
+        """Take gateway ``label`` out of its ``kind`` slot (its other jobs stay)."""
+        self._forget(scheduler, label, kind)
 
     def clear(self, scheduler: AsyncIOScheduler) -> None:
         """Remove every slot and its job: when the schedule changes, every gateway is
@@ -209,9 +220,13 @@ class Slots:
             return
         member.seen = k
         if seen is not None and k - seen > 1:
-            self.missed(label, found.kind, "no poll started", k - seen - 1)
+            self._report(label, found.kind, "no poll started", k - seen - 1)
         if reason:
-            self.missed(label, found.kind, reason)
+            self._report(label, found.kind, reason)
+
+    def _report(self, label: str, kind: Kind, reason: str, count: int = 1) -> None:
+        """``count`` missed cycles of ``kind``: to its own handler, else :meth:`missed`."""
+        self._missed.get(kind, self.missed)(label, kind, reason, count)
 
     @staticmethod
     def missed(label: str, kind: Kind, reason: str, count: int = 1) -> None:

@@ -13,7 +13,9 @@ import uvloop
 from envoy_ingest.eventloop import LoopFactory
 
 #: Modules whose async tests run on both loops: the socket code and the client on it.
-BOTH_LOOPS = frozenset({"test_http11", "test_client", "test_event_loop"})
+BOTH_LOOPS = frozenset(
+    {"test_http11", "test_http11_refused", "test_http11_faults", "test_client", "test_event_loop"}
+)
 
 
 def pytest_asyncio_loop_factories(
