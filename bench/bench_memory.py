@@ -139,7 +139,7 @@ class RecordedClient:
         return self.info
 
     async def fetch(self, paths: Sequence[str], *, deadline: float | None = None) -> dict[str, Any]:
-        from envoy_ingest.service import metrics
+        from envoy_ingest.telemetry import metrics
 
         self.last_errors, self.not_found = {}, set()
         snap: dict[str, Any] = {}

@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(args: argparse.Namespace, settings: Settings | None) -> None:
-    from envoy_ingest.service.logging import setup_logging
+    from envoy_ingest.telemetry.logging import setup_logging
 
     level = args.log_level or (settings.log.level if settings else "info")
     fmt = args.log_format or (settings.log.format if settings else "text")
@@ -216,7 +216,7 @@ def _setup_logging(args: argparse.Namespace, settings: Settings | None) -> None:
 
 def register_settings_secrets(settings: Settings) -> None:
     """Tell the log redactor every secret the settings hold."""
-    from envoy_ingest.service.logging import register_secret
+    from envoy_ingest.telemetry.logging import register_secret
 
     for gw in settings.gateways:
         for secret in (gw.password, gw.token, gw.enlighten_password):

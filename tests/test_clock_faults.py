@@ -15,9 +15,9 @@ from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.envoy.tokens.claims import DAY
 from envoy_ingest.point import Point
-from envoy_ingest.service import metrics
 from envoy_ingest.settings import Settings
 from envoy_ingest.simulator import Simulator, SimulatorConfig
+from envoy_ingest.telemetry import metrics
 from envoy_ingest.timecheck import FLOOR, implausible
 from envoy_ingest.worker.host import after_clock_jump
 from envoy_ingest.worker.poller import GatewayPoller

@@ -13,7 +13,7 @@ from envoy_ingest.energy.localday import midnight, zone
 from envoy_ingest.energy.stage import EnergyStage
 from envoy_ingest.energy.store import EnergyStore, state_path
 from envoy_ingest.point import Point
-from envoy_ingest.service import metrics
+from envoy_ingest.telemetry import metrics
 from tests.support.fakes import FakeClock
 
 TZ = zone("Europe/Berlin")

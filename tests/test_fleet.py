@@ -20,10 +20,10 @@ from envoy_ingest.envoy.firmware import parse_info
 from envoy_ingest.envoy.passwords import envoy_password
 from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.gateway import GatewaySettings
-from envoy_ingest.service import metrics
 from envoy_ingest.settings import Settings
 from envoy_ingest.simulator.fleet import FleetSimulator, fixture_sets, fleet_address
 from envoy_ingest.sink.file import FileSink
+from envoy_ingest.telemetry import metrics
 from envoy_ingest.worker.scheduler import Worker
 from envoy_ingest.worker.spread import (
     first_run,

@@ -1,6 +1,6 @@
 # ruff: noqa: E501 - the exact exposition text has long HELP lines
 """The per-gateway series of /metrics, rendered from one record per gateway
-(service/gateway_series.py): exactly what prometheus_client's labelled metrics
+(telemetry/gateway_series.py): exactly what prometheus_client's labelled metrics
 said before, at a fraction of the memory."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-from envoy_ingest.service import metrics
-from envoy_ingest.service.gateway_series import GatewaySeries, TokenExpiry
 from envoy_ingest.settings import Settings
 from envoy_ingest.simulator.fleet import FleetSimulator, fixture_sets
 from envoy_ingest.sink.file import FileSink
+from envoy_ingest.telemetry import metrics
+from envoy_ingest.telemetry.gateway_series import GatewaySeries, TokenExpiry
 from envoy_ingest.worker.scheduler import Worker
 from tests.conftest import require_fixtures
 

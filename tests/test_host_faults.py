@@ -26,7 +26,6 @@ import pytest
 
 from envoy_ingest.cli import main
 from envoy_ingest.point import Point
-from envoy_ingest.service import metrics
 from envoy_ingest.service.health import HealthState
 from envoy_ingest.settings import Settings
 from envoy_ingest.simulator import Simulator, SimulatorConfig
@@ -34,6 +33,7 @@ from envoy_ingest.sink import Sink, SpooledDelivery, build_sink
 from envoy_ingest.sink.degraded import SUMMARY_INTERVAL, Degraded
 from envoy_ingest.sink.durable import DurableQueue
 from envoy_ingest.sink.spool_read import salvage
+from envoy_ingest.telemetry import metrics
 from tests.lp import parse
 from tests.support.builders import device_points, expected_lines, influx_sink, totals_points
 from tests.support.fakes import FakeClock

@@ -14,9 +14,9 @@ from envoy_ingest.cli import main
 from envoy_ingest.envoy.capabilities import METERS, METERS_READINGS, Capabilities, detect
 from envoy_ingest.errors import SettingsError
 from envoy_ingest.point import Point
-from envoy_ingest.service import metrics
 from envoy_ingest.settings import load_settings
 from envoy_ingest.simulator import Simulator, SimulatorConfig
+from envoy_ingest.telemetry import metrics
 from envoy_ingest.worker.live import LiveReads, live_interval, live_offset
 from envoy_ingest.worker.poller import CycleResult
 from tests import fixtures_io as fx

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from envoy_ingest.service import metrics
 from envoy_ingest.sink.memory import MemoryQueue
 from envoy_ingest.sink.spool import ROW_OVERHEAD, Spool
+from envoy_ingest.telemetry import metrics
 
 MiB = 1024 * 1024
 SIZE = 1000

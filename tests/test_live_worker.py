@@ -18,7 +18,6 @@ import pytest
 from envoy_ingest import normalize
 from envoy_ingest.envoy.capabilities import METERS_READINGS
 from envoy_ingest.point import Point
-from envoy_ingest.service import metrics
 from envoy_ingest.settings import Settings
 from envoy_ingest.simulator import Simulator, SimulatorConfig
 from envoy_ingest.simulator.render_totals import meters_readings
@@ -26,6 +25,7 @@ from envoy_ingest.sink import build_sink
 from envoy_ingest.sink.delivery import SpooledDelivery
 from envoy_ingest.sink.durable import DurableQueue
 from envoy_ingest.sink.influx_v1 import InfluxV1Writer
+from envoy_ingest.telemetry import metrics
 from envoy_ingest.worker import Worker
 from envoy_ingest.worker.live import live_offset
 from envoy_ingest.worker.poller import CycleResult

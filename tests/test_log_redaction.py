@@ -1,4 +1,4 @@
-"""The header filter (service/logging.py) is installed once, by the logging set-up,
+"""The header filter (telemetry/logging.py) is installed once, by the logging set-up,
 not by each client; secrets in httpx's and httpcore's lines stay redacted however
 many clients were built."""
 
@@ -15,15 +15,15 @@ import pytest
 from envoy_ingest.envoy.client import EnvoyClient
 from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.envoy.transport import build_client
-from envoy_ingest.service.logging import (
+from envoy_ingest.settings import Settings
+from envoy_ingest.simulator import Simulator, SimulatorConfig
+from envoy_ingest.telemetry.logging import (
     HEADER_LOGGERS,
     _DropHeaders,
     _Handler,
     clear_secrets,
     setup_logging,
 )
-from envoy_ingest.settings import Settings
-from envoy_ingest.simulator import Simulator, SimulatorConfig
 
 EMAIL = "owner@example.com"
 PASSWORD = "secret-password"  # the simulator's account

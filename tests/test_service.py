@@ -14,11 +14,11 @@ import pytest
 
 from envoy_ingest.errors import SettingsError
 from envoy_ingest.point import Point
-from envoy_ingest.service import metrics
 from envoy_ingest.service.health import HEARTBEAT_LIMIT, HealthState
-from envoy_ingest.service.logging import clear_secrets, redact, register_secret, setup_logging
 from envoy_ingest.service.server import parse_listen, start_health_server
 from envoy_ingest.settings import load_settings
+from envoy_ingest.telemetry import metrics
+from envoy_ingest.telemetry.logging import clear_secrets, redact, register_secret, setup_logging
 
 
 class FakeClock:

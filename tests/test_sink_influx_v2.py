@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from envoy_ingest.service import metrics
 from envoy_ingest.settings import Settings
 from envoy_ingest.sink import check_sink
 from envoy_ingest.sink.answers import parse_retry_after
+from envoy_ingest.telemetry import metrics
 from tests.support.builders import device_points, expected_samples, influx_sink, totals_points
 from tests.support.fakes import FakeInflux, FakeRequest
 from tests.support.servers import VictoriaMetrics

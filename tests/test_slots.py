@@ -19,9 +19,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from envoy_ingest.envoy.firmware import GatewayInfo
 from envoy_ingest.point import Kind
-from envoy_ingest.service import metrics
 from envoy_ingest.settings import Settings
 from envoy_ingest.sink.file import FileSink
+from envoy_ingest.telemetry import metrics
 from envoy_ingest.worker.poller import CycleResult, GatewayPoller
 from envoy_ingest.worker.scheduler import Worker
 from envoy_ingest.worker.slots import Slots

@@ -20,7 +20,7 @@ from envoy_ingest.energy.events import EVENT as EVENT
 from envoy_ingest.energy.events import observe
 from envoy_ingest.energy.store import EnergyStore
 from envoy_ingest.point import FieldValue, Point
-from envoy_ingest.service import metrics
+from envoy_ingest.telemetry import metrics
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from envoy_ingest.errors import (
     TokenError,
 )
 from envoy_ingest.gateway import GatewaySettings
-from envoy_ingest.service import metrics
+from envoy_ingest.telemetry import metrics
 
 log = logging.getLogger(__name__)
 

@@ -1,3 +1,4 @@
-"""Running as a service: Prometheus metrics (``metrics``), the ``/healthz`` and
-``/metrics`` listener (``health``) and logging with secret redaction
-(``logging``)."""
+"""Running as a service: the ``/healthz``, ``/readyz``, ``/gateways`` and
+``/metrics`` listener (``server``) and the health state it reports
+(``health``). Metrics and logging are the base layer in
+:mod:`envoy_ingest.telemetry`."""

@@ -33,8 +33,8 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 from prometheus_client import make_wsgi_app
 
 from envoy_ingest.errors import SettingsError
-from envoy_ingest.service import metrics
 from envoy_ingest.service.health import HealthReport, HealthState
+from envoy_ingest.telemetry import metrics
 
 log = logging.getLogger(__name__)
 

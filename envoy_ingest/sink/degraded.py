@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 
 from envoy_ingest.errors import SpoolCorrupt
-from envoy_ingest.service import metrics
 from envoy_ingest.sink.base import StatusBoard
+from envoy_ingest.telemetry import metrics
 
 log = logging.getLogger(__name__)
 

@@ -42,12 +42,12 @@ from typing import Generic, TypeVar
 from envoy_ingest.backoff import Backoff
 from envoy_ingest.errors import SinkError
 from envoy_ingest.point import KINDS, Kind, Point
-from envoy_ingest.service import metrics
 from envoy_ingest.sink._append import LineAppender
 from envoy_ingest.sink.answers import OK, Outcome, Writer, WriteResult
 from envoy_ingest.sink.base import DeliveryReport
 from envoy_ingest.sink.lineprotocol import encode_point
 from envoy_ingest.sink.queue import PointQueue, SpoolEntry
+from envoy_ingest.telemetry import metrics
 
 Queue = TypeVar("Queue", bound=PointQueue)
 

@@ -36,13 +36,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from envoy_ingest.errors import SinkError, SpoolCorrupt, SpoolInUse
-from envoy_ingest.service import metrics
 from envoy_ingest.sink.base import StatusBoard
 from envoy_ingest.sink.degraded import Degraded
 from envoy_ingest.sink.memory import MemoryQueue
 from envoy_ingest.sink.queue import Row, SpoolEntry
 from envoy_ingest.sink.spool import Spool
 from envoy_ingest.statefile import quarantine
+from envoy_ingest.telemetry import metrics
 
 log = logging.getLogger(__name__)
 

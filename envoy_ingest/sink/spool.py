@@ -45,10 +45,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envoy_ingest.errors import SinkError, SpoolCorrupt, SpoolInUse
-from envoy_ingest.service import metrics
 from envoy_ingest.sink.queue import Row, SpoolEntry, oldest
 from envoy_ingest.sink.spool_read import SpoolStats, connect, inspect_spool
 from envoy_ingest.sink.spool_space import DropLog, no_room_message, space_limit
+from envoy_ingest.telemetry import metrics
 
 log = logging.getLogger(__name__)
 

@@ -41,8 +41,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from envoy_ingest.envoy.capabilities import Capabilities
 from envoy_ingest.point import Kind
-from envoy_ingest.service import metrics
 from envoy_ingest.settings import GatewaySettings, ScheduleSettings
+from envoy_ingest.telemetry import metrics
 from envoy_ingest.worker.poller import CycleResult, GatewayPoller
 from envoy_ingest.worker.slots import Slots
 from envoy_ingest.worker.spread import next_run, slot

@@ -48,9 +48,9 @@ from envoy_ingest.errors import EnvoyIngestError, GatewayError, SinkError
 from envoy_ingest.gateway import GatewaySettings
 from envoy_ingest.normalize.kept import kept
 from envoy_ingest.point import Kind, Point
-from envoy_ingest.service import metrics
 from envoy_ingest.settings import EnergySettings
 from envoy_ingest.sink.base import Sink
+from envoy_ingest.telemetry import metrics
 from envoy_ingest.timecheck import FLOOR, implausible, latest
 
 log = logging.getLogger(__name__)

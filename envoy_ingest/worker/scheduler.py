@@ -36,14 +36,14 @@ from envoy_ingest.envoy.tokens import TokenManager
 from envoy_ingest.envoy.transport import InFlightLimit
 from envoy_ingest.errors import SettingsError
 from envoy_ingest.point import Kind
-from envoy_ingest.service import metrics
 from envoy_ingest.service.health import HEARTBEAT_INTERVAL, HealthState
-from envoy_ingest.service.logging import redact
 from envoy_ingest.service.server import start_health_server
 from envoy_ingest.settings import GatewaySettings, Settings
 from envoy_ingest.sink import build_sink
 from envoy_ingest.sink.base import Sink
 from envoy_ingest.statefile import sync_all
+from envoy_ingest.telemetry import metrics
+from envoy_ingest.telemetry.logging import redact
 from envoy_ingest.worker.host import (
     CLOCK_CHECK_SECONDS,
     after_clock_jump,

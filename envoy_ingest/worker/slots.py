@@ -50,7 +50,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from envoy_ingest.point import Kind
-from envoy_ingest.service import metrics
+from envoy_ingest.telemetry import metrics
 from envoy_ingest.worker.grid import GridTrigger
 from envoy_ingest.worker.poller import GatewayPoller
 from envoy_ingest.worker.spread import first_run, interval_index, next_run, slot

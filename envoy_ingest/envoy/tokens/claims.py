@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from envoy_ingest.service.logging import register_secret
+from envoy_ingest.telemetry.logging import register_secret
 
 DAY = 86400.0
 MAX_REFRESH_AHEAD = 30 * DAY

@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 
 from envoy_ingest.errors import CloudError, CloudLoginRefused, MultiFactorAccount
-from envoy_ingest.service.logging import register_secret
 from envoy_ingest.settings import EnlightenSettings
+from envoy_ingest.telemetry.logging import register_secret
 
 TOKEN_PAGE = "https://entrez.enphaseenergy.com"  # noqa: S105 - a web page, not a secret
 

@@ -6,7 +6,7 @@ success, last error, up, info). Here each gateway has one small record
 (:class:`GatewaySeries`), and the families are built from the records at each
 scrape, with the same names, help texts, labels and values as the labelled
 metrics they replace. :class:`TokenExpiry` computes seconds left at scrape time.
-``service/metrics.py`` registers both and is the only module that updates them.
+``telemetry/metrics.py`` registers both and is the only module that updates them.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ costs memory in each of a fleet's thousands of gateways, so the per-request
 counter and latency histogram are by endpoint only. The per-gateway series are
 not prometheus_client's labelled children (about 0.5 KB each, six or more per
 gateway) but one small record per gateway, rendered when scraped
-(``service/gateway_series.py``).
+(``telemetry/gateway_series.py``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from prometheus_client import (
 )
 
 from envoy_ingest.point import Kind, Point
-from envoy_ingest.service.gateway_series import (
+from envoy_ingest.telemetry.gateway_series import (
     PREFIX,
     GatewaySeries,
     PollOutcome,
