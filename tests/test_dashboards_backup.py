@@ -34,17 +34,13 @@ Berlin): 3 outages, 4 h, the longest 150 min. July: 06-30 22:25 UTC (20 min,
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.support.dashboards import dashboard, doc_influxql, panels_in, rows
+from tests.support.dashboards import dashboard, doc_influxql, loaded_influxdb1, panels_in, rows
 from tests.support.servers import InfluxDB1
 
 DB = "solar"
@@ -157,23 +153,8 @@ def _line_protocol() -> str:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[InfluxDB1]:
-    root = Path(tempfile.mkdtemp(prefix="influxd-backup-"))
-    try:
-        db = InfluxDB1(root / "db", database=DB)
-        db.first_start()
-        try:
-            r = httpx.post(
-                f"{db.url}/write",
-                params={"db": DB, "precision": "s"},
-                content=_line_protocol(),
-                timeout=30,
-            )
-            assert r.status_code == 204, r.text
-            yield db
-        finally:
-            db.kill()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with loaded_influxdb1("backup", DB, _line_protocol()) as db:
+        yield db
 
 
 def grafana(query: str, interval: int = 300) -> str:

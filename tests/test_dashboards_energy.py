@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from tests.support.dashboards import loaded_influxdb1
 from tests.support.dashboards import rows as answer_rows
 from tests.support.servers import InfluxDB1
 
@@ -86,23 +84,8 @@ SHARES = {"06-15": (0.25, 0.5), "06-16": (0.375, 0.75)}
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[InfluxDB1]:
-    root = Path(tempfile.mkdtemp(prefix="influxd-energy-"))
-    try:
-        db = InfluxDB1(root / "db", database=DB)
-        db.first_start()
-        try:
-            r = httpx.post(
-                f"{db.url}/write",
-                params={"db": DB, "precision": "s"},
-                content=LP + EVENTS,
-                timeout=30,
-            )
-            assert r.status_code == 204, r.text
-            yield db
-        finally:
-            db.kill()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with loaded_influxdb1("energy", DB, LP + EVENTS) as db:
+        yield db
 
 
 def rows(db: InfluxDB1, query: str) -> dict[int, dict[str, Any]]:

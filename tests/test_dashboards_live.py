@@ -23,18 +23,20 @@ never in this one's answers.
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.support.dashboards import dashboard, doc_influxql, panels_in, series_rows
+from tests.support.dashboards import (
+    dashboard,
+    doc_influxql,
+    loaded_influxdb1,
+    panels_in,
+    series_rows,
+)
 from tests.support.servers import InfluxDB1
 
 DB, LIVE_DB = "solar", "solar_live"
@@ -111,25 +113,9 @@ POINTS = readings()
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[InfluxDB1]:
-    root = Path(tempfile.mkdtemp(prefix="influxd-live-"))
-    try:
-        db = InfluxDB1(root / "db", database=DB)
-        db.first_start()
-        try:
-            db.create_database(LIVE_DB)
-            body = line_protocol(POINTS + readings("202400000017")[::7] + single_phase())
-            r = httpx.post(
-                f"{db.url}/write",
-                params={"db": LIVE_DB, "precision": "s"},
-                content=body,
-                timeout=30,
-            )
-            assert r.status_code == 204, r.text
-            yield db
-        finally:
-            db.kill()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    body = line_protocol(POINTS + readings("202400000017")[::7] + single_phase())
+    with loaded_influxdb1("live", DB, body, into=LIVE_DB) as db:
+        yield db
 
 
 def means(

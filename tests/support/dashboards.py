@@ -13,10 +13,16 @@ and InfluxDB 1.x answers as rows.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from tests.support.servers import InfluxDB1
 
@@ -185,3 +191,31 @@ def series_rows(
             if present := {c: v for c, v in values.items() if v is not None}:
                 out.setdefault(tags, {})[int(row[0])] = present
     return out
+
+
+@contextlib.contextmanager
+def loaded_influxdb1(
+    name: str, database: str, body: str, *, into: str | None = None
+) -> Iterator[InfluxDB1]:
+    """A real InfluxDB 1.x with database ``database`` (and ``into``, where the
+    line protocol ``body`` goes, if another), ``body`` written: the data a
+    dashboard test module queries. Killed and removed on the way out."""
+    root = Path(tempfile.mkdtemp(prefix=f"influxd-{name}-"))
+    try:
+        db = InfluxDB1(root / "db", database=database)
+        db.first_start()
+        try:
+            if into is not None:
+                db.create_database(into)
+            r = httpx.post(
+                f"{db.url}/write",
+                params={"db": into or database, "precision": "s"},
+                content=body,
+                timeout=30,
+            )
+            assert r.status_code == 204, r.text
+            yield db
+        finally:
+            db.kill()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
