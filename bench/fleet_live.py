@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from bench_fleet import cpu_seconds, write_settings
+from bench_fleet import cpu_seconds, status_kb, write_settings
 
 from envoy_ingest.simulator.fleet import FleetSimulator
 
@@ -58,6 +58,7 @@ def scrape(url: str) -> dict[str, float]:
 class LiveResult:
     cpu_s: float
     gateway_hours: float
+    peak_rss_mb: float
     per_gateway_hour: dict[str, float]  # totals, devices, live, as the gateways saw them
     counters: dict[str, float]  # the worker's live counters over the window
 
@@ -84,6 +85,7 @@ def run_live_fleet(
             time.sleep(minutes * 60)
             t1, cpu1, m1 = time.monotonic(), cpu_seconds(proc.pid), scrape(metrics_url)
             counts1 = [dict(g.by_path) for g in fleet.gateways]
+            peak = status_kb(proc.pid, "VmHWM")
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -104,6 +106,7 @@ def run_live_fleet(
     return LiveResult(
         cpu_s=cpu1 - cpu0,
         gateway_hours=hours,
+        peak_rss_mb=peak / 1024,
         per_gateway_hour={
             "totals": totals / hours,
             "devices": devices / hours,
@@ -121,9 +124,10 @@ def main_live(args: argparse.Namespace, sets: list[Path]) -> None:
     print(
         "| gateways | live s | skipped: worker_late / gateway_slow / gateway_busy "
         "| live reads ok / error | per gateway-hour: totals, devices, live "
-        "| CPU ms per gateway-minute (off -> live) | CPU ms per live read |"
+        "| CPU ms per gateway-minute (off -> live) | CPU ms per live read "
+        "| peak RSS MB (off -> live) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for n in (int(x) for x in args.gateways.split(",")):
         base = run_live_fleet(sets, n, args.minutes, 0, warmup)
         run = run_live_fleet(sets, n, args.minutes, args.live, warmup)
@@ -137,6 +141,7 @@ def main_live(args: argparse.Namespace, sets: list[Path]) -> None:
             f"{c.get('skipped:gateway_slow', 0):.0f} / {c.get('skipped:gateway_busy', 0):.0f} "
             f"| {ok:.0f} / {err:.0f} | {h['totals']:.1f}, {h['devices']:.1f}, {h['live']:.0f} "
             f"| {base.cpu_s * 1000 / (base.gateway_hours * 60):.2f} -> "
-            f"{run.cpu_s * 1000 / (run.gateway_hours * 60):.2f} | {per_read:.3f} |",
+            f"{run.cpu_s * 1000 / (run.gateway_hours * 60):.2f} | {per_read:.3f} "
+            f"| {base.peak_rss_mb:.0f} -> {run.peak_rss_mb:.0f} |",
             flush=True,
         )
